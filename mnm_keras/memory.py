@@ -1,0 +1,323 @@
+"""The neural memory of MNM as pure TensorFlow functions (paper, section 3).
+
+This module is the only implementation of the memory equations in mnm_keras: the Keras 3
+`MNMCell` and the tf-keras cell used by TF-Agents both call these functions. They depend on
+TensorFlow alone (no Keras), run eagerly, inside `tf.function` and under XLA
+(`jit_compile=True`), and are differentiable with respect to every argument, so a training
+loss can be back-propagated through a write (second order for `gradient_write`).
+
+Notation (paper section 3.2). The memory is an L-layer perceptron f_phi with weights
+phi = {M^0, ..., M^{L-1}} (the paper numbers them from 1). Each sequence of a batch has its
+own copy, so
+
+  * ``weights[l]`` has shape ``[batch, D_{l+1}, D_l]``, with ``D_0`` the key size and
+    ``D_L`` the value size;
+  * layer l computes ``z^{l+1} = act_l(M^l z^l)`` with ``z^0 = key``; hidden layers use
+    ``hidden_activation`` (tanh in the paper) and the last layer ``output_activation``
+    (linear by default, as appendix C assumes);
+  * ``keys`` have shape ``[batch, heads, D_0]`` and ``values`` ``[batch, heads, D_L]``: the
+    H heads are processed in parallel.
+
+Activations are callables mapping a tensor to a tensor, or ``None`` for the identity.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+
+Activation = Optional[Callable[[tf.Tensor], tf.Tensor]]
+
+__all__ = [
+    "forward",
+    "read",
+    "recall_error",
+    "gradient_write",
+    "local_write",
+    "meta_loss",
+]
+
+
+def _apply(activation: Activation, x: tf.Tensor) -> tf.Tensor:
+    return x if activation is None else activation(x)
+
+
+def _check_rank(name: str, tensor: tf.Tensor, rank: int, layout: str) -> None:
+    if tensor.shape.rank is not None and tensor.shape.rank != rank:
+        raise ValueError(
+            f"`{name}` must have rank {rank} ({layout}); received shape {tensor.shape}."
+        )
+
+
+def _check_memory(weights: Sequence[tf.Tensor], keys: tf.Tensor) -> list:
+    weights = list(weights)
+    if not weights:
+        raise ValueError("`weights` must hold at least one layer matrix; received none.")
+    for index, matrix in enumerate(weights):
+        _check_rank(f"weights[{index}]", matrix, 3, "[batch, D_{l+1}, D_l]")
+    _check_rank("keys", keys, 3, "[batch, heads, key_size]")
+    key_size = keys.shape[-1]
+    first_in = weights[0].shape[-1]
+    if key_size is not None and first_in is not None and key_size != first_in:
+        raise ValueError(
+            f"`keys` have size {key_size} in their last axis but `weights[0]` expects "
+            f"{first_in} (its shape is {weights[0].shape}, [batch, D_1, D_0])."
+        )
+    for index in range(1, len(weights)):
+        previous_out = weights[index - 1].shape[1]
+        this_in = weights[index].shape[2]
+        if previous_out is not None and this_in is not None and previous_out != this_in:
+            raise ValueError(
+                f"`weights[{index}]` takes inputs of size {this_in} but `weights[{index - 1}]` "
+                f"produces {previous_out}: shapes {weights[index - 1].shape} and "
+                f"{weights[index].shape} do not chain."
+            )
+    return weights
+
+
+def _check_values(weights: list, values: tf.Tensor, name: str = "values") -> None:
+    _check_rank(name, values, 3, "[batch, heads, value_size]")
+    value_size = values.shape[-1]
+    last_out = weights[-1].shape[1]
+    if value_size is not None and last_out is not None and value_size != last_out:
+        raise ValueError(
+            f"`{name}` have size {value_size} in their last axis but the memory outputs "
+            f"{last_out} (`weights[-1]` has shape {weights[-1].shape})."
+        )
+
+
+def forward(
+    weights: Sequence[tf.Tensor],
+    keys: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> list:
+    """All activations of the memory MLP: ``[z^0, z^1, ..., z^L]`` (section 3.2).
+
+    ``z^0 = keys`` and ``z^{l+1} = act_l(M^l z^l)``, computed for every head in parallel.
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]``.
+      keys: ``[batch, heads, D_0]``.
+      hidden_activation: activation of layers 0..L-2 (tanh in the paper).
+      output_activation: activation of the last layer (``None``: linear).
+
+    Returns:
+      A list of L + 1 tensors, ``z^l`` of shape ``[batch, heads, D_l]``.
+    """
+    weights = _check_memory(weights, keys)
+    activations = [keys]
+    last = len(weights) - 1
+    z = keys
+    for index, matrix in enumerate(weights):
+        pre = tf.einsum("bij,bhj->bhi", matrix, z)
+        z = _apply(output_activation if index == last else hidden_activation, pre)
+        activations.append(z)
+    return activations
+
+
+def read(
+    weights: Sequence[tf.Tensor],
+    keys: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> tf.Tensor:
+    """Reads the memory: the forward pass ``f_phi(k)`` for every head (section 3.2).
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]``.
+      keys: read keys ``k^r``, ``[batch, heads, D_0]``.
+      hidden_activation, output_activation: as in `forward`.
+
+    Returns:
+      The read-out values, ``[batch, heads, D_L]``.
+    """
+    return forward(weights, keys, hidden_activation, output_activation)[-1]
+
+
+def recall_error(
+    weights: Sequence[tf.Tensor],
+    keys: tf.Tensor,
+    values: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> tf.Tensor:
+    """Per-sequence recall error ``(1/H) sum_i ||f_phi(k_i) - v_i||_2^2`` (equation 2).
+
+    With the pre-write weights phi_{t-1} this is the memory objective L^up_t of equation 2;
+    with the post-write weights phi_t it is the tau = 0 term of the meta objective
+    (equation 5).
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]``.
+      keys: ``[batch, heads, D_0]``.
+      values: ``[batch, heads, D_L]``.
+      hidden_activation, output_activation: as in `forward`.
+
+    Returns:
+      ``[batch]``: squared L2 norm over the value axis, mean over the heads.
+    """
+    weights = _check_memory(weights, keys)
+    _check_values(weights, values)
+    prediction = read(weights, keys, hidden_activation, output_activation)
+    return tf.reduce_mean(tf.reduce_sum(tf.square(prediction - values), axis=-1), axis=-1)
+
+
+def gradient_write(
+    weights: Sequence[tf.Tensor],
+    keys: tf.Tensor,
+    values: tf.Tensor,
+    rate: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> list:
+    """MNM-g write: one modulated gradient step on the memory objective (equations 2, 3).
+
+    ``phi_t = phi_{t-1} - rate * grad_phi L^up_t`` with
+    ``L^up_t = (1/H) sum_i ||f_{phi_{t-1}}(k^w_i) - v^w_i||_2^2``, for every sequence of the
+    batch with its own weights and rate.
+
+    The gradient is taken with `tf.GradientTape`; because the step is built from ordinary
+    differentiable ops, an enclosing tape can differentiate the new weights with respect to
+    ``keys``, ``values``, ``rate`` and ``weights`` (second-order gradients), which is how the
+    controller learns to write (equation 6).
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]`` (phi_{t-1}).
+      keys: write keys ``k^w``, ``[batch, heads, D_0]``.
+      values: target values ``v^w``, ``[batch, heads, D_L]``.
+      rate: update rate ``beta_t``, ``[batch]``.
+      hidden_activation, output_activation: as in `forward`.
+
+    Returns:
+      The new weights phi_t: a list of L tensors with the shapes of ``weights``.
+    """
+    weights = _check_memory(weights, keys)
+    _check_values(weights, values)
+    _check_rank("rate", rate, 1, "[batch]")
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(weights)
+        # Each sequence's loss depends only on its own weights, so the gradient of the sum
+        # over the batch is, slice by slice, the gradient of each sequence's own loss.
+        total = tf.reduce_sum(
+            recall_error(weights, keys, values, hidden_activation, output_activation)
+        )
+    gradients = tape.gradient(total, weights)
+    step = rate[:, None, None]
+    return [matrix - step * gradient for matrix, gradient in zip(weights, gradients)]
+
+
+def local_write(
+    weights: Sequence[tf.Tensor],
+    keys: tf.Tensor,
+    layer_targets: Sequence[tf.Tensor],
+    rates: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> list:
+    """MNM-p write: the learned local (perceptron) update of every layer at once (equation 4).
+
+    ``M^l_t = M^l_{t-1} - rate_l * (1/H) sum_i (z^{l+1}_i - target^l_i) (z^l_i)^T``
+
+    where ``z`` are the activations of the write keys under the pre-write weights and
+    ``target^l`` is the activation that the backward feedback prediction function q^l
+    expects of layer l's output. Every layer is updated from the same forward pass, with no
+    back-propagation through the memory and no tape: the layers are written in parallel.
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]`` (phi_{t-1}).
+      keys: write keys ``k^w``, ``[batch, heads, D_0]``.
+      layer_targets: L tensors, ``layer_targets[l]`` of shape ``[batch, heads, D_{l+1}]``.
+      rates: per-layer update rates ``beta^l_t``, ``[batch, L]``.
+      hidden_activation, output_activation: as in `forward`.
+
+    Returns:
+      The new weights phi_t: a list of L tensors with the shapes of ``weights``.
+    """
+    weights = _check_memory(weights, keys)
+    layer_targets = list(layer_targets)
+    if len(layer_targets) != len(weights):
+        raise ValueError(
+            f"`layer_targets` must hold one tensor per memory layer ({len(weights)}); "
+            f"received {len(layer_targets)}."
+        )
+    _check_rank("rates", rates, 2, "[batch, layers]")
+    if rates.shape[-1] is not None and rates.shape[-1] != len(weights):
+        raise ValueError(
+            f"`rates` must have one column per memory layer ({len(weights)}); received "
+            f"shape {rates.shape}."
+        )
+    for index, (matrix, target) in enumerate(zip(weights, layer_targets)):
+        _check_rank(f"layer_targets[{index}]", target, 3, "[batch, heads, D_{l+1}]")
+        if target.shape[-1] is not None and matrix.shape[1] is not None:
+            if target.shape[-1] != matrix.shape[1]:
+                raise ValueError(
+                    f"`layer_targets[{index}]` has size {target.shape[-1]} in its last axis "
+                    f"but layer {index} outputs {matrix.shape[1]}."
+                )
+    activations = forward(weights, keys, hidden_activation, output_activation)
+    heads = tf.cast(tf.shape(keys)[1], keys.dtype)
+    new_weights = []
+    for index, (matrix, target) in enumerate(zip(weights, layer_targets)):
+        error = activations[index + 1] - target
+        delta = tf.einsum("bhi,bhj->bij", error, activations[index]) / heads
+        new_weights.append(matrix - rates[:, index, None, None] * delta)
+    return new_weights
+
+
+def meta_loss(
+    weights: Sequence[tf.Tensor],
+    key_history: tf.Tensor,
+    value_history: tf.Tensor,
+    decay: Optional[Sequence[float]] = None,
+    valid: Optional[tf.Tensor] = None,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> tf.Tensor:
+    """One time step's term of the meta objective (equation 5), per sequence.
+
+    ``sum_{tau=0}^{T} lambda_tau (1/H) sum_i ||f_{phi_t}(k^w_{t-tau,i}) - v^w_{t-tau,i}||^2``
+
+    read with the weights phi_t *after* the write of step t. Equation 5 averages this over
+    the T steps of the sequence (``1/T sum_t``); `mnm_keras.MNM` does that averaging.
+    With the default maximum recall delay of 0 (as in every experiment of the paper) this
+    is `recall_error` of the pairs just written.
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]`` (phi_t).
+      key_history: ``[batch, delay + 1, heads, D_0]``: index tau holds the write keys of
+        step t - tau (tau = 0 is the current step).
+      value_history: ``[batch, delay + 1, heads, D_L]``, indexed like ``key_history``.
+      decay: the weights ``lambda_tau``, ``delay + 1`` numbers (default all ones).
+      valid: optional ``[batch, delay + 1]`` mask, 1 where step t - tau exists (it is 0 for
+        the first steps of a sequence, before anything was written).
+
+    Returns:
+      ``[batch]``.
+    """
+    _check_rank("key_history", key_history, 4, "[batch, delay + 1, heads, key_size]")
+    _check_rank("value_history", value_history, 4, "[batch, delay + 1, heads, value_size]")
+    steps = key_history.shape[1]
+    if steps is None:
+        raise ValueError("`key_history` must have a static delay axis (axis 1).")
+    if decay is None:
+        decay = [1.0] * steps
+    decay = list(decay)
+    if len(decay) != steps:
+        raise ValueError(
+            f"`decay` must hold one weight per recall delay 0..{steps - 1} ({steps}); "
+            f"received {len(decay)}."
+        )
+    batch = tf.shape(key_history)[0]
+    heads = tf.shape(key_history)[2]
+    keys = tf.reshape(key_history, [batch, steps * heads, key_history.shape[-1]])
+    values = tf.reshape(value_history, [batch, steps * heads, value_history.shape[-1]])
+    prediction = read(weights, keys, hidden_activation, output_activation)
+    _check_values(list(weights), values, "value_history")
+    squared = tf.reduce_sum(tf.square(prediction - values), axis=-1)
+    per_delay = tf.reduce_mean(tf.reshape(squared, [batch, steps, heads]), axis=-1)
+    weighting = tf.constant(decay, dtype=per_delay.dtype)[None, :]
+    if valid is not None:
+        weighting = weighting * tf.cast(valid, per_delay.dtype)
+    return tf.reduce_sum(per_delay * weighting, axis=-1)

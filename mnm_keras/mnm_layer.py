@@ -1,0 +1,123 @@
+"""`MNM`: the sequence layer of Metalearned Neural Memory (like `keras.layers.LSTM`)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from mnm_keras.mnm_cell import MNMCell
+
+
+@keras.saving.register_keras_serializable(package="mnm_keras")
+class MNM(keras.layers.Layer):
+    """Runs an `MNMCell` over a sequence and adds its meta loss (equation 5) to the model.
+
+    ``keras.layers.RNN(MNMCell(...))`` computes the same outputs, but a loss cannot leave
+    the RNN's loop through ``add_loss``. The cell therefore accumulates, per sequence, the
+    sum of its per-step meta losses and the number of (unmasked) steps in its last state;
+    this layer takes them at the end of the sequence and
+
+    * adds ``meta_loss_weight * mean_batch(sum / steps)`` with ``add_loss``, so `fit`
+      minimises ``L_task + meta_loss_weight * L_meta`` (equation 6; the gradient reaches the
+      controller through the writes);
+    * tracks the unweighted meta loss in a metric named ``meta_loss``, which `fit` prints
+      and writes to its history and TensorBoard logs.
+
+    Args:
+      units: controller size; every other `MNMCell` argument is accepted by keyword.
+      return_sequences: return ``y_t`` for every step (``[batch, time, output_units]``)
+        rather than only the last (``[batch, output_units]``).
+      return_state: also return the final state list of the cell.
+      go_backwards, unroll: as in `keras.layers.RNN`.
+      **kwargs: `MNMCell` arguments (``write_rule``, ``num_heads``, ...) and base `Layer`
+        arguments (``name``, ``dtype``).
+
+    Call arguments:
+      sequences: ``[batch, time, features]``.
+      initial_state: optional state list (default `MNMCell.get_initial_state`).
+      mask: optional ``[batch, time]`` boolean mask; masked steps leave the state unchanged
+        and do not count in the meta loss.
+      training: passed to the cell.
+
+    Example:
+
+    ```python
+    import keras, mnm_keras
+    inputs = keras.Input((None, 8))
+    features = mnm_keras.MNM(32, memory_units=16, key_size=16, value_size=16)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4)(features))
+    ```
+    """
+
+    _LAYER_KWARGS = ("name", "dtype", "trainable", "autocast")
+
+    def __init__(
+        self,
+        units,
+        return_sequences=False,
+        return_state=False,
+        go_backwards=False,
+        unroll=False,
+        **kwargs,
+    ):
+        layer_kwargs = {k: kwargs.pop(k) for k in self._LAYER_KWARGS if k in kwargs}
+        super().__init__(**layer_kwargs)
+        self.cell = MNMCell(units, dtype=self.dtype_policy, name="mnm_cell", **kwargs)
+        self.return_sequences = return_sequences
+        self.return_state = return_state
+        self.go_backwards = go_backwards
+        self.unroll = unroll
+        self.rnn = keras.layers.RNN(
+            self.cell,
+            return_sequences=return_sequences,
+            return_state=True,
+            go_backwards=go_backwards,
+            unroll=unroll,
+            dtype=self.dtype_policy,
+            name="rnn",
+        )
+        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
+        self.supports_masking = True
+
+    @property
+    def meta_loss_weight(self):
+        return self.cell.meta_loss_weight
+
+    def build(self, sequences_shape):
+        if len(sequences_shape) != 3:
+            raise ValueError(
+                "MNM expects inputs of shape [batch, time, features]; received shape "
+                f"{sequences_shape}."
+            )
+        self.rnn.build(sequences_shape)
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        outputs = self.rnn(sequences, initial_state=initial_state, mask=mask, training=training)
+        output, states = outputs[0], list(outputs[1:])
+        meta_state = states[3 + self.cell.memory_layers]
+        per_sequence = meta_state[:, 0] / tf.maximum(meta_state[:, 1], 1.0)
+        meta_loss = tf.reduce_mean(per_sequence)
+        if self.cell.meta_loss_weight:
+            self.add_loss(self.cell.meta_loss_weight * meta_loss)
+        self.meta_loss_tracker.update_state(meta_loss)
+        if self.return_state:
+            return [output] + states
+        return output
+
+    def compute_mask(self, sequences, mask=None):
+        return self.rnn.compute_mask(sequences, mask)
+
+    def get_config(self):
+        config = self.cell.get_config()
+        for key in ("name", "trainable", "dtype"):
+            config.pop(key, None)
+        config.update(super().get_config())
+        config.update(
+            {
+                "return_sequences": self.return_sequences,
+                "return_state": self.return_state,
+                "go_backwards": self.go_backwards,
+                "unroll": self.unroll,
+            }
+        )
+        return config

@@ -1,0 +1,224 @@
+"""`SALUCell`: the LSTM + soft-attention look-up table baseline of the paper (section 4.1)."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from mnm_keras._utils import check_positive_int, seeded
+
+
+def soft_attention_read(table_keys, table_values, queries, valid):
+    """Soft-attention read from a look-up table, for every query head.
+
+    ``r_i = sum_s softmax_s(q_i . K_s / sqrt(d_k)) V_s`` over the valid slots s only.
+
+    Args:
+      table_keys: ``[batch, slots, d_k]``.
+      table_values: ``[batch, slots, d_v]``.
+      queries: ``[batch, heads, d_k]``.
+      valid: ``[batch, slots]``, 1.0 for slots that hold a written pair, else 0.0. Every
+        row must have at least one valid slot.
+
+    Returns:
+      ``[batch, heads, d_v]``.
+    """
+    scale = tf.math.rsqrt(tf.cast(tf.shape(queries)[-1], queries.dtype))
+    scores = tf.einsum("bhk,bsk->bhs", queries, table_keys) * scale
+    scores += (1.0 - valid[:, None, :]) * tf.constant(-1e9, scores.dtype)
+    weights = tf.nn.softmax(scores, axis=-1)
+    return tf.einsum("bhs,bsv->bhv", weights, table_values)
+
+
+@keras.saving.register_keras_serializable(package="mnm_keras")
+class SALUCell(keras.layers.Layer):
+    """LSTM controller with a soft-attention look-up table (the paper's LSTM+SALU baseline).
+
+    The same controller and interface as `MNMCell` (equation 1 without the rate), with the
+    neural memory replaced by a table: at step t every write head appends its
+    ``(k^w_{t,i}, v^w_{t,i})`` to the table, then every read head reads by softmax attention
+    (`soft_attention_read`) over all slots written so far, and ``v^r_t`` is the mean over
+    heads. Output ``y_t = W_y [h_t; v^r_t] + b_y``.
+
+    The table holds ``max_length * num_heads`` slots; a step costs O(slots), so a sequence
+    of T <= max_length steps costs O(T * max_length): set ``max_length`` to the longest
+    sequence. Past ``max_length`` steps the table is a ring buffer: each step overwrites the
+    pairs of the step written ``max_length`` steps earlier.
+
+    Args:
+      units: controller LSTM size.
+      max_length: number of steps the table holds (required).
+      key_size, value_size, num_heads: d_k, d_v and H.
+      output_units: size of ``y_t`` (default ``units``).
+      seed: seed of the default initializers.
+      kernel_initializer, recurrent_initializer, bias_initializer, kernel_regularizer,
+      bias_regularizer: as in `keras.layers.LSTMCell`.
+
+    Example:
+
+    ```python
+    import keras, mnm_keras
+    layer = keras.layers.RNN(mnm_keras.SALUCell(32, max_length=5, key_size=8, value_size=8))
+    y = layer(keras.random.normal((2, 5, 8)))  # [2, 32]
+    ```
+    """
+
+    def __init__(
+        self,
+        units,
+        max_length,
+        key_size=100,
+        value_size=100,
+        num_heads=1,
+        output_units=None,
+        seed=None,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (
+            ("units", units),
+            ("max_length", max_length),
+            ("key_size", key_size),
+            ("value_size", value_size),
+            ("num_heads", num_heads),
+        ):
+            check_positive_int(name, value)
+        if output_units is not None:
+            check_positive_int("output_units", output_units)
+        self.units = units
+        self.max_length = max_length
+        self.key_size = key_size
+        self.value_size = value_size
+        self.num_heads = num_heads
+        self.output_units = output_units
+        self.seed = seed
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.slots = max_length * num_heads
+        self.state_size = [
+            units,
+            units,
+            value_size,
+            self.slots * key_size,
+            self.slots * value_size,
+            1,  # number of steps written
+        ]
+        self.output_size = output_units or units
+
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError(
+                f"SALUCell needs a known input feature size (last axis); received input "
+                f"shape {input_shape}."
+            )
+
+        def init(initializer, offset):
+            return seeded(initializer, None if self.seed is None else self.seed + offset)
+
+        self.controller = keras.layers.LSTMCell(
+            self.units,
+            kernel_initializer=init(self.kernel_initializer, 0),
+            recurrent_initializer=init(self.recurrent_initializer, 0),
+            bias_initializer=self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            dtype=self.dtype_policy,
+            name="controller",
+        )
+        self.controller.build((None, input_dim + self.value_size))
+        heads = self.num_heads
+        self.interface = keras.layers.Dense(
+            heads * (2 * self.key_size + self.value_size),
+            activation="tanh",
+            kernel_initializer=init(self.kernel_initializer, 1),
+            bias_initializer=self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            dtype=self.dtype_policy,
+            name="interface",
+        )
+        self.interface.build((None, self.units))
+        self.output_projection = keras.layers.Dense(
+            self.output_size,
+            kernel_initializer=init(self.kernel_initializer, 2),
+            bias_initializer=self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
+            dtype=self.dtype_policy,
+            name="output",
+        )
+        self.output_projection.build((None, self.units + self.value_size))
+
+    def get_initial_state(self, batch_size=None, dtype=None):
+        if batch_size is None:
+            raise ValueError("`batch_size` must be given to SALUCell.get_initial_state.")
+        dtype = dtype or self.compute_dtype
+        return [tf.zeros([batch_size, size], dtype) for size in self.state_size]
+
+    def call(self, inputs, states, training=False):
+        h, c, previous_read, flat_keys, flat_values, count = states
+        heads, dk, dv = self.num_heads, self.key_size, self.value_size
+        controller_input = tf.concat([inputs, tf.cast(previous_read, inputs.dtype)], axis=-1)
+        h, (h, c) = self.controller(controller_input, [h, c], training=training)
+        read_keys, write_keys, values = tf.split(
+            self.interface(h), [heads * dk, heads * dk, heads * dv], axis=-1
+        )
+        table_keys = tf.reshape(flat_keys, [-1, self.max_length, heads * dk])
+        table_values = tf.reshape(flat_values, [-1, self.max_length, heads * dv])
+        # Append this step's pairs at slot (count mod max_length).
+        step = tf.cast(count[:, 0], "int32")
+        slot = tf.one_hot(step % self.max_length, self.max_length, dtype=table_keys.dtype)
+        slot = slot[:, :, None]
+        table_keys = table_keys * (1.0 - slot) + slot * write_keys[:, None, :]
+        table_values = table_values * (1.0 - slot) + slot * values[:, None, :]
+        filled = tf.minimum(step + 1, self.max_length)
+        valid = tf.sequence_mask(filled, self.max_length, dtype=table_keys.dtype)
+        valid = tf.repeat(valid, heads, axis=1)
+        read = soft_attention_read(
+            tf.reshape(table_keys, [-1, self.slots, dk]),
+            tf.reshape(table_values, [-1, self.slots, dv]),
+            tf.reshape(read_keys, [-1, heads, dk]),
+            valid,
+        )
+        read_value = tf.reduce_mean(read, axis=1)
+        y = self.output_projection(tf.concat([h, read_value], axis=-1))
+        new_states = [
+            h,
+            c,
+            read_value,
+            tf.reshape(table_keys, [-1, self.slots * dk]),
+            tf.reshape(table_values, [-1, self.slots * dv]),
+            count + 1.0,
+        ]
+        return y, new_states
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "max_length": self.max_length,
+                "key_size": self.key_size,
+                "value_size": self.value_size,
+                "num_heads": self.num_heads,
+                "output_units": self.output_units,
+                "seed": self.seed,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": keras.initializers.serialize(
+                    self.recurrent_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            }
+        )
+        return config
