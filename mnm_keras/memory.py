@@ -23,11 +23,11 @@ Activations are callables mapping a tensor to a tensor, or ``None`` for the iden
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-Activation = Optional[Callable[[tf.Tensor], tf.Tensor]]
+Activation = Callable[[tf.Tensor], tf.Tensor] | None
 
 __all__ = [
     "forward",
@@ -50,8 +50,10 @@ def _check_rank(name: str, tensor: tf.Tensor, rank: int, layout: str) -> None:
         )
 
 
-def _check_memory(weights: Sequence[tf.Tensor], keys: tf.Tensor) -> list:
-    weights = list(weights)
+def _check_memory(weights: Sequence[tf.Tensor], keys: tf.Tensor) -> tuple:
+    """Converts ``weights`` and ``keys`` to tensors and checks that their shapes chain."""
+    weights = [tf.convert_to_tensor(w) for w in weights]
+    keys = tf.convert_to_tensor(keys)
     if not weights:
         raise ValueError("`weights` must hold at least one layer matrix; received none.")
     for index, matrix in enumerate(weights):
@@ -73,10 +75,11 @@ def _check_memory(weights: Sequence[tf.Tensor], keys: tf.Tensor) -> list:
                 f"produces {previous_out}: shapes {weights[index - 1].shape} and "
                 f"{weights[index].shape} do not chain."
             )
-    return weights
+    return weights, keys
 
 
-def _check_values(weights: list, values: tf.Tensor, name: str = "values") -> None:
+def _check_values(weights: list, values: tf.Tensor, name: str = "values") -> tf.Tensor:
+    values = tf.convert_to_tensor(values)
     _check_rank(name, values, 3, "[batch, heads, value_size]")
     value_size = values.shape[-1]
     last_out = weights[-1].shape[1]
@@ -85,6 +88,7 @@ def _check_values(weights: list, values: tf.Tensor, name: str = "values") -> Non
             f"`{name}` have size {value_size} in their last axis but the memory outputs "
             f"{last_out} (`weights[-1]` has shape {weights[-1].shape})."
         )
+    return values
 
 
 def forward(
@@ -106,7 +110,7 @@ def forward(
     Returns:
       A list of L + 1 tensors, ``z^l`` of shape ``[batch, heads, D_l]``.
     """
-    weights = _check_memory(weights, keys)
+    weights, keys = _check_memory(weights, keys)
     activations = [keys]
     last = len(weights) - 1
     z = keys
@@ -158,8 +162,8 @@ def recall_error(
     Returns:
       ``[batch]``: squared L2 norm over the value axis, mean over the heads.
     """
-    weights = _check_memory(weights, keys)
-    _check_values(weights, values)
+    weights, keys = _check_memory(weights, keys)
+    values = _check_values(weights, values)
     prediction = read(weights, keys, hidden_activation, output_activation)
     return tf.reduce_mean(tf.reduce_sum(tf.square(prediction - values), axis=-1), axis=-1)
 
@@ -193,8 +197,9 @@ def gradient_write(
     Returns:
       The new weights phi_t: a list of L tensors with the shapes of ``weights``.
     """
-    weights = _check_memory(weights, keys)
-    _check_values(weights, values)
+    weights, keys = _check_memory(weights, keys)
+    values = _check_values(weights, values)
+    rate = tf.convert_to_tensor(rate, dtype=keys.dtype)
     _check_rank("rate", rate, 1, "[batch]")
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(weights)
@@ -235,8 +240,9 @@ def local_write(
     Returns:
       The new weights phi_t: a list of L tensors with the shapes of ``weights``.
     """
-    weights = _check_memory(weights, keys)
-    layer_targets = list(layer_targets)
+    weights, keys = _check_memory(weights, keys)
+    layer_targets = [tf.convert_to_tensor(t) for t in layer_targets]
+    rates = tf.convert_to_tensor(rates, dtype=keys.dtype)
     if len(layer_targets) != len(weights):
         raise ValueError(
             f"`layer_targets` must hold one tensor per memory layer ({len(weights)}); "
@@ -270,8 +276,8 @@ def meta_loss(
     weights: Sequence[tf.Tensor],
     key_history: tf.Tensor,
     value_history: tf.Tensor,
-    decay: Optional[Sequence[float]] = None,
-    valid: Optional[tf.Tensor] = None,
+    decay: Sequence[float] | None = None,
+    valid: tf.Tensor | None = None,
     hidden_activation: Activation = tf.tanh,
     output_activation: Activation = None,
 ) -> tf.Tensor:
@@ -296,6 +302,8 @@ def meta_loss(
     Returns:
       ``[batch]``.
     """
+    key_history = tf.convert_to_tensor(key_history)
+    value_history = tf.convert_to_tensor(value_history)
     _check_rank("key_history", key_history, 4, "[batch, delay + 1, heads, key_size]")
     _check_rank("value_history", value_history, 4, "[batch, delay + 1, heads, value_size]")
     steps = key_history.shape[1]
@@ -313,8 +321,9 @@ def meta_loss(
     heads = tf.shape(key_history)[2]
     keys = tf.reshape(key_history, [batch, steps * heads, key_history.shape[-1]])
     values = tf.reshape(value_history, [batch, steps * heads, value_history.shape[-1]])
+    weights, keys = _check_memory(weights, keys)
+    values = _check_values(weights, values, "value_history")
     prediction = read(weights, keys, hidden_activation, output_activation)
-    _check_values(list(weights), values, "value_history")
     squared = tf.reduce_sum(tf.square(prediction - values), axis=-1)
     per_delay = tf.reduce_mean(tf.reshape(squared, [batch, steps, heads]), axis=-1)
     weighting = tf.constant(decay, dtype=per_delay.dtype)[None, :]

@@ -46,9 +46,13 @@ class MNMCell(keras.layers.Layer):
     ``meta_loss_weight * mean`` to the model's losses; with a bare
     ``keras.layers.RNN(MNMCell(...), return_state=True)`` it is the last returned state.
 
-    Mixed precision: the memory weights, keys, values, rates and the write are always
-    computed in float32 (a write changes the weights by small rank-H steps that float16
-    would round away); the controller and the output follow the layer's dtype policy.
+    Mixed precision: the cell's state (controller h and c, read-out, memory weights) and
+    the memory read, write and meta loss are always float32: a write changes the weights by
+    small rank-H steps that float16 or bfloat16 would round away over a long sequence, and
+    `keras.layers.RNN` casts states to the cell's compute dtype, so the cell's own policy is
+    float32. The controller LSTM, the interface, rate, feedback and output projections
+    (the bulk of the matrix products) follow ``controller_dtype``, which defaults to the
+    ``dtype`` argument or the global policy (e.g. ``mixed_bfloat16``).
 
     Args:
       units: controller LSTM size d_h.
@@ -74,6 +78,8 @@ class MNMCell(keras.layers.Layer):
       rate_bias_initializer: initial bias of the rate projection (default -2.0, i.e. a
         small initial rate sigmoid(-2) = 0.12 so early writes do not overshoot).
       kernel_regularizer, bias_regularizer: of every trainable kernel and bias.
+      controller_dtype: dtype policy of the sublayers (default: ``dtype`` or the global
+        policy); the cell itself always computes in float32 (see above).
 
     Call arguments:
       inputs: ``[batch, input_dim]``.
@@ -114,9 +120,18 @@ class MNMCell(keras.layers.Layer):
         rate_bias_initializer=-2.0,
         kernel_regularizer=None,
         bias_regularizer=None,
+        controller_dtype=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        # keras.layers.RNN casts every state to the cell's compute dtype, so the cell itself
+        # always computes in float32 (its state holds the memory weights); the requested
+        # (possibly mixed) policy applies to the controller and projection sublayers.
+        requested = kwargs.pop("dtype", None)
+        super().__init__(dtype="float32", **kwargs)
+        policy = controller_dtype if controller_dtype is not None else requested
+        self.controller_dtype = (
+            keras.config.dtype_policy() if policy is None else keras.dtype_policies.get(policy)
+        )
         for name, value in (
             ("units", units),
             ("memory_units", memory_units),
@@ -189,9 +204,7 @@ class MNMCell(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
 
         # Layer sizes D_0..D_L of the memory MLP.
-        self.memory_sizes = (
-            [key_size] + [memory_units] * (memory_layers - 1) + [value_size]
-        )
+        self.memory_sizes = [key_size] + [memory_units] * (memory_layers - 1) + [value_size]
         self.num_rates = 1 if write_rule == "gradient" else memory_layers
         self._output_size = output_units or units
         state_size = [units, units, value_size]
@@ -218,7 +231,7 @@ class MNMCell(keras.layers.Layer):
             bias_initializer=bias_initializer or self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
-            dtype=self.dtype_policy,
+            dtype=self.controller_dtype,
             name=name,
         )
 
@@ -237,7 +250,7 @@ class MNMCell(keras.layers.Layer):
             bias_initializer=self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
-            dtype=self.dtype_policy,
+            dtype=self.controller_dtype,
             name="controller",
         )
         self.controller.build((None, input_dim + self.value_size))
@@ -290,7 +303,7 @@ class MNMCell(keras.layers.Layer):
             )
         if batch_size is None:
             raise ValueError("`batch_size` must be given to MNMCell.get_initial_state.")
-        dtype = dtype or self.compute_dtype
+        dtype = "float32"  # see __init__: the whole state is float32
         states = [
             tf.zeros([batch_size, self.units], dtype),
             tf.zeros([batch_size, self.units], dtype),
@@ -335,9 +348,7 @@ class MNMCell(keras.layers.Layer):
     def _write(self, weights, write_keys, values, rates):
         hidden, output = self.memory_activation, self.memory_output_activation
         if self.write_rule == "gradient":
-            return memory.gradient_write(
-                weights, write_keys, values, rates[:, 0], hidden, output
-            )
+            return memory.gradient_write(weights, write_keys, values, rates[:, 0], hidden, output)
         targets = [tf.cast(q(values), "float32") for q in self.feedback]
         if self.targets_from_values:
             targets.append(values)
@@ -348,8 +359,9 @@ class MNMCell(keras.layers.Layer):
         h, c, previous_read = states[0], states[1], states[2]
         weights = self.unflatten_memory(states)
         meta = states[3 + self.memory_layers]
-        controller_input = tf.concat([inputs, tf.cast(previous_read, inputs.dtype)], axis=-1)
-        h, (h, c) = self.controller(controller_input, [h, c], training=training)
+        controller_input = tf.concat([tf.cast(inputs, "float32"), previous_read], axis=-1)
+        _, (h, c) = self.controller(controller_input, [h, c], training=training)
+        h, c = tf.cast(h, "float32"), tf.cast(c, "float32")
         read_keys, write_keys, values, rates = self._interface(h)
 
         new_weights = self._write(weights, write_keys, values, rates)
@@ -371,8 +383,8 @@ class MNMCell(keras.layers.Layer):
             step_meta = memory.recall_error(new_weights, write_keys, values, hidden, output)
         meta = meta + tf.stack([step_meta, tf.ones_like(step_meta)], axis=-1)
 
-        y = self.output_projection(tf.concat([h, tf.cast(read_value, h.dtype)], axis=-1))
-        new_states = [h, c, tf.cast(read_value, states[2].dtype)]
+        y = tf.cast(self.output_projection(tf.concat([h, read_value], axis=-1)), "float32")
+        new_states = [h, c, read_value]
         new_states += [tf.reshape(w, [-1, w.shape[1] * w.shape[2]]) for w in new_weights]
         new_states.append(meta)
         return y, new_states + extra_states
@@ -411,15 +423,12 @@ class MNMCell(keras.layers.Layer):
                 "memory_initializer": keras.initializers.serialize(self.memory_initializer),
                 "seed": self.seed,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(
-                    self.recurrent_initializer
-                ),
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "rate_bias_initializer": keras.initializers.serialize(
-                    self.rate_bias_initializer
-                ),
+                "rate_bias_initializer": keras.initializers.serialize(self.rate_bias_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "controller_dtype": keras.dtype_policies.serialize(self.controller_dtype),
             }
         )
         return config

@@ -73,7 +73,7 @@ class MNM(keras.layers.Layer):
             return_state=True,
             go_backwards=go_backwards,
             unroll=unroll,
-            dtype=self.dtype_policy,
+            dtype="float32",  # keeps the returned state (memory, meta loss) in float32
             name="rnn",
         )
         self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
@@ -93,7 +93,7 @@ class MNM(keras.layers.Layer):
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         outputs = self.rnn(sequences, initial_state=initial_state, mask=mask, training=training)
-        output, states = outputs[0], list(outputs[1:])
+        output, states = tf.cast(outputs[0], self.compute_dtype), list(outputs[1:])
         meta_state = states[3 + self.cell.memory_layers]
         per_sequence = meta_state[:, 0] / tf.maximum(meta_state[:, 1], 1.0)
         meta_loss = tf.reduce_mean(per_sequence)

@@ -14,16 +14,17 @@ def associative_recall(
 ):
     """Store a few random key -> value pairs, then answer a query for one stored key.
 
-    An episode is a sequence of ``2 * num_pairs + 2`` one-hot vectors over
-    ``num_keys + num_values + 1`` symbols (keys, then values, then a query marker):
+    An episode has ``num_pairs + 1`` steps. Each input step is the concatenation of a key
+    one-hot (``num_keys``), a value one-hot (``num_values``) and a query flag (1):
 
-    ``k_1 v_1 k_2 v_2 ... k_n v_n ? k_q``
+    * steps 1..n (``n = num_pairs``) present one pair each: ``[onehot(k_j); onehot(v_j); 0]``;
+    * step n + 1 is the query: ``[onehot(k_q); 0; 1]``.
 
-    The ``n = num_pairs`` keys of an episode are distinct, drawn from ``num_keys`` key
-    symbols, and each gets a value drawn uniformly (with replacement) from ``num_values``
-    value symbols, so the mapping changes in every episode and only a memory of the
-    episode can answer. ``k_q`` is one of the episode's keys, chosen uniformly; the target
-    is its value, an integer in ``[0, num_values)``. Chance accuracy is ``1 / num_values``.
+    The n keys of an episode are distinct, drawn from ``num_keys`` key symbols, and each
+    gets a value drawn uniformly (with replacement) from ``num_values`` symbols, so the
+    mapping changes in every episode and only a memory of the episode can answer. ``k_q``
+    is one of the episode's keys, chosen uniformly; the target is its value, an integer in
+    ``[0, num_values)``. Chance accuracy is ``1 / num_values``.
 
     Args:
       num_examples: number of episodes.
@@ -32,7 +33,7 @@ def associative_recall(
       seed: NumPy seed; the same arguments always give the same episodes.
 
     Returns:
-      ``(inputs, targets)``: float32 ``[num_examples, 2 n + 2, num_keys + num_values + 1]``
+      ``(inputs, targets)``: float32 ``[num_examples, n + 1, num_keys + num_values + 1]``
       and int32 ``[num_examples]``.
     """
     if num_pairs < 1 or num_pairs > num_keys:
@@ -41,18 +42,18 @@ def associative_recall(
         )
     if num_values < 2:
         raise ValueError(f"`num_values` must be at least 2; received num_values={num_values}.")
+    if num_examples < 1:
+        raise ValueError(f"`num_examples` must be positive; received {num_examples}.")
     rng = np.random.default_rng(seed)
-    depth = num_keys + num_values + 1
-    query_marker = num_keys + num_values
     keys = np.argsort(rng.random((num_examples, num_keys)), axis=1)[:, :num_pairs]
     values = rng.integers(0, num_values, size=(num_examples, num_pairs))
     which = rng.integers(0, num_pairs, size=num_examples)
     rows = np.arange(num_examples)
-    symbols = np.empty((num_examples, 2 * num_pairs + 2), dtype=np.int64)
-    symbols[:, 0 : 2 * num_pairs : 2] = keys
-    symbols[:, 1 : 2 * num_pairs : 2] = num_keys + values
-    symbols[:, -2] = query_marker
-    symbols[:, -1] = keys[rows, which]
-    inputs = np.eye(depth, dtype=np.float32)[symbols]
+    inputs = np.zeros((num_examples, num_pairs + 1, num_keys + num_values + 1), np.float32)
+    steps = np.arange(num_pairs)
+    inputs[rows[:, None], steps[None, :], keys] = 1.0
+    inputs[rows[:, None], steps[None, :], num_keys + values] = 1.0
+    inputs[rows, num_pairs, keys[rows, which]] = 1.0
+    inputs[rows, num_pairs, -1] = 1.0
     targets = values[rows, which].astype(np.int32)
     return inputs, targets

@@ -1,0 +1,33 @@
+"""Plots of training curves (PNG), with a non-interactive backend."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never opens a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_curves(path, steps, curves, title="", xlabel="step", ylabel="", reference=None):
+    """Writes a line plot of ``curves`` (name -> values over ``steps``) to ``path``.
+
+    Args:
+      path: the PNG file to write.
+      steps: x values shared by every curve.
+      curves: dict from legend label to a list of y values (same length as ``steps``).
+      reference: optional ``(label, y)``, drawn as a dashed horizontal line (e.g. chance).
+    """
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    for label, values in curves.items():
+        axes.plot(steps, values, marker="o", markersize=3, label=label)
+    if reference is not None:
+        axes.axhline(reference[1], linestyle="--", color="grey", label=reference[0])
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

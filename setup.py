@@ -1,0 +1,54 @@
+"""Packaging for mnm_keras: Metalearned Neural Memory for Keras 3 / TensorFlow."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    # TF-Agents needs tf-keras of TensorFlow's own minor version (stack.md), so TensorFlow is
+    # held to the 2.21 series that tf-keras 2.21 and tf-agents 0.19 were checked with here.
+    "tensorflow>=2.21,<2.22",
+    # MNMCell is a Keras 3 layer (keras.saving, keras.ops); Keras 2 is not supported.
+    "keras>=3.10,<4",
+    "absl-py>=2.0",
+    "tensorflow-datasets>=4.9,<5",
+    # Plots of training curves and benchmarks.
+    "matplotlib>=3.8",
+    # keras.callbacks.TensorBoard (the examples' training logs) fails without it.
+    "tensorboard>=2.15",
+    # NumPy 2.4 breaks TF-Agents' CategoricalProjectionNetwork (stack.md); the same bound
+    # keeps the core and the agents extra on one resolvable NumPy.
+    "numpy<2.4",
+]
+
+EXTRAS = {
+    "agents": [
+        # 0.19.0 is the last TF-Agents release; it works with TF 2.21 under the conditions below.
+        "tf-agents==0.19.0",
+        # Keras 2 for TF-Agents: must match TensorFlow's minor version (2.21).
+        "tf-keras>=2.21,<2.22",
+        # NumPy 2.4 breaks CategoricalProjectionNetwork (stack.md).
+        "numpy<2.4",
+        # TF-Agents' summaries fail without tensorboard (stack.md).
+        "tensorboard",
+    ],
+    "test": [
+        "pytest>=8",
+        # One formatter and linter, pinned so that `ruff format --check` gives the same
+        # verdict on every machine (formatting changes between ruff releases).
+        "ruff==0.17.6",
+    ],
+}
+
+setup(
+    name="mnm_keras",
+    version="0.1.0",
+    description="Metalearned Neural Memory (Munkhdalai et al., NeurIPS 2019) for Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(
+        include=["mnm_keras", "mnm_keras.*", "tf_agents_ext", "tf_agents_ext.*"]
+    ),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    license="Apache-2.0",
+)

@@ -1,0 +1,229 @@
+"""`mnm_keras.memory` against a hand-written NumPy reference, the paper's properties, and
+numerical gradients; every function eagerly, in `tf.function` and under XLA."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mnm_keras import memory
+from tests import numpy_reference as ref
+
+SIZES = [5, 7, 6, 4]  # D_0 (key) .. D_L (value): three layers
+BATCH, HEADS = 3, 2
+MODES = ["eager", "function", "xla"]
+
+
+def run(fn, mode, *args):
+    if mode == "eager":
+        return fn(*args)
+    return tf.function(fn, jit_compile=(mode == "xla"))(*args)
+
+
+def random_memory(rng, sizes=SIZES, batch=BATCH, heads=HEADS, dtype=np.float32, scale=0.5):
+    weights = [
+        (scale * rng.standard_normal((batch, sizes[i + 1], sizes[i]))).astype(dtype)
+        for i in range(len(sizes) - 1)
+    ]
+    keys = np.tanh(rng.standard_normal((batch, heads, sizes[0]))).astype(dtype)
+    values = np.tanh(rng.standard_normal((batch, heads, sizes[-1]))).astype(dtype)
+    return weights, keys, values
+
+
+def as_tf(arrays):
+    return [tf.constant(a) for a in arrays]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_read_matches_numpy(mode):
+    weights, keys, _ = random_memory(np.random.default_rng(0))
+    got = run(lambda w, k: memory.read(w, k), mode, as_tf(weights), tf.constant(keys))
+    assert got.shape == (BATCH, HEADS, SIZES[-1])
+    np.testing.assert_allclose(got.numpy(), ref.read(weights, keys), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recall_error_matches_numpy(mode):
+    weights, keys, values = random_memory(np.random.default_rng(1))
+    got = run(memory.recall_error, mode, as_tf(weights), tf.constant(keys), tf.constant(values))
+    np.testing.assert_allclose(got.numpy(), ref.recall_error(weights, keys, values), rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradient_write_matches_hand_derived_backprop(mode):
+    rng = np.random.default_rng(2)
+    weights, keys, values = random_memory(rng)
+    rate = rng.uniform(0.1, 0.9, BATCH).astype(np.float32)
+    got = run(
+        memory.gradient_write,
+        mode,
+        as_tf(weights),
+        tf.constant(keys),
+        tf.constant(values),
+        tf.constant(rate),
+    )
+    want = ref.gradient_write(weights, keys, values, rate)
+    assert len(got) == len(weights)
+    for g, w, old in zip(got, want, weights):
+        assert g.shape == old.shape
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(w, old)  # the write did change every layer
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_local_write_matches_numpy(mode):
+    rng = np.random.default_rng(3)
+    weights, keys, _ = random_memory(rng)
+    targets = [
+        np.tanh(rng.standard_normal((BATCH, HEADS, SIZES[i + 1]))).astype(np.float32)
+        for i in range(len(SIZES) - 1)
+    ]
+    rates = rng.uniform(0, 1, (BATCH, len(weights))).astype(np.float32)
+
+    def write(w, k, t, r):
+        return memory.local_write(w, k, t, r)
+
+    got = run(write, mode, as_tf(weights), tf.constant(keys), as_tf(targets), tf.constant(rates))
+    want = ref.local_write(weights, keys, targets, rates)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_meta_loss_with_delay_decay_and_mask(mode):
+    rng = np.random.default_rng(4)
+    weights, _, _ = random_memory(rng)
+    delay = 2
+    key_history = np.tanh(rng.standard_normal((BATCH, delay + 1, HEADS, SIZES[0])))
+    value_history = np.tanh(rng.standard_normal((BATCH, delay + 1, HEADS, SIZES[-1])))
+    key_history, value_history = key_history.astype(np.float32), value_history.astype(np.float32)
+    decay = [1.0, 0.5, 0.25]
+    valid = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0]], np.float32)
+
+    def loss(w, k, v, m):
+        return memory.meta_loss(w, k, v, decay, m)
+
+    got = run(loss, mode, as_tf(weights), *as_tf([key_history, value_history, valid]))
+    want = sum(
+        decay[tau]
+        * valid[:, tau]
+        * ref.recall_error(weights, key_history[:, tau], value_history[:, tau])
+        for tau in range(delay + 1)
+    )
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5)
+    # tau = 0 alone is the recall error of the pairs just written.
+    tau0 = memory.meta_loss(as_tf(weights), key_history[:, :1], value_history[:, :1])
+    np.testing.assert_allclose(
+        tau0.numpy(), ref.recall_error(weights, key_history[:, 0], value_history[:, 0]), rtol=1e-5
+    )
+
+
+def test_appendix_c_last_layer_update_is_sdm_like():
+    """Two layers, linear output, one head, rate 1/2: M^2 <- M^2 + v a^T - v_hat a^T."""
+    rng = np.random.default_rng(5)
+    weights, keys, values = random_memory(rng, sizes=[6, 9, 5], heads=1, dtype=np.float64)
+    new = memory.gradient_write(
+        as_tf(weights),
+        tf.constant(keys),
+        tf.constant(values),
+        tf.constant([0.5] * BATCH, tf.float64),
+    )
+    a = np.tanh(np.einsum("bij,bhj->bhi", weights[0], keys))[:, 0]  # [B, D_1]
+    v_hat = np.einsum("bij,bj->bi", weights[1], a)
+    v = values[:, 0]
+    want = weights[1] + np.einsum("bi,bj->bij", v, a) - np.einsum("bi,bj->bij", v_hat, a)
+    np.testing.assert_allclose(new[1].numpy(), want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["gradient", "local"])
+def test_write_makes_recall_closer_to_target(rule):
+    """Self-consistency: after a write with a large rate, reading the written key returns a
+    value closer to the target than before."""
+    rng = np.random.default_rng(6)
+    weights, keys, values = random_memory(rng, heads=1, scale=0.3)
+    weights, keys, values = as_tf(weights), tf.constant(keys), tf.constant(values)
+    if rule == "gradient":
+        new = memory.gradient_write(weights, keys, values, tf.fill([BATCH], 0.2))
+    else:
+        # Hidden layers keep their activations as targets; the last layer aims at the value.
+        activations = memory.forward(weights, keys)
+        targets = activations[1:-1] + [values]
+        new = memory.local_write(weights, keys, targets, tf.fill([BATCH, len(weights)], 1.0))
+    before = memory.recall_error(weights, keys, values).numpy()
+    after = memory.recall_error(new, keys, values).numpy()
+    assert np.all(after < 0.75 * before), (before, after)
+
+
+def test_gradient_through_gradient_write_matches_finite_differences():
+    """Second-order path: d/d(values, rate, keys) of a loss read after a gradient write."""
+    rng = np.random.default_rng(7)
+    weights, keys, values = random_memory(rng, dtype=np.float64)
+    query = tf.constant(np.tanh(rng.standard_normal((BATCH, HEADS, SIZES[0]))))
+    probe = tf.constant(rng.standard_normal((BATCH, HEADS, SIZES[-1])))
+    weights, keys = as_tf(weights), tf.constant(keys)
+
+    def loss_of(values, rate):
+        new = memory.gradient_write(weights, keys, values, rate)
+        return tf.reduce_sum(memory.read(new, query) * probe)
+
+    values = tf.constant(values)
+    rate = tf.constant(rng.uniform(0.2, 0.8, BATCH))
+    theoretical, numerical = tf.test.compute_gradient(loss_of, [values, rate], delta=1e-6)
+    for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-8)
+
+    def loss_of_keys(keys):
+        new = memory.gradient_write(weights, keys, values, rate)
+        return tf.reduce_sum(memory.read(new, query) * probe)
+
+    theoretical, numerical = tf.test.compute_gradient(loss_of_keys, [keys], delta=1e-6)
+    np.testing.assert_allclose(theoretical[0], numerical[0], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_second_order_gradient_compiles(mode):
+    weights, keys, values = random_memory(np.random.default_rng(8))
+
+    def grads(w, k, v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            new = memory.gradient_write(w, k, v, tf.fill([BATCH], 0.5))
+            loss = tf.reduce_sum(memory.read(new, k))
+        return tape.gradient(loss, v)
+
+    got = run(grads, mode, as_tf(weights), tf.constant(keys), tf.constant(values))
+    assert got is not None and np.all(np.isfinite(got.numpy()))
+    assert np.abs(got.numpy()).sum() > 0
+
+
+def test_sequences_of_a_batch_do_not_interact():
+    weights, keys, values = random_memory(np.random.default_rng(9))
+    keys_nan = keys.copy()
+    keys_nan[0] = np.nan
+    clean = memory.gradient_write(as_tf(weights), keys, values, tf.fill([BATCH], 0.5))
+    dirty = memory.gradient_write(as_tf(weights), keys_nan, values, tf.fill([BATCH], 0.5))
+    for c, d in zip(clean, dirty):
+        assert np.all(np.isnan(d.numpy()[0]))
+        np.testing.assert_array_equal(c.numpy()[1:], d.numpy()[1:])
+
+
+def test_bad_shapes_name_the_argument():
+    weights, keys, values = random_memory(np.random.default_rng(10))
+    weights = as_tf(weights)
+    with pytest.raises(ValueError, match="`keys` have size 3"):
+        memory.read(weights, tf.zeros([BATCH, HEADS, 3]))
+    with pytest.raises(ValueError, match="`keys` must have rank 3"):
+        memory.read(weights, tf.zeros([BATCH, SIZES[0]]))
+    with pytest.raises(ValueError, match="`values` have size 9"):
+        memory.gradient_write(weights, keys, tf.zeros([BATCH, HEADS, 9]), tf.ones([BATCH]))
+    with pytest.raises(ValueError, match="`rate` must have rank 1"):
+        memory.gradient_write(weights, keys, values, tf.ones([BATCH, 1]))
+    with pytest.raises(ValueError, match="`rates` must have one column per memory layer"):
+        memory.local_write(
+            weights, keys, [tf.zeros([BATCH, HEADS, d]) for d in SIZES[1:]], tf.ones([BATCH, 2])
+        )
+    with pytest.raises(ValueError, match="`layer_targets` must hold one tensor per memory layer"):
+        memory.local_write(weights, keys, [], tf.ones([BATCH, 3]))
+    with pytest.raises(ValueError, match="do not chain"):
+        memory.read([weights[0], weights[0]], keys)
+    with pytest.raises(ValueError, match="`decay` must hold one weight"):
+        memory.meta_loss(weights, keys[:, None], values[:, None], decay=[1.0, 0.5])
