@@ -53,8 +53,16 @@ def train_and_evaluate(
     seed=0,
     eval_episodes=1000,
     verbose=1,
+    callbacks=(),
 ):
     """Trains ``model`` on associative recall and evaluates it on held-out episodes.
+
+    Rerunning with the same ``model_dir`` resumes from the last finished epoch: after an
+    interruption it continues the same run, and after a finished run it only trains the
+    epochs that a larger ``train_steps`` adds.
+
+    Args:
+      callbacks: extra Keras callbacks for `fit`.
 
     Returns:
       The metrics dict also written to ``model_dir/metrics.json``: ``model``,
@@ -95,9 +103,14 @@ def train_and_evaluate(
         .repeat()
     )
     callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(model_dir, "backup")),
+        # Kept after a finished run (delete_checkpoint=False) so that the same command,
+        # rerun, does not start again from scratch.
+        keras.callbacks.BackupAndRestore(
+            os.path.join(model_dir, "backup"), delete_checkpoint=False
+        ),
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
+        *callbacks,
     ]
     start = time.time()
     network.fit(
