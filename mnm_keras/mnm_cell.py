@@ -6,13 +6,14 @@ import keras
 import tensorflow as tf
 
 from mnm_keras import memory
+from mnm_keras._controller import ControllerCell
 from mnm_keras._utils import check_positive_int, seeded
 
 WRITE_RULES = ("local", "gradient")
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
-class MNMCell(keras.layers.Layer):
+class MNMCell(ControllerCell):
     """Metalearned Neural Memory cell: an LSTM controller with a writable MLP memory.
 
     One step (paper section 3), for input ``x_t``:
@@ -127,32 +128,37 @@ class MNMCell(keras.layers.Layer):
         # always computes in float32 (its state holds the memory weights); the requested
         # (possibly mixed) policy applies to the controller and projection sublayers.
         requested = kwargs.pop("dtype", None)
-        super().__init__(dtype="float32", **kwargs)
         policy = controller_dtype if controller_dtype is not None else requested
-        self.controller_dtype = (
-            keras.config.dtype_policy() if policy is None else keras.dtype_policies.get(policy)
+        super().__init__(
+            units,
+            key_size,
+            value_size,
+            num_heads,
+            output_units,
+            seed,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            sublayer_dtype=(
+                keras.config.dtype_policy() if policy is None else keras.dtype_policies.get(policy)
+            ),
+            dtype="float32",
+            **kwargs,
         )
-        for name, value in (
-            ("units", units),
-            ("memory_units", memory_units),
-            ("memory_layers", memory_layers),
-            ("key_size", key_size),
-            ("value_size", value_size),
-            ("num_heads", num_heads),
-        ):
-            check_positive_int(name, value)
-        if output_units is not None:
-            check_positive_int("output_units", output_units)
+        check_positive_int("memory_units", memory_units)
+        check_positive_int("memory_layers", memory_layers)
         if write_rule not in WRITE_RULES:
             raise ValueError(
                 f"`write_rule` must be one of {WRITE_RULES} ('local' = MNM-p, 'gradient' = "
                 f"MNM-g); received write_rule={write_rule!r}."
             )
-        if isinstance(meta_loss_weight, bool) or not isinstance(meta_loss_weight, (int, float)):
-            raise ValueError(
-                f"`meta_loss_weight` must be a non-negative number; received {meta_loss_weight!r}."
-            )
-        if meta_loss_weight < 0:
+        if (
+            isinstance(meta_loss_weight, bool)
+            or not isinstance(meta_loss_weight, (int, float))
+            or meta_loss_weight < 0
+        ):
             raise ValueError(
                 f"`meta_loss_weight` must be a non-negative number; received {meta_loss_weight!r}."
             )
@@ -173,17 +179,9 @@ class MNMCell(keras.layers.Layer):
                 "`targets_from_values=True` applies to write_rule='local' (MNM-p) only; "
                 f"received write_rule={write_rule!r}."
             )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
-
-        self.units = units
         self.memory_units = memory_units
         self.memory_layers = memory_layers
-        self.key_size = key_size
-        self.value_size = value_size
-        self.num_heads = num_heads
         self.write_rule = write_rule
-        self.output_units = output_units
         self.meta_loss_weight = float(meta_loss_weight)
         self.recall_delay = recall_delay
         self.recall_decay = recall_decay
@@ -191,22 +189,15 @@ class MNMCell(keras.layers.Layer):
         self.memory_activation = keras.activations.get(memory_activation)
         self.memory_output_activation = keras.activations.get(memory_output_activation)
         self.memory_initializer = keras.initializers.get(memory_initializer)
-        self.seed = seed
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
         self.rate_bias_initializer = keras.initializers.get(
             keras.initializers.Constant(rate_bias_initializer)
             if isinstance(rate_bias_initializer, (int, float))
             else rate_bias_initializer
         )
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
 
         # Layer sizes D_0..D_L of the memory MLP.
         self.memory_sizes = [key_size] + [memory_units] * (memory_layers - 1) + [value_size]
         self.num_rates = 1 if write_rule == "gradient" else memory_layers
-        self._output_size = output_units or units
         state_size = [units, units, value_size]
         state_size += [
             self.memory_sizes[i + 1] * self.memory_sizes[i] for i in range(memory_layers)
@@ -219,51 +210,24 @@ class MNMCell(keras.layers.Layer):
                 recall_delay,
             ]
         self.state_size = state_size
-        self.output_size = self._output_size
+
+    @property
+    def controller_dtype(self):
+        """The dtype policy of the controller and projection sublayers."""
+        return self.sublayer_dtype
 
     # ----------------------------------------------------------------------------- build
-    def _dense(self, units, activation, name, seed_offset, bias_initializer=None):
-        seed = None if self.seed is None else self.seed + seed_offset
-        return keras.layers.Dense(
-            units,
-            activation=activation,
-            kernel_initializer=seeded(self.kernel_initializer, seed),
-            bias_initializer=bias_initializer or self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            dtype=self.controller_dtype,
-            name=name,
-        )
-
     def build(self, input_shape):
-        input_dim = input_shape[-1]
-        if input_dim is None:
-            raise ValueError(
-                f"MNMCell needs a known input feature size (last axis); received input "
-                f"shape {input_shape}."
-            )
-        seed = self.seed
-        self.controller = keras.layers.LSTMCell(
-            self.units,
-            kernel_initializer=seeded(self.kernel_initializer, seed),
-            recurrent_initializer=seeded(self.recurrent_initializer, seed),
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            dtype=self.controller_dtype,
-            name="controller",
-        )
-        self.controller.build((None, input_dim + self.value_size))
+        self._build_controller(input_shape)
         heads, dk, dv = self.num_heads, self.key_size, self.value_size
         # Equation 1: H read keys, H write keys, H target values and beta'_t (size d_k).
-        self.interface = self._dense(2 * heads * dk + heads * dv + dk, "tanh", "interface", 1)
-        self.interface.build((None, self.units))
-        self.rate = self._dense(
-            self.num_rates, "sigmoid", "rate", 2, bias_initializer=self.rate_bias_initializer
+        self.interface = self._dense(
+            2 * heads * dk + heads * dv + dk, "tanh", "interface", 1, self.units
         )
-        self.rate.build((None, dk))
-        self.output_projection = self._dense(self._output_size, None, "output", 3)
-        self.output_projection.build((None, self.units + dv))
+        self.rate = self._dense(
+            self.num_rates, "sigmoid", "rate", 2, dk, bias_initializer=self.rate_bias_initializer
+        )
+        self.output_projection = self._dense(self.output_size, None, "output", 3, self.units + dv)
         # Backward feedback prediction functions q^l (section 3.4), MNM-p only.
         self.feedback = []
         if self.write_rule == "local":
@@ -273,19 +237,18 @@ class MNMCell(keras.layers.Layer):
                 activation = (
                     self.memory_output_activation if index == last else self.memory_activation
                 )
-                layer = self._dense(
-                    self.memory_sizes[index + 1], activation, f"feedback_{index}", 4 + index
+                self.feedback.append(
+                    self._dense(
+                        self.memory_sizes[index + 1], activation, f"feedback_{index}", 4 + index, dv
+                    )
                 )
-                layer.build((None, dv))
-                self.feedback.append(layer)
         # phi_0: the fixed random initial memory, not trained (section 3.5).
         self.initial_memory = []
         for index in range(self.memory_layers):
-            seed_l = None if seed is None else seed + 100 + index
             self.initial_memory.append(
                 self.add_weight(
                     shape=(self.memory_sizes[index + 1], self.memory_sizes[index]),
-                    initializer=seeded(self.memory_initializer, seed_l),
+                    initializer=seeded(self.memory_initializer, self._seed(100 + index)),
                     trainable=False,
                     dtype="float32",
                     name=f"initial_memory_{index}",
@@ -404,14 +367,9 @@ class MNMCell(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "units": self.units,
                 "memory_units": self.memory_units,
                 "memory_layers": self.memory_layers,
-                "key_size": self.key_size,
-                "value_size": self.value_size,
-                "num_heads": self.num_heads,
                 "write_rule": self.write_rule,
-                "output_units": self.output_units,
                 "meta_loss_weight": self.meta_loss_weight,
                 "recall_delay": self.recall_delay,
                 "recall_decay": self.recall_decay,
@@ -421,14 +379,8 @@ class MNMCell(keras.layers.Layer):
                     self.memory_output_activation
                 ),
                 "memory_initializer": keras.initializers.serialize(self.memory_initializer),
-                "seed": self.seed,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "rate_bias_initializer": keras.initializers.serialize(self.rate_bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "controller_dtype": keras.dtype_policies.serialize(self.controller_dtype),
+                "controller_dtype": keras.dtype_policies.serialize(self.sublayer_dtype),
             }
         )
         return config

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mnm_keras._utils import check_positive_int, seeded
+from mnm_keras._controller import ControllerCell
+from mnm_keras._utils import check_positive_int
 
 
 def soft_attention_read(table_keys, table_values, queries, valid):
@@ -31,7 +32,7 @@ def soft_attention_read(table_keys, table_values, queries, valid):
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
-class SALUCell(keras.layers.Layer):
+class SALUCell(ControllerCell):
     """LSTM controller with a soft-attention look-up table (the paper's LSTM+SALU baseline).
 
     The same controller and interface as `MNMCell` (equation 1 without the rate), with the
@@ -79,29 +80,22 @@ class SALUCell(keras.layers.Layer):
         bias_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        for name, value in (
-            ("units", units),
-            ("max_length", max_length),
-            ("key_size", key_size),
-            ("value_size", value_size),
-            ("num_heads", num_heads),
-        ):
-            check_positive_int(name, value)
-        if output_units is not None:
-            check_positive_int("output_units", output_units)
-        self.units = units
+        super().__init__(
+            units,
+            key_size,
+            value_size,
+            num_heads,
+            output_units,
+            seed,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            **kwargs,
+        )
+        check_positive_int("max_length", max_length)
         self.max_length = max_length
-        self.key_size = key_size
-        self.value_size = value_size
-        self.num_heads = num_heads
-        self.output_units = output_units
-        self.seed = seed
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.slots = max_length * num_heads
         self.state_size = [
             units,
@@ -111,52 +105,12 @@ class SALUCell(keras.layers.Layer):
             self.slots * value_size,
             1,  # number of steps written
         ]
-        self.output_size = output_units or units
 
     def build(self, input_shape):
-        input_dim = input_shape[-1]
-        if input_dim is None:
-            raise ValueError(
-                f"SALUCell needs a known input feature size (last axis); received input "
-                f"shape {input_shape}."
-            )
-
-        def init(initializer, offset):
-            return seeded(initializer, None if self.seed is None else self.seed + offset)
-
-        self.controller = keras.layers.LSTMCell(
-            self.units,
-            kernel_initializer=init(self.kernel_initializer, 0),
-            recurrent_initializer=init(self.recurrent_initializer, 0),
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            dtype=self.dtype_policy,
-            name="controller",
-        )
-        self.controller.build((None, input_dim + self.value_size))
-        heads = self.num_heads
-        self.interface = keras.layers.Dense(
-            heads * (2 * self.key_size + self.value_size),
-            activation="tanh",
-            kernel_initializer=init(self.kernel_initializer, 1),
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            dtype=self.dtype_policy,
-            name="interface",
-        )
-        self.interface.build((None, self.units))
-        self.output_projection = keras.layers.Dense(
-            self.output_size,
-            kernel_initializer=init(self.kernel_initializer, 2),
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            dtype=self.dtype_policy,
-            name="output",
-        )
-        self.output_projection.build((None, self.units + self.value_size))
+        self._build_controller(input_shape)
+        heads, dk, dv = self.num_heads, self.key_size, self.value_size
+        self.interface = self._dense(heads * (2 * dk + dv), "tanh", "interface", 1, self.units)
+        self.output_projection = self._dense(self.output_size, None, "output", 2, self.units + dv)
 
     def get_initial_state(self, batch_size=None, dtype=None):
         if batch_size is None:
@@ -203,20 +157,5 @@ class SALUCell(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "max_length": self.max_length,
-                "key_size": self.key_size,
-                "value_size": self.value_size,
-                "num_heads": self.num_heads,
-                "output_units": self.output_units,
-                "seed": self.seed,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            }
-        )
+        config["max_length"] = self.max_length
         return config
