@@ -13,17 +13,13 @@ Rerunning the same command resumes from the last finished epoch (checkpoints in
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from mnm_keras import models, tasks
-from mnm_keras.plotting import plot_curves
+from mnm_keras import models, tasks, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model to train.")
@@ -74,7 +70,6 @@ def train_and_evaluate(
             f"`train_steps` ({train_steps}) must be a multiple of `steps_per_epoch` "
             f"({steps_per_epoch})."
         )
-    os.makedirs(model_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     task = dict(num_pairs=num_pairs, num_keys=num_symbols, num_values=num_symbols)
     x_train, y_train = tasks.associative_recall(train_steps * batch_size, seed=seed, **task)
@@ -102,16 +97,7 @@ def train_and_evaluate(
         .batch(batch_size, drop_remainder=True)
         .repeat()
     )
-    callbacks = [
-        # Kept after a finished run (delete_checkpoint=False) so that the same command,
-        # rerun, does not start again from scratch.
-        keras.callbacks.BackupAndRestore(
-            os.path.join(model_dir, "backup"), delete_checkpoint=False
-        ),
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
-        *callbacks,
-    ]
+    callbacks = [*training.resumable_callbacks(model_dir), *callbacks]
     start = time.time()
     network.fit(
         train,
@@ -120,10 +106,10 @@ def train_and_evaluate(
         validation_data=(x_eval, y_eval),
         callbacks=callbacks,
         verbose=verbose,
+        shuffle=False,  # the stream is already random
     )
     wall_seconds = time.time() - start
     evaluation = network.evaluate(x_eval, y_eval, verbose=0, return_dict=True)
-    history = _read_history(os.path.join(model_dir, "history.csv"))
     metrics = {
         "task": "associative_recall",
         "model": model,
@@ -137,38 +123,19 @@ def train_and_evaluate(
         "eval_accuracy": float(evaluation["accuracy"]),
         "eval_error": 1.0 - float(evaluation["accuracy"]),
         "chance_error": 1.0 - 1.0 / num_symbols,
-        "history": history,
     }
-    with open(os.path.join(model_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
-    if history:
-        steps = [(row["epoch"] + 1) * steps_per_epoch for row in history]
-        plot_curves(
-            os.path.join(model_dir, "curve.png"),
-            steps,
-            {
-                "train error": [1 - row["accuracy"] for row in history],
-                "held-out error": [1 - row["val_accuracy"] for row in history],
-            },
-            title=f"associative recall, {model}",
-            xlabel="training step",
-            ylabel="error",
-            reference=("chance", metrics["chance_error"]),
-        )
-    return metrics
-
-
-def _read_history(path):
-    """Per-epoch rows of the CSV log (it survives restarts, so resumed runs keep theirs)."""
-    if not os.path.exists(path):
-        return []
-    rows = {}
-    data = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
-    for record in data:
-        row = {name: float(record[name]) for name in data.dtype.names}
-        row["epoch"] = int(row["epoch"])
-        rows[row["epoch"]] = row  # a resumed epoch replaces its earlier partial row
-    return [rows[k] for k in sorted(rows)]
+    return training.finish_run(
+        model_dir,
+        metrics,
+        steps_per_epoch,
+        {
+            "train error": lambda row: 1 - row["accuracy"],
+            "held-out error": lambda row: 1 - row["val_accuracy"],
+        },
+        title=f"associative recall, {model}",
+        ylabel="error",
+        reference=("chance", metrics["chance_error"]),
+    )
 
 
 def main(argv):

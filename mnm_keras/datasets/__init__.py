@@ -1,0 +1,19 @@
+"""Datasets of the paper's experiments."""
+
+from mnm_keras.datasets.algorithmic import (
+    TASKS,
+    AlgorithmicTask,
+    DictionaryInference,
+    DoubleCopy,
+    PrioritySort,
+    get_task,
+)
+
+__all__ = [
+    "TASKS",
+    "AlgorithmicTask",
+    "DictionaryInference",
+    "DoubleCopy",
+    "PrioritySort",
+    "get_task",
+]

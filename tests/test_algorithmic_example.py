@@ -1,0 +1,82 @@
+"""examples/algorithmic.py: every task with every model, metrics and curve, kill and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from examples import algorithmic
+from mnm_keras import datasets, models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(units=8, memory_units=6, key_size=6, eval_episodes=8, batch_size=4, verbose=0)
+
+
+@pytest.mark.parametrize("task", sorted(datasets.TASKS))
+@pytest.mark.parametrize("model", models.MODEL_NAMES)
+def test_every_task_and_model_trains_and_reports(tmp_path, task, model):
+    metrics = algorithmic.train_and_evaluate(
+        str(tmp_path), task=task, model=model, train_steps=2, steps_per_epoch=1, **TINY
+    )
+    with open(tmp_path / "metrics.json") as f:
+        written = json.load(f)
+    for key in ("task", "model", "train_steps", "wall_seconds"):
+        assert written[key] == metrics[key]
+    for key in ("eval_sequence_error", "eval_symbol_error"):
+        assert 0.0 <= written[key] <= 1.0
+    assert written["task"] == task and written["model"] == model
+    assert [row["epoch"] for row in written["history"]] == [0, 1]
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+    assert os.listdir(tmp_path / "logs")  # TensorBoard
+
+
+def _history_rows(model_dir):
+    path = os.path.join(model_dir, "history.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.read().strip().splitlines()[1:]
+
+
+def test_killed_run_resumes_without_losing_finished_epochs(tmp_path):
+    model_dir = str(tmp_path / "run")
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "examples", "algorithmic.py"),
+        "--task=dictionary",
+        "--model=mnm_p",
+        "--units=8",
+        "--memory_units=6",
+        "--key_size=6",
+        "--batch_size=4",
+        "--eval_episodes=8",
+        "--train_steps=400",
+        "--steps_per_epoch=20",
+        f"--model_dir={model_dir}",
+    ]
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while len(_history_rows(model_dir)) < 2 and time.time() < deadline:
+        if process.poll() is not None:
+            pytest.fail("the training process ended before it could be killed")
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = _history_rows(model_dir)
+    assert 2 <= len(finished) < 20, "killed mid-run, after some epochs had finished"
+
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=600)
+    rows = _history_rows(model_dir)
+    # The finished epochs are kept as they were, and only the others were trained.
+    assert rows[: len(finished)] == finished
+    assert len(rows) == 20
+    assert [int(row.split(",")[0]) for row in rows] == list(range(20))
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        assert len(json.load(f)["history"]) == 20
