@@ -4,7 +4,7 @@ import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = ("mnm_keras", "tf_agents_ext", "examples")
+PACKAGES = ("mnm_keras", "tf_agents_ext", "examples", "benchmarks")
 RULES = ("py_library", "py_binary", "py_test", "package")
 
 

@@ -1,0 +1,261 @@
+r"""Training-step time and peak memory of LSTM, SALU, MNM-p and MNM-g against sequence length.
+
+    python benchmarks/benchmark.py                       # the full grid (long on a CPU)
+    python benchmarks/benchmark.py --lengths=16,64 --xla=false --steps=3
+
+For every sequence length, all models are timed in this one process, interleaved
+repetition by repetition, so that their ratios hold on a noisy shared machine: one
+training step is forward + backward + Adam update (`train_on_batch`), at batch 32,
+controller 100, memory 3 x 100, H = 1 (the paper's algorithmic setting); the time is the
+median over ``--steps`` steps after ``--warmup`` steps. Peak memory is measured honestly:
+each (model, length, xla) runs a few training steps in a fresh child process whose peak
+resident set size (``ru_maxrss``) is reported as ``peak_memory_bytes``; a child that only
+imports TensorFlow and Keras gives the runtime's own baseline, and
+``training_memory_bytes`` = peak - baseline is what the model's training adds (the memory
+ratios use it). ``--skip_memory`` leaves memory out.
+
+Writes ``--out_dir/<model>.json`` (per length and XLA setting: ``seconds_per_step``,
+``peak_memory_bytes``, ``training_memory_bytes``, ``ratio_to_lstm``,
+``memory_ratio_to_lstm``), ``--out_dir/benchmark.png`` (time and training memory against
+length, log axes, as the paper's figure 3) and prints a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["lstm", "salu", "mnm_p", "mnm_g"], "Models to compare.")
+flags.DEFINE_list("lengths", ["16", "32", "64", "128", "256", "512", "1024"], "Lengths.")
+flags.DEFINE_list("xla", ["false", "true"], "jit_compile settings to run.")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_integer("units", 100, "Controller / LSTM units.")
+flags.DEFINE_integer("memory_units", 100, "Memory width, key and value size.")
+flags.DEFINE_integer("features", 12, "Input features.")
+flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compilation).")
+flags.DEFINE_integer("steps", 5, "Timed steps; the median is reported.")
+flags.DEFINE_bool("skip_memory", False, "Do not measure peak memory.")
+flags.DEFINE_string("out_dir", "benchmarks/results", "Where the JSON and PNG go.")
+flags.DEFINE_string("child", "", "Internal: 'model,length,xla' to run in a child process.")
+
+
+def build(model, length, units, memory_units, features, jit_compile):
+    """A compiled per-step classifier with the given recurrent core."""
+    import keras
+
+    from mnm_keras import models
+
+    inputs = keras.Input((length, features))
+    core = models.recurrent_layer(
+        model,
+        units=units,
+        memory_units=memory_units,
+        key_size=memory_units,
+        value_size=memory_units,
+        max_length=length,
+        return_sequences=True,
+        seed=0,
+    )
+    network = keras.Model(inputs, keras.layers.Dense(10)(core(inputs)))
+    network.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    return network
+
+
+def batch(length, batch_size, features):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch_size, length, features)).astype("float32")
+    y = rng.integers(0, 10, size=(batch_size, length)).astype("int32")
+    return x, y
+
+
+def time_models(models, length, jit_compile, config):
+    """Median seconds per training step of every model, interleaved to share the noise."""
+    import numpy as np
+
+    x, y = batch(length, config["batch_size"], config["features"])
+    networks = {
+        m: build(
+            m, length, config["units"], config["memory_units"], config["features"], jit_compile
+        )
+        for m in models
+    }
+    for network in networks.values():
+        for _ in range(config["warmup"]):
+            network.train_on_batch(x, y)
+    times = {m: [] for m in models}
+    for _ in range(config["steps"]):
+        for m, network in networks.items():
+            start = time.perf_counter()
+            network.train_on_batch(x, y)
+            times[m].append(time.perf_counter() - start)
+    return {m: float(np.median(t)) for m, t in times.items()}
+
+
+def peak_memory(model, length, jit_compile, config):
+    """Peak RSS (bytes) of a fresh process that builds the model and trains a few steps
+    (``model="baseline"``: one that only imports TensorFlow and Keras)."""
+    spec = "baseline" if model == "baseline" else f"{model},{length},{str(jit_compile).lower()}"
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        f"--child={spec}",
+        f"--batch_size={config['batch_size']}",
+        f"--units={config['units']}",
+        f"--memory_units={config['memory_units']}",
+        f"--features={config['features']}",
+    ]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        # E.g. killed for memory: reported as missing, not as a number, and said why.
+        print(
+            f"peak memory of {spec} not measured: child exited {result.returncode}: "
+            f"{result.stderr.strip()[-500:]}",
+            file=sys.stderr,
+        )
+        return None
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def run_child(spec):
+    if spec == "baseline":
+        import keras  # noqa: F401  (the runtime's own footprint)
+        import tensorflow  # noqa: F401
+
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        return
+    model, length, jit = spec.split(",")
+    network = build(
+        model, int(length), FLAGS.units, FLAGS.memory_units, FLAGS.features, jit == "true"
+    )
+    x, y = batch(int(length), FLAGS.batch_size, FLAGS.features)
+    for _ in range(3):
+        network.train_on_batch(x, y)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for model, rows in results.items():
+        for xla in sorted({r["xla"] for r in rows}):
+            sel = [r for r in rows if r["xla"] == xla]
+            style = "-" if not xla else "--"
+            label = f"{model}{' (XLA)' if xla else ''}"
+            lengths = [r["length"] for r in sel]
+            left.plot(lengths, [r["seconds_per_step"] for r in sel], style, marker="o", label=label)
+            memory = [
+                (r["length"], r["training_memory_bytes"]) for r in sel if r["training_memory_bytes"]
+            ]
+            if memory:
+                right.plot(
+                    *zip(*[(n, b / 2**20) for n, b in memory]), style, marker="o", label=label
+                )
+    for axes, ylabel in (
+        (left, "seconds per training step"),
+        (right, "training memory: peak RSS - runtime (MiB)"),
+    ):
+        axes.set_xscale("log", base=2)
+        axes.set_yscale("log")
+        axes.set_xlabel("sequence length")
+        axes.set_ylabel(ylabel)
+        axes.grid(alpha=0.3, which="both")
+    left.legend(fontsize=8)
+    left.set_title("training-step time (batch 32)")
+    right.set_title("peak memory (fresh process per point)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def run_benchmark(models, lengths, xla_settings, config, out_dir, measure_memory=True):
+    """Times (and measures) every model at every length; writes JSON and PNG; returns rows."""
+    models = list(models)
+    if "lstm" not in models:
+        models.insert(0, "lstm")  # the reference of every ratio
+    os.makedirs(out_dir, exist_ok=True)
+    baseline = peak_memory("baseline", 0, False, config) if measure_memory else None
+    results = {m: [] for m in models}
+    print(f"{'model':8s} {'length':>6s} {'xla':>5s} {'s/step':>9s} {'x LSTM':>7s} {'MiB':>7s}")
+    for xla in xla_settings:
+        for length in lengths:
+            seconds = time_models(models, length, xla, config)
+            for m in models:
+                peak = peak_memory(m, length, xla, config) if measure_memory else None
+                training = None if peak is None or baseline is None else peak - baseline
+                row = {
+                    "length": length,
+                    "xla": xla,
+                    "seconds_per_step": seconds[m],
+                    "ratio_to_lstm": seconds[m] / seconds["lstm"],
+                    "peak_memory_bytes": peak,
+                    "baseline_memory_bytes": baseline,
+                    "training_memory_bytes": training,
+                    "memory_ratio_to_lstm": None,
+                }
+                results[m].append(row)
+                mib = "-" if training is None else f"{training / 2**20:.0f}"
+                print(
+                    f"{m:8s} {length:6d} {str(xla):>5s} {seconds[m]:9.4f} "
+                    f"{row['ratio_to_lstm']:7.2f} {mib:>7s}",
+                    flush=True,
+                )
+    for m in models:
+        for row in results[m]:
+            base = next(
+                r for r in results["lstm"] if (r["length"], r["xla"]) == (row["length"], row["xla"])
+            )
+            if row["training_memory_bytes"] and base["training_memory_bytes"]:
+                row["memory_ratio_to_lstm"] = (
+                    row["training_memory_bytes"] / base["training_memory_bytes"]
+                )
+        with open(os.path.join(out_dir, f"{m}.json"), "w") as f:
+            json.dump({"model": m, "config": config, "results": results[m]}, f, indent=2)
+    plot(results, os.path.join(out_dir, "benchmark.png"))
+    print(f"\nwrote {out_dir}/<model>.json and {out_dir}/benchmark.png")
+    return results
+
+
+def main(argv):
+    del argv
+    if FLAGS.child:
+        run_child(FLAGS.child)
+        return
+    config = {
+        "batch_size": FLAGS.batch_size,
+        "units": FLAGS.units,
+        "memory_units": FLAGS.memory_units,
+        "features": FLAGS.features,
+        "warmup": FLAGS.warmup,
+        "steps": FLAGS.steps,
+    }
+    run_benchmark(
+        FLAGS.models,
+        [int(n) for n in FLAGS.lengths],
+        [x.lower() == "true" for x in FLAGS.xla],
+        config,
+        FLAGS.out_dir,
+        measure_memory=not FLAGS.skip_memory,
+    )
+
+
+if __name__ == "__main__":
+    app.run(main)
