@@ -302,3 +302,31 @@ def test_mixed_precision_keeps_memory_in_float32(tmp_path):
         assert loaded.layers[1].cell.controller_dtype.name == "mixed_bfloat16"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mnm_layer_return_state_and_mask():
+    layer = mnm_keras.MNM(
+        6, memory_units=5, key_size=4, value_size=3, return_sequences=True, return_state=True
+    )
+    x = sequences(12)
+    mask = np.ones((BATCH, TIME), bool)
+    mask[1, 2:] = False
+    outputs, *states = layer(x, mask=mask)
+    assert outputs.shape == (BATCH, TIME, 6)
+    assert len(states) == len(layer.cell.state_size)
+    meta = np.asarray(states[3 + layer.cell.memory_layers])
+    np.testing.assert_array_equal(meta[:, 1], [TIME, 2, TIME])
+    # The masked sequence's final state is its state after its last unmasked step.
+    _, *short = keras.layers.RNN(layer.cell, return_state=True)(x[1:2, :2])
+    for got, want in zip(states, short):
+        np.testing.assert_allclose(np.asarray(got)[1], np.asarray(want)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_recurrent_layer_names_the_models():
+    from mnm_keras import models
+
+    with pytest.raises(ValueError, match="`model` must be one of"):
+        models.recurrent_layer("gru")
+    with pytest.raises(ValueError, match="`max_length` is required"):
+        models.recurrent_layer("salu")
+    assert isinstance(models.recurrent_layer("mnm_g", units=4), mnm_keras.MNM)
