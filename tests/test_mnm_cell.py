@@ -279,16 +279,18 @@ def test_bad_input_shapes_are_reported():
         make_cell("local").get_initial_state(batch_size=2)
 
 
-def test_mixed_precision_keeps_memory_in_float32(tmp_path):
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_memory_in_float32(tmp_path, policy):
+    keras.mixed_precision.set_global_policy(policy)
+    half = policy.split("_")[1]
     try:
         cell = make_cell("local")
         layer = keras.layers.RNN(cell)
         output = layer(sequences(10))
-        assert output.dtype == tf.bfloat16
+        assert output.dtype == half
         assert cell.compute_dtype == "float32"
-        assert cell.controller.compute_dtype == "bfloat16"
-        assert cell.interface.compute_dtype == "bfloat16"
+        assert cell.controller.compute_dtype == half
+        assert cell.interface.compute_dtype == half
         y, states = cell(sequences(10)[:, 0], cell.get_initial_state(batch_size=BATCH))
         assert all(s.dtype == tf.float32 for s in states)
         assert np.all(np.isfinite(np.asarray(tf.cast(output, tf.float32))))
@@ -299,7 +301,7 @@ def test_mixed_precision_keeps_memory_in_float32(tmp_path):
         path = str(tmp_path / "mixed.keras")
         model.save(path)
         loaded = keras.models.load_model(path)
-        assert loaded.layers[1].cell.controller_dtype.name == "mixed_bfloat16"
+        assert loaded.layers[1].cell.controller_dtype.name == policy
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
