@@ -1,5 +1,6 @@
 """Datasets of the paper's experiments."""
 
+from mnm_keras.datasets import babi
 from mnm_keras.datasets.algorithmic import (
     TASKS,
     AlgorithmicTask,
@@ -11,6 +12,7 @@ from mnm_keras.datasets.algorithmic import (
 
 __all__ = [
     "TASKS",
+    "babi",
     "AlgorithmicTask",
     "DictionaryInference",
     "DoubleCopy",

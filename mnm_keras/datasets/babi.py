@@ -1,0 +1,194 @@
+"""Reader of the bAbI tasks (v1.2, English) in the word-level setup of the DNC and MNM papers.
+
+The official release (Weston et al. 2015) is a folder ``tasks_1-20_v1-2`` with ``en/`` (1k)
+and ``en-10k/`` (10k) sub-folders of ``qa{N}_{name}_{train,test}.txt`` files. Each line is
+``ID text``; a question line is ``ID question<TAB>answer<TAB>supporting ids``; IDs restart at
+1 with every story.
+
+Word-level conventions (paper section 4.2, appendix A; DNC paper):
+
+* lower-case; ``.`` and ``?`` are tokens of their own; sentence ids and supporting facts
+  are dropped;
+* a whole story (its sentences and questions, in order) is one sequence;
+* after each question come one ``-`` placeholder per answer word (answers of tasks 8 and 19
+  are split on ``,``), and the model emits the answer word at each placeholder;
+* the loss is at the placeholders only, and a question is right only if all of its answer
+  words are right.
+
+This module reads only the directory it is given: mnm_keras never downloads data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import NamedTuple
+
+import numpy as np
+
+OFFICIAL_RELEASE = (
+    "the official bAbI release tasks_1-20_v1-2 (https://research.facebook.com/downloads/babi/, "
+    "archive http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz)"
+)
+PLACEHOLDER = "-"
+PAD = "<pad>"
+TASK_NAMES = {
+    1: "single-supporting-fact",
+    2: "two-supporting-facts",
+    3: "three-supporting-facts",
+    4: "two-arg-relations",
+    5: "three-arg-relations",
+    6: "yes-no-questions",
+    7: "counting",
+    8: "lists-sets",
+    9: "simple-negation",
+    10: "indefinite-knowledge",
+    11: "basic-coreference",
+    12: "conjunction",
+    13: "compound-coreference",
+    14: "time-reasoning",
+    15: "basic-deduction",
+    16: "basic-induction",
+    17: "positional-reasoning",
+    18: "size-reasoning",
+    19: "path-finding",
+    20: "agents-motivations",
+}
+VERSIONS = ("en", "en-10k")
+_TOKEN = re.compile(r"[\w']+|[.?]")
+
+
+class BabiFormatError(ValueError):
+    """A line of a bAbI file that does not follow the format; names the file and line."""
+
+
+class Story(NamedTuple):
+    """One story: its tokens (with placeholders) and, per question, the answer positions.
+
+    Attributes:
+      task: task id, 1..20.
+      tokens: the story's tokens, with one ``-`` after each question per answer word.
+      answers: one ``(positions, words)`` pair per question: the placeholder positions in
+        ``tokens`` and the answer words to emit there.
+    """
+
+    task: int
+    tokens: list
+    answers: list
+
+
+def task_file(data_dir, version, task, split):
+    """Path of one task's file in the release layout."""
+    return os.path.join(data_dir, version, f"qa{task}_{TASK_NAMES[task]}_{split}.txt")
+
+
+def tokenize(text):
+    return _TOKEN.findall(text.lower())
+
+
+def parse_file(path, task):
+    """Parses one bAbI file into `Story` objects; errors name the file and line."""
+    stories, tokens, answers, previous_id = [], [], [], 0
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            where = f"{path}, line {number}"
+            head, _, text = line.partition(" ")
+            if not head.isdigit() or not text.strip():
+                raise BabiFormatError(
+                    f"{where}: expected 'ID text' with a numeric ID; got {line[:80]!r}"
+                )
+            line_id = int(head)
+            if line_id == 1:
+                if tokens:
+                    stories.append(Story(task, tokens, answers))
+                tokens, answers = [], []
+            elif line_id != previous_id + 1:
+                raise BabiFormatError(
+                    f"{where}: line ID {line_id} does not follow {previous_id} (a story's IDs "
+                    "count up from 1)"
+                )
+            previous_id = line_id
+            if "\t" in text:
+                parts = text.split("\t")
+                if len(parts) != 3 or not parts[1].strip():
+                    raise BabiFormatError(
+                        f"{where}: a question line must be 'ID question<TAB>answer<TAB>"
+                        f"supporting ids'; got {line[:80]!r}"
+                    )
+                question, answer = parts[0], parts[1]
+                words = [w.strip().lower() for w in answer.split(",")]
+                if not tokenize(question) or not all(words):
+                    raise BabiFormatError(f"{where}: empty question or answer in {line[:80]!r}")
+                tokens.extend(tokenize(question))
+                start = len(tokens)
+                tokens.extend([PLACEHOLDER] * len(words))
+                answers.append((list(range(start, start + len(words))), words))
+            else:
+                tokens.extend(tokenize(text))
+    if tokens:
+        stories.append(Story(task, tokens, answers))
+    return stories
+
+
+def check_release(data_dir, version="en-10k", tasks=range(1, 21), splits=("train", "test")):
+    """Raises `FileNotFoundError` listing every missing file, and where to get them."""
+    if version not in VERSIONS:
+        raise ValueError(f"`version` must be one of {VERSIONS}; received version={version!r}.")
+    missing = [
+        task_file(data_dir, version, task, split)
+        for task in tasks
+        for split in splits
+        if not os.path.isfile(task_file(data_dir, version, task, split))
+    ]
+    if missing:
+        shown = "\n  ".join(missing[:10]) + ("\n  ..." if len(missing) > 10 else "")
+        raise FileNotFoundError(
+            f"{len(missing)} bAbI file(s) missing under {data_dir!r}:\n  {shown}\n"
+            f"The data directory must hold {OFFICIAL_RELEASE}, unpacked (the folder that "
+            f"contains en/ and en-10k/)."
+        )
+
+
+def read_split(data_dir, version="en-10k", split="train", tasks=range(1, 21)):
+    """All stories of ``split`` for ``tasks``, in task order."""
+    tasks = list(tasks)
+    for task in tasks:
+        if task not in TASK_NAMES:
+            raise ValueError(f"bAbI task ids are 1..20; received {task!r}.")
+    check_release(data_dir, version, tasks, (split,))
+    stories = []
+    for task in tasks:
+        stories.extend(parse_file(task_file(data_dir, version, task, split), task))
+    return stories
+
+
+def build_vocabulary(stories):
+    """Sorted word list of the stories (inputs and answers), ``<pad>`` first at id 0."""
+    words = set()
+    for story in stories:
+        words.update(story.tokens)
+        for _, answer in story.answers:
+            words.update(answer)
+    return [PAD] + sorted(words)
+
+
+def encode(story, vocabulary):
+    """Integer arrays of one story: ``(inputs, targets, weights)``, each ``[length]``.
+
+    ``targets`` holds the answer word's id at placeholder positions (0 elsewhere) and
+    ``weights`` is 1 exactly there.
+    """
+    index = {word: i for i, word in enumerate(vocabulary)}
+    try:
+        inputs = np.array([index[token] for token in story.tokens], np.int32)
+        targets = np.zeros(len(story.tokens), np.int32)
+        weights = np.zeros(len(story.tokens), np.float32)
+        for positions, words in story.answers:
+            targets[positions] = [index[word] for word in words]
+            weights[positions] = 1.0
+    except KeyError as error:
+        raise ValueError(f"word {error.args[0]!r} of task {story.task} is not in the vocabulary")
+    return inputs, targets, weights
