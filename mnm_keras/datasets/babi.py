@@ -190,5 +190,7 @@ def encode(story, vocabulary):
             targets[positions] = [index[word] for word in words]
             weights[positions] = 1.0
     except KeyError as error:
-        raise ValueError(f"word {error.args[0]!r} of task {story.task} is not in the vocabulary")
+        raise ValueError(
+            f"word {error.args[0]!r} of task {story.task} is not in the vocabulary"
+        ) from None
     return inputs, targets, weights
