@@ -10,6 +10,8 @@ INSTALL_REQUIRES = [
     "keras>=3.10,<4",
     "absl-py>=2.0",
     "tensorflow-datasets>=4.9,<5",
+    # tensorflow-datasets 4.9.10 imports it when it builds a dataset but does not require it.
+    "importlib_resources",
     # Plots of training curves and benchmarks.
     "matplotlib>=3.8",
     # keras.callbacks.TensorBoard (the examples' training logs) fails without it.

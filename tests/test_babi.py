@@ -102,3 +102,48 @@ def test_real_release_task_facts():
     assert path_answers == {2}  # two directions each
     longest = max(len(s.tokens) for s in test if s.task == 3)
     assert 1000 < longest < 1500  # task 3 stories reach about 1,400 tokens
+
+
+@needs_release
+def test_bucketing_keeps_every_story_and_cuts_padding():
+    stories = babi.read_split(SHARED, "en", "test", tasks=[1, 2, 3])
+    vocabulary = babi.build_vocabulary(stories)
+    plain = babi.make_dataset(stories, vocabulary, batch_size=32, shuffle_seed=0)
+    boundaries = babi.length_buckets([len(s.tokens) for s in stories])
+    bucketed = babi.make_dataset(stories, vocabulary, 32, boundaries, shuffle_seed=0)
+    before, after = babi.padding_fraction(plain), babi.padding_fraction(bucketed)
+    assert after < 0.5 * before, (before, after)
+    # Same stories, same answers: only the grouping and the padding differ.
+    plain_weights = sum(float(np.asarray(w).sum()) for _, _, w in plain)
+    bucketed_weights = sum(float(np.asarray(w).sum()) for _, _, w in bucketed)
+    assert plain_weights == bucketed_weights == sum(len(ws) for s in stories for _, ws in s.answers)
+    for inputs, _, _ in bucketed:
+        assert inputs.shape[1] in [b - 1 for b in boundaries]  # padded to its bucket
+
+
+def test_tfds_builder_prepares_offline(tmp_path):
+    import tensorflow_datasets as tfds
+
+    from mnm_keras.datasets.babi_tfds import Babi
+
+    release = tmp_path / "release"
+    (release / "en").mkdir(parents=True)
+    story = "1 Mary moved to the kitchen.\n2 Where is Mary? \tkitchen\t1\n"
+    for task, name in babi.TASK_NAMES.items():
+        for split in ("train", "test"):
+            (release / "en" / f"qa{task}_{name}_{split}.txt").write_text(story * 10)
+    builder = Babi(config="en", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(release))
+    )
+    splits = {k: v.num_examples for k, v in builder.info.splits.items()}
+    assert splits == {"train": 180, "validation": 20, "test": 200}
+    example = next(iter(builder.as_dataset(split="test")))
+    assert [t.decode() for t in example["tokens"].numpy()][-1] == "-"
+    assert example["answers"].numpy().tolist() == [b"kitchen"]
+
+    missing = Babi(config="en-10k", data_dir=str(tmp_path / "tfds2"))
+    with pytest.raises(FileNotFoundError, match="40 bAbI file"):
+        missing.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=str(release))
+        )

@@ -25,6 +25,7 @@ import re
 from typing import NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 OFFICIAL_RELEASE = (
     "the official bAbI release tasks_1-20_v1-2 (https://research.facebook.com/downloads/babi/, "
@@ -194,3 +195,63 @@ def encode(story, vocabulary):
             f"word {error.args[0]!r} of task {story.task} is not in the vocabulary"
         ) from None
     return inputs, targets, weights
+
+
+def length_buckets(lengths, growth=1.2):
+    """Geometric bucket boundaries from the shortest to past the longest story.
+
+    Each boundary is about ``growth`` times the previous one, so a story is padded by less
+    than ``1 - 1/growth`` of its bucket's length (17% for 1.2), whatever the tail of the
+    length distribution.
+    """
+    if growth <= 1.0:
+        raise ValueError(f"`growth` must be greater than 1; received growth={growth}.")
+    lengths = np.asarray(lengths)
+    boundaries = [int(lengths.min()) + 1]
+    while boundaries[-1] <= lengths.max():
+        boundaries.append(max(boundaries[-1] + 1, int(np.ceil(boundaries[-1] * growth))))
+    return boundaries
+
+
+def make_dataset(stories, vocabulary, batch_size, bucket_boundaries=None, shuffle_seed=None):
+    """A `tf.data.Dataset` of padded ``(inputs, targets, weights)`` batches of stories.
+
+    With ``bucket_boundaries`` (e.g. from `length_buckets`), stories of similar length are
+    batched together (`tf.data.Dataset.bucket_by_sequence_length`) and each batch is padded
+    to its bucket's upper boundary, so padding stays small and the number of distinct
+    shapes (retracings) stays bounded; without, batches pad to their longest story.
+    Padding uses id 0 (``<pad>``) with weight 0. ``shuffle_seed`` shuffles the stories.
+    """
+    encoded = [encode(story, vocabulary) for story in stories]
+
+    def generate():
+        order = np.arange(len(encoded))
+        if shuffle_seed is not None:
+            order = np.random.default_rng(shuffle_seed).permutation(len(encoded))
+        for i in order:
+            yield encoded[i]
+
+    spec = (
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None], tf.float32),
+    )
+    data = tf.data.Dataset.from_generator(generate, output_signature=spec)
+    if bucket_boundaries is None:
+        return data.padded_batch(batch_size)
+    return data.bucket_by_sequence_length(
+        lambda inputs, targets, weights: tf.shape(inputs)[0],
+        bucket_boundaries=list(bucket_boundaries),
+        bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
+        pad_to_bucket_boundary=True,
+    )
+
+
+def padding_fraction(dataset):
+    """Fraction of the tokens in a batched dataset that are padding (input id 0)."""
+    padded = total = 0
+    for inputs, _, _ in dataset:
+        inputs = np.asarray(inputs)
+        padded += int((inputs == 0).sum())
+        total += inputs.size
+    return padded / max(total, 1)
