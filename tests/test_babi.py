@@ -1,23 +1,10 @@
 """bAbI reader: word-level conventions, edge cases on small files, and the real release."""
 
-import os
-
 import numpy as np
 import pytest
 
 from mnm_keras.datasets import babi
-
-SHARED = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "..",
-    "shared",
-    "data",
-    "babi",
-    "tasks_1-20_v1-2",
-)
-needs_release = pytest.mark.skipif(
-    not os.path.isdir(SHARED), reason="the bAbI release is not beside the project (../shared)"
-)
+from tests.babi_data import SHARED, needs_release
 
 
 def write(tmp_path, text, name="qa8_lists-sets_train.txt"):

@@ -166,6 +166,24 @@ def read_split(data_dir, version="en-10k", split="train", tasks=range(1, 21)):
     return stories
 
 
+VALIDATION_FRACTION = 0.1
+VALIDATION_SEED = 0
+
+
+def split_train(stories, seed=VALIDATION_SEED, fraction=VALIDATION_FRACTION):
+    """``(train, validation)``: per task, a seeded ``fraction`` of the training stories
+    goes to validation (the size of the official en-valid split)."""
+    train, validation = [], []
+    for task in sorted({s.task for s in stories}):
+        own = [s for s in stories if s.task == task]
+        order = np.random.default_rng(seed + task).permutation(len(own))
+        cut = int(round(fraction * len(own)))
+        chosen = set(order[:cut].tolist())
+        for i, story in enumerate(own):
+            (validation if i in chosen else train).append(story)
+    return train, validation
+
+
 def build_vocabulary(stories):
     """Sorted word list of the stories (inputs and answers), ``<pad>`` first at id 0."""
     words = set()

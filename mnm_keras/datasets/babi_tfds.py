@@ -23,22 +23,6 @@ import tensorflow_datasets as tfds
 
 from mnm_keras.datasets import babi
 
-VALIDATION_FRACTION = 0.1
-VALIDATION_SEED = 0
-
-
-def _split_train(stories, seed=VALIDATION_SEED, fraction=VALIDATION_FRACTION):
-    """Per task, a seeded ``fraction`` of the training stories goes to validation."""
-    train, validation = [], []
-    for task in sorted({s.task for s in stories}):
-        own = [s for s in stories if s.task == task]
-        order = np.random.default_rng(seed + task).permutation(len(own))
-        cut = int(round(fraction * len(own)))
-        chosen = set(order[:cut].tolist())
-        for i, story in enumerate(own):
-            (validation if i in chosen else train).append(story)
-    return train, validation
-
 
 class Babi(tfds.core.GeneratorBasedBuilder):
     """bAbI tasks 1-20 (v1.2, English), word level, from a manual directory."""
@@ -77,7 +61,7 @@ class Babi(tfds.core.GeneratorBasedBuilder):
         data_dir = str(dl_manager.manual_dir)
         version = self.builder_config.name
         babi.check_release(data_dir, version)  # lists the missing files and the source
-        train, validation = _split_train(babi.read_split(data_dir, version, "train"))
+        train, validation = babi.split_train(babi.read_split(data_dir, version, "train"))
         test = babi.read_split(data_dir, version, "test")
         return {
             "train": self._generate_examples(train),
