@@ -9,7 +9,7 @@ training step is forward + backward + Adam update (`train_on_batch`), at batch 3
 controller 100, memory 3 x 100, H = 1 (the paper's algorithmic setting); the time is the
 median over ``--steps`` steps after ``--warmup`` steps. Peak memory is measured honestly:
 each (model, length, xla) runs a few training steps in a fresh child process whose peak
-resident set size (``ru_maxrss``) is reported as ``peak_memory_bytes``; a child that only
+resident set size (``VmHWM``, see `own_peak_rss`) is reported as ``peak_memory_bytes``; a child that only
 imports TensorFlow and Keras gives the runtime's own baseline, and
 ``training_memory_bytes`` = peak - baseline is what the model's training adds (the memory
 ratios use it). ``--skip_memory`` leaves memory out.
@@ -32,18 +32,22 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("models", ["lstm", "salu", "mnm_p", "mnm_g"], "Models to compare.")
-flags.DEFINE_list("lengths", ["16", "32", "64", "128", "256", "512", "1024"], "Lengths.")
-flags.DEFINE_list("xla", ["false", "true"], "jit_compile settings to run.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_integer("units", 100, "Controller / LSTM units.")
-flags.DEFINE_integer("memory_units", 100, "Memory width, key and value size.")
-flags.DEFINE_integer("features", 12, "Input features.")
-flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compilation).")
-flags.DEFINE_integer("steps", 5, "Timed steps; the median is reported.")
-flags.DEFINE_bool("skip_memory", False, "Do not measure peak memory.")
-flags.DEFINE_string("out_dir", "benchmarks/results", "Where the JSON and PNG go.")
-flags.DEFINE_string("child", "", "Internal: 'model,length,xla' to run in a child process.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_list("models", ["lstm", "salu", "mnm_p", "mnm_g"], "Models to compare.")
+    flags.DEFINE_list("lengths", ["16", "32", "64", "128", "256", "512", "1024"], "Lengths.")
+    flags.DEFINE_list("xla", ["false", "true"], "jit_compile settings to run.")
+    flags.DEFINE_integer("batch_size", 32, "Batch size.")
+    flags.DEFINE_integer("units", 100, "Controller / LSTM units.")
+    flags.DEFINE_integer("memory_units", 100, "Memory width, key and value size.")
+    flags.DEFINE_integer("features", 12, "Input features.")
+    flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compilation).")
+    flags.DEFINE_integer("steps", 5, "Timed steps; the median is reported.")
+    flags.DEFINE_bool("skip_memory", False, "Do not measure peak memory.")
+    flags.DEFINE_string("out_dir", "benchmarks/results", "Where the JSON and PNG go.")
+    flags.DEFINE_string("child", "", "Internal: 'model,length,xla' to run in a child process.")
 
 
 def build(model, length, units, memory_units, features, jit_compile):
@@ -131,12 +135,29 @@ def peak_memory(model, length, jit_compile, config):
     return int(result.stdout.strip().splitlines()[-1])
 
 
+def own_peak_rss():
+    """This process's peak resident set size in bytes.
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this address space. Not
+    ``ru_maxrss``, which Linux carries over from the parent across fork and exec, so a
+    child of a large process would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
 def run_child(spec):
     if spec == "baseline":
         import keras  # noqa: F401  (the runtime's own footprint)
         import tensorflow  # noqa: F401
 
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+        print(own_peak_rss())
         return
     model, length, jit = spec.split(",")
     network = build(
@@ -145,7 +166,7 @@ def run_child(spec):
     x, y = batch(int(length), FLAGS.batch_size, FLAGS.features)
     for _ in range(3):
         network.train_on_batch(x, y)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: KiB
+    print(own_peak_rss())
 
 
 def plot(results, path):
@@ -258,4 +279,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

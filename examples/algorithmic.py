@@ -26,22 +26,26 @@ from mnm_keras import datasets, models, training
 from mnm_keras.metrics import SequenceError, SymbolError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "dictionary", sorted(datasets.TASKS), "Task.")
-flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model.")
-flags.DEFINE_integer("support_size", 4, "Dictionary inference: support examples k.")
-flags.DEFINE_integer("sequence_length", 1, "Dictionary inference: letters per sequence l.")
-flags.DEFINE_integer("train_steps", 2000, "Optimizer steps.")
-flags.DEFINE_integer("steps_per_epoch", 200, "Steps between evaluations and checkpoints.")
-flags.DEFINE_integer("batch_size", 32, "Episodes per step (paper: 32).")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (paper: 1e-3).")
-flags.DEFINE_integer("units", 100, "Controller (or LSTM) units d_h (paper: 100).")
-flags.DEFINE_integer("memory_units", 100, "Memory width D_l (paper: 100).")
-flags.DEFINE_integer("memory_layers", 3, "Memory layers (paper: 3).")
-flags.DEFINE_integer("key_size", 100, "d_k = d_v (paper: 100).")
-flags.DEFINE_integer("num_heads", 1, "Heads H (paper: 1).")
-flags.DEFINE_integer("eval_episodes", 500, "Held-out episodes.")
-flags.DEFINE_integer("seed", 0, "Seed of data and initialisation.")
-flags.DEFINE_string("model_dir", "runs/algorithmic", "Checkpoints, logs, metrics.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_enum("task", "dictionary", sorted(datasets.TASKS), "Task.")
+    flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model.")
+    flags.DEFINE_integer("support_size", 4, "Dictionary inference: support examples k.")
+    flags.DEFINE_integer("sequence_length", 1, "Dictionary inference: letters per sequence l.")
+    flags.DEFINE_integer("train_steps", 2000, "Optimizer steps.")
+    flags.DEFINE_integer("steps_per_epoch", 200, "Steps between evaluations and checkpoints.")
+    flags.DEFINE_integer("batch_size", 32, "Episodes per step (paper: 32).")
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (paper: 1e-3).")
+    flags.DEFINE_integer("units", 100, "Controller (or LSTM) units d_h (paper: 100).")
+    flags.DEFINE_integer("memory_units", 100, "Memory width D_l (paper: 100).")
+    flags.DEFINE_integer("memory_layers", 3, "Memory layers (paper: 3).")
+    flags.DEFINE_integer("key_size", 100, "d_k = d_v (paper: 100).")
+    flags.DEFINE_integer("num_heads", 1, "Heads H (paper: 1).")
+    flags.DEFINE_integer("eval_episodes", 500, "Held-out episodes.")
+    flags.DEFINE_integer("seed", 0, "Seed of data and initialisation.")
+    flags.DEFINE_string("model_dir", "runs/algorithmic", "Checkpoints, logs, metrics.")
 
 
 def build_model(task, model, units=100, memory_units=100, memory_layers=3, key_size=100,
@@ -193,4 +197,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -22,17 +22,21 @@ from absl import app, flags
 from mnm_keras import models, tasks, training
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model to train.")
-flags.DEFINE_string("model_dir", "runs/associative_recall", "Checkpoints, logs, metrics.")
-flags.DEFINE_integer("train_steps", 1200, "Optimizer steps.")
-flags.DEFINE_integer("steps_per_epoch", 100, "Steps between evaluations and checkpoints.")
-flags.DEFINE_integer("batch_size", 32, "Episodes per step.")
-flags.DEFINE_float("learning_rate", 1e-2, "Adam learning rate.")
-flags.DEFINE_integer("num_pairs", 4, "Pairs stored per episode.")
-flags.DEFINE_integer("num_symbols", 8, "Number of key symbols and of value symbols.")
-flags.DEFINE_integer("units", 64, "Controller (or LSTM) units.")
-flags.DEFINE_integer("memory_units", 32, "MNM memory width; also key and value size.")
-flags.DEFINE_integer("seed", 0, "Seed of data, initialisation and shuffling.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model to train.")
+    flags.DEFINE_string("model_dir", "runs/associative_recall", "Checkpoints, logs, metrics.")
+    flags.DEFINE_integer("train_steps", 1200, "Optimizer steps.")
+    flags.DEFINE_integer("steps_per_epoch", 100, "Steps between evaluations and checkpoints.")
+    flags.DEFINE_integer("batch_size", 32, "Episodes per step.")
+    flags.DEFINE_float("learning_rate", 1e-2, "Adam learning rate.")
+    flags.DEFINE_integer("num_pairs", 4, "Pairs stored per episode.")
+    flags.DEFINE_integer("num_symbols", 8, "Number of key symbols and of value symbols.")
+    flags.DEFINE_integer("units", 64, "Controller (or LSTM) units.")
+    flags.DEFINE_integer("memory_units", 32, "MNM memory width; also key and value size.")
+    flags.DEFINE_integer("seed", 0, "Seed of data, initialisation and shuffling.")
 
 
 def train_and_evaluate(
@@ -162,4 +166,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

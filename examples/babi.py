@@ -32,21 +32,26 @@ from mnm_keras.datasets import babi
 from mnm_keras.metrics import SymbolError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", None, "The unpacked release (folder with en/ and en-10k/).")
-flags.DEFINE_enum("version", "en-10k", list(babi.VERSIONS), "1k or 10k training set.")
-flags.DEFINE_list("tasks", [str(t) for t in range(1, 21)], "Tasks, trained jointly.")
-flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model.")
-flags.DEFINE_integer("train_steps", 20000, "Maximum optimizer steps.")
-flags.DEFINE_integer("steps_per_epoch", 500, "Steps between evaluations and checkpoints.")
-flags.DEFINE_integer("patience", 10, "Early stopping: evaluations without improvement.")
-flags.DEFINE_integer("batch_size", 128, "Stories per step (paper: 128).")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (paper: 1e-3).")
-flags.DEFINE_integer("units", 256, "Controller units and embedding size (paper: 256).")
-flags.DEFINE_integer("memory_units", 100, "Memory width (paper: 100).")
-flags.DEFINE_integer("key_size", 100, "d_k = d_v (paper: 100).")
-flags.DEFINE_integer("num_heads", 3, "Heads H (paper: 3).")
-flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("model_dir", "runs/babi", "Checkpoints, logs, metrics.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_string("data_dir", None, "The unpacked release (folder with en/ and en-10k/).")
+    flags.DEFINE_enum("version", "en-10k", list(babi.VERSIONS), "1k or 10k training set.")
+    flags.DEFINE_list("tasks", [str(t) for t in range(1, 21)], "Tasks, trained jointly.")
+    flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model.")
+    flags.DEFINE_integer("train_steps", 20000, "Maximum optimizer steps.")
+    flags.DEFINE_integer("steps_per_epoch", 500, "Steps between evaluations and checkpoints.")
+    flags.DEFINE_integer("patience", 10, "Early stopping: evaluations without improvement.")
+    flags.DEFINE_integer("batch_size", 128, "Stories per step (paper: 128).")
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (paper: 1e-3).")
+    flags.DEFINE_integer("units", 256, "Controller units and embedding size (paper: 256).")
+    flags.DEFINE_integer("memory_units", 100, "Memory width (paper: 100).")
+    flags.DEFINE_integer("key_size", 100, "d_k = d_v (paper: 100).")
+    flags.DEFINE_integer("num_heads", 3, "Heads H (paper: 3).")
+    flags.DEFINE_integer("seed", 0, "Seed.")
+    flags.DEFINE_string("model_dir", "runs/babi", "Checkpoints, logs, metrics.")
+
 
 # The paper's table 3 (best run per task, error %), in task order 1..20.
 PAPER_TABLE_3 = {
@@ -275,4 +280,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -32,13 +32,17 @@ import os
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("strategy", "one_device", ["one_device", "mirrored", "multi_worker"], "")
-flags.DEFINE_integer("logical_cpus", 1, "Split the CPU into this many logical devices.")
-flags.DEFINE_enum("model", "mnm_p", ["mnm_p", "mnm_g"], "Write rule.")
-flags.DEFINE_integer("train_steps", 5, "Optimizer steps.")
-flags.DEFINE_integer("global_batch_size", 8, "Episodes per step, over all replicas.")
-flags.DEFINE_integer("seed", 0, "Seed.")
-flags.DEFINE_string("model_dir", "runs/distributed", "Output directory.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_enum("strategy", "one_device", ["one_device", "mirrored", "multi_worker"], "")
+    flags.DEFINE_integer("logical_cpus", 1, "Split the CPU into this many logical devices.")
+    flags.DEFINE_enum("model", "mnm_p", ["mnm_p", "mnm_g"], "Write rule.")
+    flags.DEFINE_integer("train_steps", 5, "Optimizer steps.")
+    flags.DEFINE_integer("global_batch_size", 8, "Episodes per step, over all replicas.")
+    flags.DEFINE_integer("seed", 0, "Seed.")
+    flags.DEFINE_string("model_dir", "runs/distributed", "Output directory.")
 
 
 def configure_logical_cpus(count):
@@ -161,4 +165,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -13,9 +13,13 @@ from absl import app, flags
 from mnm_keras.plotting import plot_curves
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("runs", [], "Run directories, each with a metrics.json.")
-flags.DEFINE_string("out", "curves.png", "PNG to write.")
-flags.DEFINE_string("title", "", "Plot title.")
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_list("runs", [], "Run directories, each with a metrics.json.")
+    flags.DEFINE_string("out", "curves.png", "PNG to write.")
+    flags.DEFINE_string("title", "", "Plot title.")
 
 
 def plot_runs(run_dirs, out, title=""):
@@ -41,4 +45,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

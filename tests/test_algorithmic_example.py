@@ -79,4 +79,9 @@ def test_killed_run_resumes_without_losing_finished_epochs(tmp_path):
     assert len(rows) == 20
     assert [int(row.split(",")[0]) for row in rows] == list(range(20))
     with open(os.path.join(model_dir, "metrics.json")) as f:
-        assert len(json.load(f)["history"]) == 20
+        metrics = json.load(f)
+    assert len(metrics["history"]) == 20
+    # Training time counts every epoch, including those of the killed process.
+    assert metrics["wall_seconds"] == pytest.approx(
+        sum(row["epoch_seconds"] for row in metrics["history"]), abs=0.1
+    )
