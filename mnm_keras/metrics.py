@@ -21,15 +21,32 @@ def _wrong(y_true, y_pred, binary):
     return tf.cast(predicted != tf.cast(y_true, tf.int32), tf.float32)
 
 
-@keras.saving.register_keras_serializable(package="mnm_keras")
-class SymbolError(keras.metrics.Metric):
-    """Fraction of wrong answer symbols (or bits, with ``binary=True``)."""
+class _AnswerError(keras.metrics.Metric):
+    """Counts ``wrong`` out of ``total`` answer units; subclasses say what a unit is."""
 
-    def __init__(self, binary=False, name="symbol_error", **kwargs):
+    def __init__(self, binary=False, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.binary = binary
         self.wrong = self.add_variable(shape=(), initializer="zeros", name="wrong")
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+
+    def result(self):
+        return tf.math.divide_no_nan(self.wrong, self.total)
+
+    def reset_state(self):
+        self.wrong.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "binary": self.binary}
+
+
+@keras.saving.register_keras_serializable(package="mnm_keras")
+class SymbolError(_AnswerError):
+    """Fraction of wrong answer symbols (or bits, with ``binary=True``)."""
+
+    def __init__(self, binary=False, name="symbol_error", **kwargs):
+        super().__init__(binary=binary, name=name, **kwargs)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         wrong = _wrong(y_true, y_pred, self.binary)
@@ -41,26 +58,13 @@ class SymbolError(keras.metrics.Metric):
         self.wrong.assign_add(tf.reduce_sum(wrong * weight))
         self.total.assign_add(tf.reduce_sum(weight))
 
-    def result(self):
-        return tf.math.divide_no_nan(self.wrong, self.total)
-
-    def reset_state(self):
-        self.wrong.assign(0.0)
-        self.total.assign(0.0)
-
-    def get_config(self):
-        return {**super().get_config(), "binary": self.binary}
-
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
-class SequenceError(keras.metrics.Metric):
+class SequenceError(_AnswerError):
     """Fraction of episodes with at least one wrong answer symbol (or bit)."""
 
     def __init__(self, binary=False, name="sequence_error", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.binary = binary
-        self.wrong = self.add_variable(shape=(), initializer="zeros", name="wrong")
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        super().__init__(binary=binary, name=name, **kwargs)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         wrong = _wrong(y_true, y_pred, self.binary)
@@ -71,13 +75,3 @@ class SequenceError(keras.metrics.Metric):
         episode_wrong = tf.cast(tf.reduce_max(wrong, axis=-1) > 0, tf.float32)
         self.wrong.assign_add(tf.reduce_sum(episode_wrong))
         self.total.assign_add(tf.cast(tf.shape(episode_wrong)[0], tf.float32))
-
-    def result(self):
-        return tf.math.divide_no_nan(self.wrong, self.total)
-
-    def reset_state(self):
-        self.wrong.assign(0.0)
-        self.total.assign(0.0)
-
-    def get_config(self):
-        return {**super().get_config(), "binary": self.binary}
