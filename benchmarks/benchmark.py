@@ -46,6 +46,12 @@ def define_flags():
     flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compilation).")
     flags.DEFINE_integer("steps", 5, "Timed steps; the median is reported.")
     flags.DEFINE_bool("skip_memory", False, "Do not measure peak memory.")
+    flags.DEFINE_integer(
+        "salu_max_length",
+        512,
+        "Skip SALU above this length: its table, kept for backprop at every step, needs "
+        "batch x T^2 x (d_k + d_v) x 4 bytes (about 26 GB at T = 1024, batch 32).",
+    )
     flags.DEFINE_string("out_dir", "benchmarks/results", "Where the JSON and PNG go.")
     flags.DEFINE_string("child", "", "Internal: 'model,length,xla' to run in a child process.")
 
@@ -207,8 +213,30 @@ def plot(results, path):
     plt.close(figure)
 
 
-def run_benchmark(models, lengths, xla_settings, config, out_dir, measure_memory=True):
-    """Times (and measures) every model at every length; writes JSON and PNG; returns rows."""
+def _write(results, config, out_dir):
+    """Memory ratios, one JSON per model, and the PNG, from the rows so far."""
+    for m in results:
+        for row in results[m]:
+            base = next(
+                r for r in results["lstm"] if (r["length"], r["xla"]) == (row["length"], row["xla"])
+            )
+            if row["training_memory_bytes"] and base["training_memory_bytes"]:
+                row["memory_ratio_to_lstm"] = (
+                    row["training_memory_bytes"] / base["training_memory_bytes"]
+                )
+        with open(os.path.join(out_dir, f"{m}.json"), "w") as f:
+            json.dump({"model": m, "config": config, "results": results[m]}, f, indent=2)
+    plot(results, os.path.join(out_dir, "benchmark.png"))
+
+
+def run_benchmark(
+    models, lengths, xla_settings, config, out_dir, measure_memory=True, salu_max_length=None
+):
+    """Times (and measures) every model at every length; writes JSON and PNG; returns rows.
+
+    The JSON files and the PNG are rewritten after every length, so an interrupted run
+    keeps what it measured.
+    """
     models = list(models)
     if "lstm" not in models:
         models.insert(0, "lstm")  # the reference of every ratio
@@ -218,8 +246,13 @@ def run_benchmark(models, lengths, xla_settings, config, out_dir, measure_memory
     print(f"{'model':8s} {'length':>6s} {'xla':>5s} {'s/step':>9s} {'x LSTM':>7s} {'MiB':>7s}")
     for xla in xla_settings:
         for length in lengths:
-            seconds = time_models(models, length, xla, config)
-            for m in models:
+            active = [
+                m
+                for m in models
+                if not (m == "salu" and salu_max_length and length > salu_max_length)
+            ]
+            seconds = time_models(active, length, xla, config)
+            for m in active:
                 peak = peak_memory(m, length, xla, config) if measure_memory else None
                 training = None if peak is None or baseline is None else peak - baseline
                 row = {
@@ -239,18 +272,7 @@ def run_benchmark(models, lengths, xla_settings, config, out_dir, measure_memory
                     f"{row['ratio_to_lstm']:7.2f} {mib:>7s}",
                     flush=True,
                 )
-    for m in models:
-        for row in results[m]:
-            base = next(
-                r for r in results["lstm"] if (r["length"], r["xla"]) == (row["length"], row["xla"])
-            )
-            if row["training_memory_bytes"] and base["training_memory_bytes"]:
-                row["memory_ratio_to_lstm"] = (
-                    row["training_memory_bytes"] / base["training_memory_bytes"]
-                )
-        with open(os.path.join(out_dir, f"{m}.json"), "w") as f:
-            json.dump({"model": m, "config": config, "results": results[m]}, f, indent=2)
-    plot(results, os.path.join(out_dir, "benchmark.png"))
+            _write(results, config, out_dir)
     print(f"\nwrote {out_dir}/<model>.json and {out_dir}/benchmark.png")
     return results
 
@@ -275,6 +297,7 @@ def main(argv):
         config,
         FLAGS.out_dir,
         measure_memory=not FLAGS.skip_memory,
+        salu_max_length=FLAGS.salu_max_length,
     )
 
 
