@@ -106,6 +106,9 @@ def test_bucketing_keeps_every_story_and_cuts_padding():
     assert plain_weights == bucketed_weights == sum(len(ws) for s in stories for _, ws in s.answers)
     for inputs, _, _ in bucketed:
         assert inputs.shape[1] in [b - 1 for b in boundaries]  # padded to its bucket
+    # The declared number of batches is the real one (Keras relies on it for validation).
+    assert int(bucketed.cardinality()) == sum(1 for _ in bucketed)
+    assert int(plain.cardinality()) == sum(1 for _ in plain)
 
 
 def test_tfds_builder_prepares_offline(tmp_path):

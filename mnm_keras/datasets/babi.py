@@ -256,13 +256,20 @@ def make_dataset(stories, vocabulary, batch_size, bucket_boundaries=None, shuffl
     )
     data = tf.data.Dataset.from_generator(generate, output_signature=spec)
     if bucket_boundaries is None:
-        return data.padded_batch(batch_size)
-    return data.bucket_by_sequence_length(
-        lambda inputs, targets, weights: tf.shape(inputs)[0],
-        bucket_boundaries=list(bucket_boundaries),
-        bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
-        pad_to_bucket_boundary=True,
-    )
+        data = data.padded_batch(batch_size)
+        batches = -(-len(encoded) // batch_size)
+    else:
+        data = data.bucket_by_sequence_length(
+            lambda inputs, targets, weights: tf.shape(inputs)[0],
+            bucket_boundaries=list(bucket_boundaries),
+            bucket_batch_sizes=[batch_size] * (len(bucket_boundaries) + 1),
+            pad_to_bucket_boundary=True,
+        )
+        # bucket i holds lengths in [boundaries[i-1], boundaries[i]); each ends in a partial batch
+        buckets = np.digitize([len(e[0]) for e in encoded], list(bucket_boundaries))
+        batches = sum(-(-count // batch_size) for count in np.bincount(buckets))
+    # A known length lets Keras iterate a validation set the same way at every epoch.
+    return data.apply(tf.data.experimental.assert_cardinality(int(batches)))
 
 
 def padding_fraction(dataset):
