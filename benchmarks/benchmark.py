@@ -176,12 +176,10 @@ def run_child(spec):
 
 
 def plot(results, path):
-    import matplotlib
+    from matplotlib.figure import Figure  # no GUI backend needed
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    figure = Figure(figsize=(11, 4), dpi=100)
+    left, right = figure.subplots(1, 2)
     for model, rows in results.items():
         for xla in sorted({r["xla"] for r in rows}):
             sel = [r for r in rows if r["xla"] == xla]
@@ -210,7 +208,6 @@ def plot(results, path):
     right.set_title("peak memory (fresh process per point)")
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
 
 
 def _write(results, config, out_dir):

@@ -111,6 +111,7 @@ def build_model(vocabulary_size, model, units, memory_units, key_size, num_heads
 def task_errors(network, stories, vocabulary, batch_size):
     """Test error (%) per task: a question is right only if all its answer words are."""
     right, total = {}, {}
+    index = babi.word_index(vocabulary)
     boundaries = babi.length_buckets([len(s.tokens) for s in stories])
     # Predict story by story group of equal bucket, keeping the stories' order.
     order = sorted(range(len(stories)), key=lambda i: len(stories[i].tokens))
@@ -119,9 +120,8 @@ def task_errors(network, stories, vocabulary, batch_size):
         width = next(b - 1 for b in boundaries if b > max(len(s.tokens) for s in chunk))
         inputs = np.zeros((len(chunk), width), np.int32)
         for row, story in enumerate(chunk):
-            inputs[row, : len(story.tokens)] = babi.encode(story, vocabulary)[0]
+            inputs[row, : len(story.tokens)] = babi.encode(story, index)[0]
         predicted = np.asarray(network.predict_on_batch(inputs)).argmax(-1)
-        index = {w: i for i, w in enumerate(vocabulary)}
         for row, story in enumerate(chunk):
             for positions, words in story.answers:
                 ok = all(predicted[row, p] == index[w] for p, w in zip(positions, words))

@@ -1,12 +1,12 @@
-"""Plots of training curves (PNG), with a non-interactive backend."""
+"""Plots of training curves (PNG).
+
+Uses matplotlib's object-oriented `Figure` directly, which needs no GUI backend, so importing
+mnm_keras never changes the process's matplotlib backend.
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never opens a window
-
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
 def plot_curves(path, steps, curves, title="", xlabel="step", ylabel="", reference=None):
@@ -18,7 +18,8 @@ def plot_curves(path, steps, curves, title="", xlabel="step", ylabel="", referen
       curves: dict from legend label to a list of y values (same length as ``steps``).
       reference: optional ``(label, y)``, drawn as a dashed horizontal line (e.g. chance).
     """
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.subplots()
     for label, values in curves.items():
         axes.plot(steps, values, marker="o", markersize=3, label=label)
     if reference is not None:
@@ -30,4 +31,3 @@ def plot_curves(path, steps, curves, title="", xlabel="step", ylabel="", referen
     axes.legend()
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)

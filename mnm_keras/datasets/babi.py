@@ -184,6 +184,11 @@ def split_train(stories, seed=VALIDATION_SEED, fraction=VALIDATION_FRACTION):
     return train, validation
 
 
+def word_index(vocabulary):
+    """The word -> id dict of a vocabulary list."""
+    return {word: i for i, word in enumerate(vocabulary)}
+
+
 def build_vocabulary(stories):
     """Sorted word list of the stories (inputs and answers), ``<pad>`` first at id 0."""
     words = set()
@@ -198,9 +203,10 @@ def encode(story, vocabulary):
     """Integer arrays of one story: ``(inputs, targets, weights)``, each ``[length]``.
 
     ``targets`` holds the answer word's id at placeholder positions (0 elsewhere) and
-    ``weights`` is 1 exactly there.
+    ``weights`` is 1 exactly there. ``vocabulary`` is the word list, or a ready
+    word -> id dict (to encode many stories without rebuilding it).
     """
-    index = {word: i for i, word in enumerate(vocabulary)}
+    index = vocabulary if isinstance(vocabulary, dict) else word_index(vocabulary)
     try:
         inputs = np.array([index[token] for token in story.tokens], np.int32)
         targets = np.zeros(len(story.tokens), np.int32)
@@ -240,7 +246,8 @@ def make_dataset(stories, vocabulary, batch_size, bucket_boundaries=None, shuffl
     shapes (retracings) stays bounded; without, batches pad to their longest story.
     Padding uses id 0 (``<pad>``) with weight 0. ``shuffle_seed`` shuffles the stories.
     """
-    encoded = [encode(story, vocabulary) for story in stories]
+    index = word_index(vocabulary)
+    encoded = [encode(story, index) for story in stories]
 
     def generate():
         order = np.arange(len(encoded))
