@@ -319,6 +319,20 @@ class MNMCell(ControllerCell):
 
     def call(self, inputs, states, training=False):
         """One MNM step; returns ``y_t`` and the new state list."""
+        y, new_states, _ = self.step(inputs, states, training=training)
+        return y, new_states
+
+    def step(self, inputs, states, training=False):
+        """One MNM step that also returns the memory interaction vectors of the step.
+
+        The same computation as `call` (which calls it), for inspection: the returned dict
+        holds ``read_keys``, ``write_keys`` and ``values`` (``[batch, heads, size]``),
+        ``rates`` (``[batch, 1]`` for MNM-g, ``[batch, memory_layers]`` for MNM-p) and
+        ``read_values`` (``[batch, heads, value_size]``, before the mean over heads).
+
+        Returns:
+          ``(y_t, new_states, interactions)``.
+        """
         h, c, previous_read = states[0], states[1], states[2]
         weights = self.unflatten_memory(states)
         meta = states[3 + self.memory_layers]
@@ -329,7 +343,8 @@ class MNMCell(ControllerCell):
 
         new_weights = self._write(weights, write_keys, values, rates)
         hidden, output = self.memory_activation, self.memory_output_activation
-        read_value = tf.reduce_mean(memory.read(new_weights, read_keys, hidden, output), axis=1)
+        read_values = memory.read(new_weights, read_keys, hidden, output)
+        read_value = tf.reduce_mean(read_values, axis=1)
 
         extra_states = []
         if self.recall_delay:
@@ -350,7 +365,14 @@ class MNMCell(ControllerCell):
         new_states = [h, c, read_value]
         new_states += [tf.reshape(w, [-1, w.shape[1] * w.shape[2]]) for w in new_weights]
         new_states.append(meta)
-        return y, new_states + extra_states
+        interactions = {
+            "read_keys": read_keys,
+            "write_keys": write_keys,
+            "values": values,
+            "rates": rates,
+            "read_values": read_values,
+        }
+        return y, new_states + extra_states, interactions
 
     def _history(self, states, write_keys, values):
         """Write pairs of steps t, t-1, ..., t-T as ``[batch, T + 1, heads, size]``."""
