@@ -14,12 +14,15 @@ fails above 5% error.
 Writes ``--model_dir/metrics.json`` (``task_errors``: 20 test errors in percent, ``null``
 for tasks not trained; ``mean_error``; ``failed_tasks``; ``train_steps``; ``wall_seconds``),
 ``--model_dir/results.md`` (table 3 layout: our errors beside the paper's MNM-p, MNM-g,
-DNC and TPR-RNN), ``curve.png`` and TensorBoard logs. Reruns resume from the last
-finished evaluation (``--model_dir/backup``).
+DNC and TPR-RNN), ``curve.png``, TensorBoard logs, the trained model ``model.keras`` (the
+best weights early stopping saw) and its word list ``vocabulary.json`` (``{"version",
+"words"}``, word id = position; for ``examples/memory_pictures.py``). Reruns resume from the
+last finished evaluation (``--model_dir/backup``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -221,6 +224,10 @@ def train_and_evaluate(
         shuffle=False,
     )
     wall_seconds = time.time() - start
+    # The trained model and its word ids, for examples/memory_pictures.py.
+    network.save(os.path.join(model_dir, "model.keras"))
+    with open(os.path.join(model_dir, "vocabulary.json"), "w") as f:
+        json.dump({"version": version, "words": vocabulary}, f, indent=0)
     errors = task_errors(network, test_stories, vocabulary, batch_size)
     history = training.read_history(model_dir)
     metrics = {

@@ -2,6 +2,7 @@
 
 import json
 
+import keras
 import pytest
 
 from examples import babi as babi_example
@@ -42,6 +43,11 @@ def test_joint_pipeline_runs_on_real_data(tmp_path):
     assert table.count("\n") == 2 + 20 + 2
     assert "| 16: basic-induction | - | 55.1 | 0.4 | 51.2 | 0.7 |" in table
     assert (tmp_path / "curve.png").exists()
+    # the trained model and its word ids are saved for examples/memory_pictures.py
+    saved = json.loads((tmp_path / "vocabulary.json").read_text())
+    assert saved["version"] == "en" and len(saved["words"]) == 1 + 159  # <pad> + 159 words
+    network = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert network.output_shape == (None, None, 160)
 
 
 def test_results_table_counts_failed_tasks():
