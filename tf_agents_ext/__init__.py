@@ -1,6 +1,54 @@
 """TF-Agents extensions of mnm_keras: the grid maze, MNM actor-critic networks, an A2C agent.
 
-Not implemented yet: this package is the place of issue 6 (a tf-keras MNM cell that calls
-`mnm_keras.memory`, the maze environment and the A2C agent). It holds no code so far, and
-importing it has no side effect.
+Modules (paper section 4.3):
+
+* `tf_agents_ext.maze`: `MazeEnvironment`, the grid maze of Miconi et al. (2018) as a
+  `PyEnvironment`, single or batched (vectorised NumPy).
+* `tf_agents_ext.networks`: `MNMCell` (a tf-keras cell calling `mnm_keras.memory`),
+  `ActorCriticRnnNetwork` (shared recurrent trunk, logits and value heads) and the
+  constructors `mnm_actor_critic` and `lstm_actor_critic`.
+* `tf_agents_ext.a2c_agent`: `A2CAgent`, the reference A2C learning rule as a `TFAgent`, and
+  its loss pieces as functions.
+
+**Process-wide side effect.** TF-Agents is built on Keras 2 (tf-keras), which TensorFlow
+serves as ``tf.keras`` only when the environment variable ``TF_USE_LEGACY_KERAS=1`` is set
+before ``tf.keras`` is first used. Importing this package therefore sets
+``os.environ["TF_USE_LEGACY_KERAS"] = "1"`` for the whole process (unless the variable is
+already set), so that ``tf.keras`` is tf-keras everywhere in the process afterwards;
+``import keras`` stays Keras 3, so `mnm_keras` keeps working beside it. If TensorFlow has
+already bound ``tf.keras`` to Keras 3 (the variable was not set in time, or is set to
+another value), importing this package raises an `ImportError` that says what to do.
 """
+
+from __future__ import annotations
+
+import os
+import sys
+
+_VARIABLE = "TF_USE_LEGACY_KERAS"
+
+os.environ.setdefault(_VARIABLE, "1")
+
+
+def _check_legacy_keras():
+    """Raises ImportError unless ``tf.keras`` is (or will be) tf-keras in this process."""
+    if "tensorflow" not in sys.modules:
+        return  # TensorFlow will read the variable set above when tf.keras is first used.
+    import tensorflow as tf
+
+    # tf.keras is a lazy loader that reads TF_USE_LEGACY_KERAS on its first use: if nothing
+    # has used it yet, this attribute access binds it to tf-keras.
+    name = tf.keras.layers.Layer.__module__.split(".")[0]
+    if name != "tf_keras":
+        raise ImportError(
+            "tf_agents_ext needs TensorFlow's tf.keras to be tf-keras (Keras 2), but in this "
+            f"process tf.keras is already the {name!r} package: {_VARIABLE} was not '1' "
+            "when tf.keras was first used. Set the "
+            f"environment variable {_VARIABLE}=1 before TensorFlow is imported (e.g. "
+            f"`{_VARIABLE}=1 python ...`, or os.environ['{_VARIABLE}'] = '1' at the top of "
+            "your program), or import tf_agents_ext before tensorflow, keras and mnm_keras; "
+            "also `pip install tf-keras` (mnm_keras[agents])."
+        )
+
+
+_check_legacy_keras()

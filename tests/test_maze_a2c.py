@@ -1,0 +1,106 @@
+"""examples/maze_a2c.py: a few episodes of each network, resume, reload of the saved policy.
+
+Runs in the suite's single pytest process; ``tests/conftest.py`` sets
+``TF_USE_LEGACY_KERAS=1`` before TensorFlow is imported (TF-Agents needs tf-keras).
+Tiny networks and 12-step episodes keep it fast.
+"""
+
+import csv
+import importlib
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+from tf_agents.environments import tf_py_environment
+
+from tf_agents_ext import maze
+
+TINY = {"units": 8, "memory_units": 4, "num_heads": 1, "episode_length": 12}
+
+
+@pytest.fixture(scope="module")
+def example():
+    before = set(flags.FLAGS)
+    module = importlib.import_module("examples.maze_a2c")
+    assert set(flags.FLAGS) == before  # flags are defined only under __main__
+    return module
+
+
+def _rewards(root):
+    with open(os.path.join(root, "rewards.csv"), newline="") as f:
+        return [(int(r["episode"]), float(r["reward"])) for r in csv.DictReader(f)]
+
+
+def _reload_and_act(root, batch=3):
+    policy = tf.saved_model.load(os.path.join(root, "policy"))
+    env = tf_py_environment.TFPyEnvironment(
+        maze.BatchedMazeEnvironment(batch, episode_length=TINY["episode_length"], seed=0)
+    )
+    time_step = env.reset()
+    state = policy.get_initial_state(batch_size=batch)
+    for _ in range(3):
+        step = policy.action(time_step, state)
+        assert step.action.shape == (batch,)
+        assert np.all((step.action.numpy() >= 0) & (step.action.numpy() <= 3))
+        time_step, state = env.step(step.action), step.state
+
+
+@pytest.mark.parametrize("network", ["mnm_p", "mnm_g"])
+def test_mnm_networks_train_a_few_episodes(example, tmp_path, network):
+    root = str(tmp_path / network)
+    metrics = example.train_eval(
+        root, network=network, num_episodes=4, num_parallel_episodes=2, seed=1, **TINY
+    )
+    assert metrics["episodes"] == 4 and metrics["train_steps"] == 2
+    assert len(_rewards(root)) == 4
+    _reload_and_act(root)
+
+
+def test_lstm_trains_resumes_and_saves(example, tmp_path):
+    root = str(tmp_path / "lstm")
+    first = example.train_eval(
+        root, network="lstm", num_episodes=4, num_parallel_episodes=2, checkpoint_interval=2, **TINY
+    )
+    assert first["episodes"] == 4
+    kept = _rewards(root)
+    # An interrupted run: an episode written to rewards.csv after the last checkpoint.
+    with open(os.path.join(root, "rewards.csv"), "a") as f:
+        f.write("5,99.0\n")
+    second = example.train_eval(
+        root, network="lstm", num_episodes=8, num_parallel_episodes=2, checkpoint_interval=2, **TINY
+    )
+    rows = _rewards(root)
+    assert second["episodes"] == 8 and second["train_steps"] == 4
+    assert [r[0] for r in rows] == list(range(1, 9))
+    assert rows[:4] == kept and rows[4][1] != 99.0
+    assert second["wall_seconds"] >= first["wall_seconds"]
+    with open(os.path.join(root, "metrics.json")) as f:
+        metrics = json.load(f)
+    for key in (
+        "network",
+        "episodes",
+        "wall_seconds",
+        "episodes_per_second",
+        "mean_reward_last_1000",
+    ):
+        assert key in metrics
+    assert os.path.getsize(os.path.join(root, "rewards.png")) > 0
+    _reload_and_act(root)
+
+
+def test_plot_median_and_iqr(example, tmp_path):
+    runs = {"a": [np.arange(50.0), np.arange(60.0) + 5, np.ones(55)], "b": [np.zeros(40)]}
+    path = str(tmp_path / "curve.png")
+    example.plot_rewards(path, runs, window=10)
+    assert os.path.getsize(path) > 0
+    np.testing.assert_allclose(example.moving_average([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
+
+
+def test_argument_errors(example, tmp_path):
+    with pytest.raises(ValueError, match="network"):
+        example.train_eval(str(tmp_path), network="gru")
+    with pytest.raises(ValueError, match="num_parallel_episodes"):
+        example.train_eval(str(tmp_path), num_parallel_episodes=0)
