@@ -197,7 +197,7 @@ def main(argv):
         heads=heads,
     )
     for question, answer, predicted in result["answers"]:
-        print(f"{question} ? answer {answer}, predicted {predicted}")
+        print(f"{question}  answer: {answer}, predicted: {predicted}")
     for path in result["files"].values():
         print(f"wrote {path}")
 
