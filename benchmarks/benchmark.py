@@ -36,7 +36,12 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags (only when run as a script)."""
-    flags.DEFINE_list("models", ["lstm", "salu", "mnm_p", "mnm_g"], "Models to compare.")
+    flags.DEFINE_list(
+        "models",
+        ["lstm", "salu", "mnm_p", "mnm_g"],
+        "Models to compare: lstm, salu, mnm_p, mnm_g (MNM's memory-efficient path, the "
+        "default of mnm_keras.MNM), mnm_p_plain, mnm_g_plain (keras.layers.RNN(MNMCell)).",
+    )
     flags.DEFINE_list("lengths", ["16", "32", "64", "128", "256", "512", "1024"], "Lengths.")
     flags.DEFINE_list("xla", ["false", "true"], "jit_compile settings to run.")
     flags.DEFINE_integer("batch_size", 32, "Batch size.")
@@ -56,6 +61,10 @@ def define_flags():
     flags.DEFINE_string("child", "", "Internal: 'model,length,xla' to run in a child process.")
 
 
+# MNM without its memory-efficient sequence path, for comparison.
+PLAIN_MODELS = ("mnm_p_plain", "mnm_g_plain")
+
+
 def build(model, length, units, memory_units, features, jit_compile):
     """A compiled per-step classifier with the given recurrent core."""
     import keras
@@ -63,6 +72,9 @@ def build(model, length, units, memory_units, features, jit_compile):
     from mnm_keras import models
 
     inputs = keras.Input((length, features))
+    options = {}
+    if model in PLAIN_MODELS:  # MNM through keras.layers.RNN(MNMCell), every phi_t kept
+        model, options = model.removesuffix("_plain"), {"memory_efficient": False}
     core = models.recurrent_layer(
         model,
         units=units,
@@ -72,6 +84,7 @@ def build(model, length, units, memory_units, features, jit_compile):
         max_length=length,
         return_sequences=True,
         seed=0,
+        **options,
     )
     network = keras.Model(inputs, keras.layers.Dense(10)(core(inputs)))
     network.compile(
@@ -240,7 +253,7 @@ def run_benchmark(
     os.makedirs(out_dir, exist_ok=True)
     baseline = peak_memory("baseline", 0, False, config) if measure_memory else None
     results = {m: [] for m in models}
-    print(f"{'model':8s} {'length':>6s} {'xla':>5s} {'s/step':>9s} {'x LSTM':>7s} {'MiB':>7s}")
+    print(f"{'model':11s} {'length':>6s} {'xla':>5s} {'s/step':>9s} {'x LSTM':>7s} {'MiB':>7s}")
     for xla in xla_settings:
         for length in lengths:
             active = [
@@ -265,7 +278,7 @@ def run_benchmark(
                 results[m].append(row)
                 mib = "-" if training is None else f"{training / 2**20:.0f}"
                 print(
-                    f"{m:8s} {length:6d} {str(xla):>5s} {seconds[m]:9.4f} "
+                    f"{m:11s} {length:6d} {str(xla):>5s} {seconds[m]:9.4f} "
                     f"{row['ratio_to_lstm']:7.2f} {mib:>7s}",
                     flush=True,
                 )

@@ -34,7 +34,10 @@ __all__ = [
     "read",
     "recall_error",
     "gradient_write",
+    "gradient_write_factors",
     "local_write",
+    "local_write_factors",
+    "apply_write",
     "meta_loss",
 ]
 
@@ -197,20 +200,83 @@ def gradient_write(
     Returns:
       The new weights phi_t: a list of L tensors with the shapes of ``weights``.
     """
+    return apply_write(
+        weights,
+        gradient_write_factors(weights, keys, values, rate, hidden_activation, output_activation),
+    )
+
+
+def gradient_write_factors(
+    weights: Sequence[tf.Tensor],
+    keys: tf.Tensor,
+    values: tf.Tensor,
+    rate: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> list:
+    """The MNM-g write as rank-H factors: ``rate * grad_{M^l} L^up_t = sum_i a^l_i (b^l_i)^T``.
+
+    The gradient of equation 2 with respect to layer l's weights is a sum of H outer
+    products, ``sum_i delta^{l+1}_i (z^l_i)^T``, where ``z^l_i`` is head i's input to layer l
+    and ``delta^{l+1}_i = dL^up_t / d(M^l z^l_i)`` is the gradient at that layer's
+    pre-activation. The deltas are taken with `tf.GradientTape` (with respect to the
+    pre-activations, so an enclosing tape still gets second-order gradients), and the
+    factors are ``a^l = rate * delta^{l+1}`` and ``b^l = z^l``. `apply_write` turns them
+    into the new weights; `mnm_keras.MNM`'s memory-efficient path stores them instead of
+    the weights to rebuild phi_{t-1} from phi_t during back-propagation.
+
+    Args: as `gradient_write`.
+
+    Returns:
+      L pairs ``(a^l, b^l)``, ``a^l`` of shape ``[batch, heads, D_{l+1}]`` and ``b^l`` of
+      shape ``[batch, heads, D_l]``.
+    """
     weights, keys = _check_memory(weights, keys)
     values = _check_values(weights, values)
     rate = tf.convert_to_tensor(rate, dtype=keys.dtype)
     _check_rank("rate", rate, 1, "[batch]")
+    last = len(weights) - 1
     with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(weights)
+        inputs, pre_activations = [], []
+        z = keys
+        for index, matrix in enumerate(weights):
+            inputs.append(z)
+            pre = tf.einsum("bij,bhj->bhi", matrix, z)
+            tape.watch(pre)
+            pre_activations.append(pre)
+            z = _apply(output_activation if index == last else hidden_activation, pre)
+        heads = tf.cast(tf.shape(keys)[1], keys.dtype)
         # Each sequence's loss depends only on its own weights, so the gradient of the sum
         # over the batch is, slice by slice, the gradient of each sequence's own loss.
-        total = tf.reduce_sum(
-            recall_error(weights, keys, values, hidden_activation, output_activation)
-        )
-    gradients = tape.gradient(total, weights)
+        total = tf.reduce_sum(tf.square(z - values)) / heads
+    deltas = tape.gradient(total, pre_activations)
     step = rate[:, None, None]
-    return [matrix - step * gradient for matrix, gradient in zip(weights, gradients)]
+    return [(step * delta, z_in) for delta, z_in in zip(deltas, inputs)]
+
+
+def apply_write(weights: Sequence[tf.Tensor], factors: Sequence[tuple]) -> list:
+    """Applies a rank-H write: ``M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T``.
+
+    Both write rules change every layer by H outer products (equations 3 and 4); their
+    ``*_write_factors`` functions return the factors.
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]``.
+      factors: L pairs ``(a^l, b^l)`` of shapes ``[batch, heads, D_{l+1}]`` and
+        ``[batch, heads, D_l]``.
+
+    Returns:
+      The new weights, L tensors with the shapes of ``weights``.
+    """
+    if len(factors) != len(weights):
+        raise ValueError(
+            f"`factors` must hold one (a, b) pair per memory layer ({len(weights)}); "
+            f"received {len(factors)}."
+        )
+    return [
+        matrix - tf.einsum("bhi,bhj->bij", left, right)
+        for matrix, (left, right) in zip(weights, factors)
+    ]
 
 
 def local_write(
@@ -240,6 +306,32 @@ def local_write(
     Returns:
       The new weights phi_t: a list of L tensors with the shapes of ``weights``.
     """
+    return apply_write(
+        weights,
+        local_write_factors(
+            weights, keys, layer_targets, rates, hidden_activation, output_activation
+        ),
+    )
+
+
+def local_write_factors(
+    weights: Sequence[tf.Tensor],
+    keys: tf.Tensor,
+    layer_targets: Sequence[tf.Tensor],
+    rates: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> list:
+    """The MNM-p write as rank-H factors: ``M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T``.
+
+    ``a^l_i = (rate_l / H) (z^{l+1}_i - target^l_i)`` and ``b^l_i = z^l_i`` (equation 4);
+    see `gradient_write_factors` for their use.
+
+    Args: as `local_write`.
+
+    Returns:
+      L pairs ``(a^l, b^l)`` of shapes ``[batch, heads, D_{l+1}]`` and ``[batch, heads, D_l]``.
+    """
     weights, keys = _check_memory(weights, keys)
     layer_targets = [tf.convert_to_tensor(t) for t in layer_targets]
     rates = tf.convert_to_tensor(rates, dtype=keys.dtype)
@@ -264,12 +356,11 @@ def local_write(
                 )
     activations = forward(weights, keys, hidden_activation, output_activation)
     heads = tf.cast(tf.shape(keys)[1], keys.dtype)
-    new_weights = []
-    for index, (matrix, target) in enumerate(zip(weights, layer_targets)):
+    factors = []
+    for index, target in enumerate(layer_targets):
         error = activations[index + 1] - target
-        delta = tf.einsum("bhi,bhj->bij", error, activations[index]) / heads
-        new_weights.append(matrix - rates[:, index, None, None] * delta)
-    return new_weights
+        factors.append((rates[:, index, None, None] / heads * error, activations[index]))
+    return factors
 
 
 def meta_loss(

@@ -308,14 +308,17 @@ class MNMCell(ControllerCell):
             rates,
         )
 
-    def _write(self, weights, write_keys, values, rates):
+    def _write_factors(self, weights, write_keys, values, rates):
+        """The write of this step as rank-H factors (see `memory.apply_write`)."""
         hidden, output = self.memory_activation, self.memory_output_activation
         if self.write_rule == "gradient":
-            return memory.gradient_write(weights, write_keys, values, rates[:, 0], hidden, output)
+            return memory.gradient_write_factors(
+                weights, write_keys, values, rates[:, 0], hidden, output
+            )
         targets = [tf.cast(q(values), "float32") for q in self.feedback]
         if self.targets_from_values:
             targets.append(values)
-        return memory.local_write(weights, write_keys, targets, rates, hidden, output)
+        return memory.local_write_factors(weights, write_keys, targets, rates, hidden, output)
 
     def call(self, inputs, states, training=False):
         """One MNM step; returns ``y_t`` and the new state list."""
@@ -328,7 +331,9 @@ class MNMCell(ControllerCell):
         The same computation as `call` (which calls it), for inspection: the returned dict
         holds ``read_keys``, ``write_keys`` and ``values`` (``[batch, heads, size]``),
         ``rates`` (``[batch, 1]`` for MNM-g, ``[batch, memory_layers]`` for MNM-p) and
-        ``read_values`` (``[batch, heads, value_size]``, before the mean over heads).
+        ``read_values`` (``[batch, heads, value_size]``, before the mean over heads) and
+        ``write_factors``, the L pairs ``(a^l, b^l)`` of the write
+        ``M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T`` (`memory.apply_write`).
 
         Returns:
           ``(y_t, new_states, interactions)``.
@@ -341,7 +346,8 @@ class MNMCell(ControllerCell):
         h, c = tf.cast(h, "float32"), tf.cast(c, "float32")
         read_keys, write_keys, values, rates = self._interface(h)
 
-        new_weights = self._write(weights, write_keys, values, rates)
+        factors = self._write_factors(weights, write_keys, values, rates)
+        new_weights = memory.apply_write(weights, factors)
         hidden, output = self.memory_activation, self.memory_output_activation
         read_values = memory.read(new_weights, read_keys, hidden, output)
         read_value = tf.reduce_mean(read_values, axis=1)
@@ -371,6 +377,7 @@ class MNMCell(ControllerCell):
             "values": values,
             "rates": rates,
             "read_values": read_values,
+            "write_factors": factors,
         }
         return y, new_states + extra_states, interactions
 

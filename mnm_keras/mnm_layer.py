@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from mnm_keras import _sequence
 from mnm_keras.mnm_cell import MNMCell
 
 
@@ -29,6 +30,14 @@ class MNM(keras.layers.Layer):
         rather than only the last (``[batch, output_units]``).
       return_state: also return the final state list of the cell.
       go_backwards, unroll: as in `keras.layers.RNN`.
+      memory_efficient: run the sequence with the memory-efficient backward pass
+        (default True): instead of keeping every step's memory weights for
+        back-propagation, it keeps the rank-H factors of each write and rebuilds the
+        weights backwards, step by step (see `mnm_keras._sequence`). Outputs and gradients
+        are those of ``keras.layers.RNN(MNMCell(...))`` (tested); training memory grows with
+        the sequence length by the size of the controller state and the factors rather
+        than the memory weights, and each step's forward pass runs twice. ``False``
+        (or ``unroll=True``) uses `keras.layers.RNN` itself.
       **kwargs: `MNMCell` arguments (``write_rule``, ``num_heads``, ...) and base `Layer`
         arguments (``name``, ``dtype``).
 
@@ -58,15 +67,26 @@ class MNM(keras.layers.Layer):
         return_state=False,
         go_backwards=False,
         unroll=False,
+        memory_efficient=True,
         **kwargs,
     ):
         layer_kwargs = {k: kwargs.pop(k) for k in self._LAYER_KWARGS if k in kwargs}
-        super().__init__(**layer_kwargs)
-        self.cell = MNMCell(units, dtype=self.dtype_policy, name="mnm_cell", **kwargs)
+        # Mixed precision: the requested policy (``controller_dtype``, else ``dtype``, else
+        # the global policy) goes to the cell's controller and projections; the layer
+        # itself computes in float32 so that no variable it reads (phi_0, the weights the
+        # memory-efficient path binds) is rounded to half precision, and it casts its
+        # output to the policy's compute dtype.
+        requested = layer_kwargs.pop("dtype", None)
+        policy = kwargs.pop("controller_dtype", None) or requested
+        policy = keras.dtype_policies.get(policy or keras.config.dtype_policy())
+        super().__init__(dtype="float32", **layer_kwargs)
+        self.output_dtype = policy.compute_dtype
+        self.cell = MNMCell(units, controller_dtype=policy, name="mnm_cell", **kwargs)
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.go_backwards = go_backwards
         self.unroll = unroll
+        self.memory_efficient = bool(memory_efficient)
         self.rnn = keras.layers.RNN(
             self.cell,
             return_sequences=return_sequences,
@@ -92,8 +112,22 @@ class MNM(keras.layers.Layer):
         self.rnn.build(sequences_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        outputs = self.rnn(sequences, initial_state=initial_state, mask=mask, training=training)
-        output, states = tf.cast(outputs[0], self.compute_dtype), list(outputs[1:])
+        if self.memory_efficient and not self.unroll:
+            if initial_state is None:
+                initial_state = self.cell.get_initial_state(batch_size=tf.shape(sequences)[0])
+            outputs, states = _sequence.run(
+                self.cell,
+                sequences,
+                list(initial_state),
+                mask=mask,
+                training=training,
+                go_backwards=self.go_backwards,
+            )
+            output = outputs if self.return_sequences else outputs[:, -1]
+        else:
+            outputs = self.rnn(sequences, initial_state=initial_state, mask=mask, training=training)
+            output, states = outputs[0], list(outputs[1:])
+        output = tf.cast(output, self.output_dtype)
         meta_state = states[3 + self.cell.memory_layers]
         per_sequence = meta_state[:, 0] / tf.maximum(meta_state[:, 1], 1.0)
         meta_loss = tf.reduce_mean(per_sequence)
@@ -118,6 +152,7 @@ class MNM(keras.layers.Layer):
                 "return_state": self.return_state,
                 "go_backwards": self.go_backwards,
                 "unroll": self.unroll,
+                "memory_efficient": self.memory_efficient,
             }
         )
         return config

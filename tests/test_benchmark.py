@@ -9,7 +9,7 @@ CONFIG = dict(batch_size=2, units=4, memory_units=3, features=3, warmup=1, steps
 
 def test_benchmark_writes_json_and_png(tmp_path, capsys):
     results = benchmark.run_benchmark(
-        ["mnm_p", "mnm_g", "salu"],
+        ["mnm_p", "mnm_g", "mnm_p_plain", "salu"],
         [4, 8],
         [False],
         CONFIG,
@@ -17,7 +17,7 @@ def test_benchmark_writes_json_and_png(tmp_path, capsys):
         measure_memory=False,
         salu_max_length=4,
     )
-    assert set(results) == {"lstm", "mnm_p", "mnm_g", "salu"}
+    assert set(results) == {"lstm", "mnm_p", "mnm_g", "mnm_p_plain", "salu"}
     for model in results:
         with open(tmp_path / f"{model}.json") as f:
             rows = json.load(f)["results"]

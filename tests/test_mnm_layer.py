@@ -1,0 +1,132 @@
+"""`mnm_keras.MNM`'s memory-efficient path equals the plain `keras.layers.RNN(MNMCell)` path.
+
+The memory-efficient path (`mnm_keras._sequence`) stores the rank-H write factors instead of
+the memory weights and rebuilds phi_{t-1} from phi_t while back-propagating. These tests run
+both paths on the same weights and compare outputs, final states (memory included) and the
+gradients of a loss that touches every output and every state, with respect to the inputs,
+the initial state and every trainable weight.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mnm_keras
+from mnm_keras import memory
+
+SIZES = dict(memory_units=6, key_size=5, value_size=4, num_heads=2, seed=1)
+
+
+def _pair(**kwargs):
+    options = {**SIZES, **kwargs}
+    fast = mnm_keras.MNM(7, return_sequences=True, return_state=True, **options)
+    plain = mnm_keras.MNM(
+        7, return_sequences=True, return_state=True, memory_efficient=False, **options
+    )
+    return fast, plain
+
+
+def _inputs(batch=3, steps=6, features=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.normal(size=(batch, steps, features)).astype("float32"))
+
+
+def _outputs_and_gradients(layer, x, mask=None, initial_state=None):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        if initial_state is not None:
+            tape.watch(initial_state)
+        results = layer(x, mask=mask, initial_state=initial_state)
+        loss = tf.reduce_sum(tf.sin(results[0]))
+        loss += sum(tf.reduce_sum(tf.cos(state)) for state in results[1:])
+        loss += sum(layer.losses)
+    sources = [x] + layer.trainable_variables
+    if initial_state is not None:
+        sources += list(initial_state)
+    return results, tape.gradient(loss, sources)
+
+
+def _assert_same(fast, plain, x, mask=None, with_initial_state=False, compile_fast=None):
+    fast(x)
+    plain(x)
+    plain.set_weights(fast.get_weights())
+    initial = None
+    if with_initial_state:
+        rng = np.random.default_rng(5)
+        initial = [
+            tf.constant(0.3 * rng.normal(size=s.shape).astype("float32"))
+            for s in fast.cell.get_initial_state(batch_size=x.shape[0])
+        ]
+    run_fast = _outputs_and_gradients
+    if compile_fast is not None:
+        run_fast = tf.function(_outputs_and_gradients, jit_compile=compile_fast)
+    fast_results, fast_grads = run_fast(fast, x, mask, initial)
+    plain_results, plain_grads = _outputs_and_gradients(plain, x, mask, initial)
+    assert len(fast_results) == len(plain_results)
+    for a, b in zip(fast_results, plain_results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert len(fast_grads) == len(plain_grads)
+    for a, b in zip(fast_grads, plain_grads):
+        assert a is not None and b is not None
+        scale = float(np.max(np.abs(b))) + 1e-6
+        np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=2e-5)
+
+
+@pytest.mark.parametrize("rule", ["local", "gradient"])
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+def test_outputs_and_gradients_equal_the_plain_rnn(rule, mode):
+    fast, plain = _pair(write_rule=rule)
+    compile_fast = {"eager": None, "function": False, "xla": True}[mode]
+    _assert_same(fast, plain, _inputs(), compile_fast=compile_fast)
+
+
+@pytest.mark.parametrize("rule", ["local", "gradient"])
+def test_masks_recall_delay_and_go_backwards(rule):
+    fast, plain = _pair(write_rule=rule, recall_delay=2, go_backwards=True)
+    rows = [[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 0, 1, 1, 1, 0]]
+    mask = tf.constant(np.array(rows, bool))
+    _assert_same(fast, plain, _inputs(), mask=mask, compile_fast=False)
+
+
+def test_initial_state_gets_its_gradient():
+    fast, plain = _pair(write_rule="local", targets_from_values=True)
+    _assert_same(fast, plain, _inputs(), with_initial_state=True, compile_fast=False)
+
+
+def test_long_sequence_rebuilds_the_memory_accurately():
+    # 200 steps of rebuilding phi_{t-1} = phi_t + a b^T in float32 must not drift.
+    fast, plain = _pair(write_rule="gradient", rate_bias_initializer=2.0)
+    _assert_same(fast, plain, _inputs(batch=2, steps=200, seed=3), compile_fast=False)
+
+
+def test_write_factors_rebuild_the_previous_weights():
+    rng = np.random.default_rng(0)
+    weights = [tf.constant(rng.normal(size=(2, 4, 3)).astype("float32"))]
+    left = tf.constant(rng.normal(size=(2, 2, 4)).astype("float32"))
+    right = tf.constant(rng.normal(size=(2, 2, 3)).astype("float32"))
+    written = memory.apply_write(weights, [(left, right)])
+    np.testing.assert_allclose(
+        written[0], weights[0] - np.einsum("bhi,bhj->bij", left, right), rtol=1e-6, atol=1e-6
+    )
+    rebuilt = memory.apply_write(written, [(-left, right)])
+    np.testing.assert_allclose(rebuilt[0], weights[0], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="one \\(a, b\\) pair per memory layer"):
+        memory.apply_write(weights, [])
+
+
+def test_fit_and_config_round_trip():
+    import keras
+
+    inputs = keras.Input((5, 3))
+    layer = mnm_keras.MNM(8, memory_units=6, key_size=6, value_size=6, seed=0)
+    model = keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(0).normal(size=(8, 5, 3)).astype("float32")
+    y = np.zeros((8,), "int32")
+    history = model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert layer.get_config()["memory_efficient"] is True
+    clone = mnm_keras.MNM.from_config(
+        {**layer.get_config(), "memory_efficient": False, "name": "clone"}
+    )
+    assert clone.memory_efficient is False
