@@ -61,6 +61,11 @@ def define_flags():
     flags.DEFINE_integer("units", 200, "Controller / LSTM units (paper: 200).")
     flags.DEFINE_integer("memory_units", 100, "MNM memory width, d_k = d_v (paper: 100).")
     flags.DEFINE_integer("num_heads", 3, "MNM heads H (paper: 3).")
+    flags.DEFINE_bool(
+        "normalize_time",
+        False,
+        "Observation [15] = step / 250 (default: the raw step, as the reference).",
+    )
     flags.DEFINE_integer("log_interval", 200, "Episodes between progress lines.")
     flags.DEFINE_integer("checkpoint_interval", 500, "Episodes between checkpoints.")
     flags.DEFINE_string("root_dir", "runs/maze", "Output directory.")
@@ -186,6 +191,7 @@ def train_eval(
     num_heads=3,
     episode_length=250,
     size=9,
+    normalize_time=False,
     log_interval=200,
     checkpoint_interval=500,
     plot_window=500,
@@ -203,6 +209,8 @@ def train_eval(
       units, memory_units, num_heads: network sizes (MNM memory is 3 layers of
         ``memory_units``, ``d_k = d_v = memory_units``).
       episode_length, size: the maze (250 steps, 9 x 9).
+      normalize_time: the maze's named option (observation ``[15]`` = step / length
+        instead of the reference's raw step count).
       log_interval, checkpoint_interval: in episodes.
       plot_window: moving-average window of ``rewards.png``.
 
@@ -271,7 +279,13 @@ def train_eval(
     # derived from (seed, episodes done).
     env_seed = int(np.random.SeedSequence([seed, done]).generate_state(1)[0])
     tf_env = tf_py_environment.TFPyEnvironment(
-        maze.BatchedMazeEnvironment(batch, size=size, episode_length=episode_length, seed=env_seed)
+        maze.BatchedMazeEnvironment(
+            batch,
+            size=size,
+            episode_length=episode_length,
+            normalize_time=normalize_time,
+            seed=env_seed,
+        )
     )
     rollout = make_rollout(tf_env, agent.collect_policy, episode_length)
 
@@ -326,6 +340,7 @@ def train_eval(
         "num_parallel_episodes": batch,
         "learning_rate": learning_rate,
         "seed": seed,
+        "normalize_time": normalize_time,
         "train_steps": int(train_step.numpy()),
         "wall_seconds": float(wall_seconds.numpy()),
         "episodes_per_second": done / float(wall_seconds.numpy()) if done else 0.0,
@@ -362,6 +377,7 @@ def main(argv):
                 units=FLAGS.units,
                 memory_units=FLAGS.memory_units,
                 num_heads=FLAGS.num_heads,
+                normalize_time=FLAGS.normalize_time,
                 log_interval=FLAGS.log_interval,
                 checkpoint_interval=FLAGS.checkpoint_interval,
             )
