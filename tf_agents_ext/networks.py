@@ -26,6 +26,7 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import nest_utils
 
 from mnm_keras import memory
+from mnm_keras._utils import check_positive_int
 
 WRITE_RULES = ("local", "gradient")
 CORES = ("mnm_p", "mnm_g", "lstm")
@@ -38,11 +39,6 @@ __all__ = [
     "lstm_actor_critic",
     "mnm_actor_critic",
 ]
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
 
 
 class MNMCell(tf.keras.layers.Layer):
@@ -103,9 +99,9 @@ class MNMCell(tf.keras.layers.Layer):
             ("value_size", value_size),
             ("num_heads", num_heads),
         ):
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
         if output_units is not None:
-            _check_positive_int("output_units", output_units)
+            check_positive_int("output_units", output_units)
         if write_rule not in WRITE_RULES:
             raise ValueError(
                 f"`write_rule` must be one of {WRITE_RULES} ('local' = MNM-p, 'gradient' = "
@@ -401,7 +397,7 @@ def mnm_actor_critic(
 
 def lstm_actor_critic(observation_spec, action_spec, units=200, seed=None):
     """The LSTM baseline: the same network with a ``tf.keras.layers.LSTMCell(units)`` core."""
-    _check_positive_int("units", units)
+    check_positive_int("units", units)
     cell = tf.keras.layers.LSTMCell(
         units,
         kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed),
