@@ -197,9 +197,7 @@ def train_and_evaluate(
             for s in [s for s in test_stories if s.task == t][:test_stories_per_task]
         ]
     # The vocabulary of all 20 tasks (train and test), so that runs on task subsets share it.
-    vocabulary = babi.build_vocabulary(
-        babi.read_split(data_dir, version, "train") + babi.read_split(data_dir, version, "test")
-    )
+    vocabulary = babi.release_vocabulary(data_dir, version)
     lengths = [len(s.tokens) for s in train_stories + validation_stories + test_stories]
     boundaries = babi.length_buckets(lengths)
     train_data = babi.make_dataset(

@@ -59,9 +59,7 @@ def load_vocabulary(model_path, data_dir, version):
     else rebuilt like `examples.babi.train_and_evaluate` does (all 20 tasks, train + test)."""
     path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "vocabulary.json")
     if not os.path.exists(path):
-        return babi.build_vocabulary(
-            babi.read_split(data_dir, version, "train") + babi.read_split(data_dir, version, "test")
-        )
+        return babi.release_vocabulary(data_dir, version)
     with open(path) as f:
         saved = json.load(f)
     if saved.get("version") != version:

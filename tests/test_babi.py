@@ -78,6 +78,8 @@ def test_real_release_vocabulary_is_159_words():
     vocabulary = babi.build_vocabulary(stories)
     assert len(vocabulary) - 1 == 159  # without <pad>: 156 words + "." "?" "-"
     assert {".", "?", "-"} <= set(vocabulary)
+    for version in babi.VERSIONS:
+        assert babi.release_vocabulary(SHARED, version) == vocabulary
 
 
 @needs_release

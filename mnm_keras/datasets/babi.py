@@ -199,6 +199,17 @@ def build_vocabulary(stories):
     return [PAD] + sorted(words)
 
 
+def release_vocabulary(data_dir, version):
+    """The vocabulary of all 20 tasks of ``version``, train and test (159 words + ``<pad>``).
+
+    What `examples/babi.py` trains with, so that runs on task subsets share word ids, and
+    what `examples/memory_pictures.py` rebuilds for a model saved without its word list.
+    """
+    return build_vocabulary(
+        read_split(data_dir, version, "train") + read_split(data_dir, version, "test")
+    )
+
+
 def encode(story, vocabulary):
     """Integer arrays of one story: ``(inputs, targets, weights)``, each ``[length]``.
 
