@@ -43,13 +43,14 @@ def define_flags():
     flags.DEFINE_integer("memory_layers", 3, "Memory layers (paper: 3).")
     flags.DEFINE_integer("key_size", 100, "d_k = d_v (paper: 100).")
     flags.DEFINE_integer("num_heads", 1, "Heads H (paper: 1).")
+    flags.DEFINE_bool("normalize_writes", False, "MNM: normalised writes (not in the paper).")
     flags.DEFINE_integer("eval_episodes", 500, "Held-out episodes.")
     flags.DEFINE_integer("seed", 0, "Seed of data and initialisation.")
     flags.DEFINE_string("model_dir", "runs/algorithmic", "Checkpoints, logs, metrics.")
 
 
 def build_model(task, model, units=100, memory_units=100, memory_layers=3, key_size=100,
-                num_heads=1, seed=0, learning_rate=1e-3):  # fmt: skip
+                num_heads=1, seed=0, learning_rate=1e-3, normalize_writes=False):  # fmt: skip
     """A compiled Keras model for ``task``: recurrent layer, then a per-step output layer."""
     binary = task.output_type == "binary"
     inputs = keras.Input((task.length, task.input_size))
@@ -64,6 +65,7 @@ def build_model(task, model, units=100, memory_units=100, memory_layers=3, key_s
         max_length=task.length,
         return_sequences=True,
         seed=seed,
+        **({"normalize_writes": normalize_writes} if model.startswith("mnm") else {}),
     )(inputs)
     logits = keras.layers.Dense(task.output_size, name="logits")(features)
     network = keras.Model(inputs, logits, name=f"{task.name}_{model}")
@@ -105,6 +107,7 @@ def train_and_evaluate(
     seed=0,
     verbose=1,
     callbacks=(),
+    normalize_writes=False,
 ):
     """Trains ``model`` on ``task`` with `fit`, evaluates on held-out episodes.
 
@@ -121,8 +124,9 @@ def train_and_evaluate(
     keras.utils.set_random_seed(seed)
     spec = make_task(task, support_size, sequence_length)
     network = build_model(
-        spec, model, units, memory_units, memory_layers, key_size, num_heads, seed, learning_rate
-    )
+        spec, model, units, memory_units, memory_layers, key_size, num_heads, seed, learning_rate,
+        normalize_writes,
+    )  # fmt: skip
     # Training episodes stream from `seed`; held-out episodes come from another seed.
     train_data = spec.dataset(batch_size, seed=seed)
     x_eval, y_eval, w_eval = spec.arrays(eval_episodes, seed=seed + 1_000_003)
@@ -149,6 +153,7 @@ def train_and_evaluate(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "seed": seed,
+        "normalize_writes": normalize_writes,
         "eval_episodes": eval_episodes,
         "wall_seconds": round(wall_seconds, 1),
         "eval_sequence_error": float(evaluation["sequence_error"]),
@@ -187,6 +192,7 @@ def main(argv):
         num_heads=FLAGS.num_heads,
         eval_episodes=FLAGS.eval_episodes,
         seed=FLAGS.seed,
+        normalize_writes=FLAGS.normalize_writes,
     )
     print(
         f"\n{metrics['task']} / {metrics['model']}: held-out sequence error "

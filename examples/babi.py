@@ -52,6 +52,7 @@ def define_flags():
     flags.DEFINE_integer("memory_units", 100, "Memory width (paper: 100).")
     flags.DEFINE_integer("key_size", 100, "d_k = d_v (paper: 100).")
     flags.DEFINE_integer("num_heads", 3, "Heads H (paper: 3).")
+    flags.DEFINE_bool("normalize_writes", False, "MNM: normalised writes (not in the paper).")
     flags.DEFINE_integer("seed", 0, "Seed.")
     flags.DEFINE_string("model_dir", "runs/babi", "Checkpoints, logs, metrics.")
 
@@ -87,7 +88,7 @@ PAPER_TABLE_3 = {
 
 
 def build_model(vocabulary_size, model, units, memory_units, key_size, num_heads, max_length,
-                seed, learning_rate):  # fmt: skip
+                seed, learning_rate, normalize_writes=False):  # fmt: skip
     """Embedding -> recurrent core -> per-step word logits, compiled."""
     tokens = keras.Input((None,), dtype="int32")
     embedded = keras.layers.Embedding(vocabulary_size, units)(tokens)
@@ -101,6 +102,7 @@ def build_model(vocabulary_size, model, units, memory_units, key_size, num_heads
         max_length=max_length,
         return_sequences=True,
         seed=seed,
+        **({"normalize_writes": normalize_writes} if model.startswith("mnm") else {}),
     )(embedded)
     network = keras.Model(tokens, keras.layers.Dense(vocabulary_size)(features))
     network.compile(
@@ -173,11 +175,13 @@ def train_and_evaluate(
     seed=0,
     verbose=1,
     test_stories_per_task=None,
+    normalize_writes=False,
 ):
     """Joint training on ``tasks``; returns the metrics written to ``metrics.json``.
 
     ``test_stories_per_task`` evaluates only the first stories of each task's test file
-    (for quick checks; the paper's numbers use all of them).
+    (for quick checks; the paper's numbers use all of them). ``normalize_writes`` is
+    `mnm_keras.MNMCell`'s argument (MNM models only).
     """
     if train_steps % steps_per_epoch:
         raise ValueError(
@@ -206,7 +210,7 @@ def train_and_evaluate(
     validation_data = babi.make_dataset(validation_stories, vocabulary, batch_size, boundaries)
     network = build_model(
         len(vocabulary), model, units, memory_units, key_size, num_heads, max(lengths),
-        seed, learning_rate,
+        seed, learning_rate, normalize_writes,
     )  # fmt: skip
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
@@ -239,6 +243,7 @@ def train_and_evaluate(
         "max_train_steps": train_steps,
         "batch_size": batch_size,
         "seed": seed,
+        "normalize_writes": normalize_writes,
         "wall_seconds": round(wall_seconds, 1),
     }
     with open(os.path.join(model_dir, "results.md"), "w") as f:
@@ -276,6 +281,7 @@ def main(argv):
         key_size=FLAGS.key_size,
         num_heads=FLAGS.num_heads,
         seed=FLAGS.seed,
+        normalize_writes=FLAGS.normalize_writes,
     )
     print(open(os.path.join(FLAGS.model_dir, "results.md")).read())
     print(

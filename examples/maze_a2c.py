@@ -61,6 +61,7 @@ def define_flags():
     flags.DEFINE_integer("units", 200, "Controller / LSTM units (paper: 200).")
     flags.DEFINE_integer("memory_units", 100, "MNM memory width, d_k = d_v (paper: 100).")
     flags.DEFINE_integer("num_heads", 3, "MNM heads H (paper: 3).")
+    flags.DEFINE_bool("normalize_writes", False, "MNM: normalised writes (not in the paper).")
     flags.DEFINE_bool(
         "normalize_time",
         False,
@@ -195,6 +196,7 @@ def train_eval(
     log_interval=200,
     checkpoint_interval=500,
     plot_window=500,
+    normalize_writes=False,
 ):
     """Trains one A2C agent on the maze until ``num_episodes`` episodes are done; resumable.
 
@@ -213,6 +215,8 @@ def train_eval(
         instead of the reference's raw step count).
       log_interval, checkpoint_interval: in episodes.
       plot_window: moving-average window of ``rewards.png``.
+      normalize_writes: MNM networks: `mnm_keras.MNMCell`'s normalised writes (not in the
+        paper).
 
     Returns:
       The metrics dict written to ``metrics.json``.
@@ -244,6 +248,7 @@ def train_eval(
             key_size=memory_units,
             value_size=memory_units,
             num_heads=num_heads,
+            normalize_writes=normalize_writes,
         )
     net = networks.actor_critic_network(network, observation_spec, action_spec, seed=seed, **sizes)
     optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=1e-4)
@@ -341,6 +346,7 @@ def train_eval(
         "learning_rate": learning_rate,
         "seed": seed,
         "normalize_time": normalize_time,
+        "normalize_writes": normalize_writes,
         "train_steps": int(train_step.numpy()),
         "wall_seconds": float(wall_seconds.numpy()),
         "episodes_per_second": done / float(wall_seconds.numpy()) if done else 0.0,
@@ -378,6 +384,7 @@ def main(argv):
                 memory_units=FLAGS.memory_units,
                 num_heads=FLAGS.num_heads,
                 normalize_time=FLAGS.normalize_time,
+                normalize_writes=FLAGS.normalize_writes,
                 log_interval=FLAGS.log_interval,
                 checkpoint_interval=FLAGS.checkpoint_interval,
             )

@@ -42,6 +42,16 @@ __all__ = [
 ]
 
 
+# epsilon of the normalised writes (``normalize=True``): keeps the step finite for an
+# all-zero layer input; small against the squared norm of a key of tanh units.
+NORMALIZATION_EPSILON = 1e-3
+
+
+def _squared_norm(z: tf.Tensor) -> tf.Tensor:
+    """``||z||^2 + NORMALIZATION_EPSILON`` over the last axis, kept: ``[batch, heads, 1]``."""
+    return tf.reduce_sum(tf.square(z), axis=-1, keepdims=True) + NORMALIZATION_EPSILON
+
+
 def _apply(activation: Activation, x: tf.Tensor) -> tf.Tensor:
     return x if activation is None else activation(x)
 
@@ -178,6 +188,7 @@ def gradient_write(
     rate: tf.Tensor,
     hidden_activation: Activation = tf.tanh,
     output_activation: Activation = None,
+    normalize: bool = False,
 ) -> list:
     """MNM-g write: one modulated gradient step on the memory objective (equations 2, 3).
 
@@ -196,13 +207,17 @@ def gradient_write(
       values: target values ``v^w``, ``[batch, heads, D_L]``.
       rate: update rate ``beta_t``, ``[batch]``.
       hidden_activation, output_activation: as in `forward`.
+      normalize: divide the step by ``sum_l ||z^l||^2 + eps`` (see `gradient_write_factors`;
+        not in the paper, default False).
 
     Returns:
       The new weights phi_t: a list of L tensors with the shapes of ``weights``.
     """
     return apply_write(
         weights,
-        gradient_write_factors(weights, keys, values, rate, hidden_activation, output_activation),
+        gradient_write_factors(
+            weights, keys, values, rate, hidden_activation, output_activation, normalize
+        ),
     )
 
 
@@ -213,6 +228,7 @@ def gradient_write_factors(
     rate: tf.Tensor,
     hidden_activation: Activation = tf.tanh,
     output_activation: Activation = None,
+    normalize: bool = False,
 ) -> list:
     """The MNM-g write as rank-H factors: ``rate * grad_{M^l} L^up_t = sum_i a^l_i (b^l_i)^T``.
 
@@ -224,6 +240,16 @@ def gradient_write_factors(
     factors are ``a^l = rate * delta^{l+1}`` and ``b^l = z^l``. `apply_write` turns them
     into the new weights; `mnm_keras.MNM`'s memory-efficient path stores them instead of
     the weights to rebuild phi_{t-1} from phi_t during back-propagation.
+
+    Normalised write (``normalize=True``, not in the paper): head i's step is divided by
+    ``n_i = sum_l ||z^l_i||^2 + eps``, i.e. ``a^l_i = rate * delta^{l+1}_i / n_i``. The
+    change of the pre-activations that the unnormalised step makes at the written key
+    grows with ``||z^l||^2`` (for a linear one-layer memory the recall error is multiplied
+    by ``1 - 2 rate ||k||^2``), so with the small keys of a freshly initialised controller
+    a write barely changes the memory, and with large ones it overshoots for any rate near
+    1. Normalised, the step is invariant to the scale of the keys and activations, like
+    the normalised least-mean-squares rule: for a linear one-layer memory and one head a rate
+    of 0.5 writes the pair exactly (up to eps).
 
     Args: as `gradient_write`.
 
@@ -251,6 +277,8 @@ def gradient_write_factors(
         total = tf.reduce_sum(tf.square(z - values)) / heads
     deltas = tape.gradient(total, pre_activations)
     step = rate[:, None, None]
+    if normalize:
+        step = step / tf.add_n([_squared_norm(z_in) for z_in in inputs])
     return [(step * delta, z_in) for delta, z_in in zip(deltas, inputs)]
 
 
@@ -286,6 +314,7 @@ def local_write(
     rates: tf.Tensor,
     hidden_activation: Activation = tf.tanh,
     output_activation: Activation = None,
+    normalize: bool = False,
 ) -> list:
     """MNM-p write: the learned local (perceptron) update of every layer at once (equation 4).
 
@@ -302,6 +331,8 @@ def local_write(
       layer_targets: L tensors, ``layer_targets[l]`` of shape ``[batch, heads, D_{l+1}]``.
       rates: per-layer update rates ``beta^l_t``, ``[batch, L]``.
       hidden_activation, output_activation: as in `forward`.
+      normalize: divide layer l's step by ``||z^l||^2 + eps`` (see `local_write_factors`;
+        not in the paper, default False).
 
     Returns:
       The new weights phi_t: a list of L tensors with the shapes of ``weights``.
@@ -309,7 +340,7 @@ def local_write(
     return apply_write(
         weights,
         local_write_factors(
-            weights, keys, layer_targets, rates, hidden_activation, output_activation
+            weights, keys, layer_targets, rates, hidden_activation, output_activation, normalize
         ),
     )
 
@@ -321,11 +352,18 @@ def local_write_factors(
     rates: tf.Tensor,
     hidden_activation: Activation = tf.tanh,
     output_activation: Activation = None,
+    normalize: bool = False,
 ) -> list:
     """The MNM-p write as rank-H factors: ``M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T``.
 
     ``a^l_i = (rate_l / H) (z^{l+1}_i - target^l_i)`` and ``b^l_i = z^l_i`` (equation 4);
     see `gradient_write_factors` for their use.
+
+    Normalised write (``normalize=True``, not in the paper): ``a^l_i`` is further divided by
+    ``||z^l_i||^2 + eps``, the normalised least-mean-squares form of the perceptron rule:
+    each layer's local regression step is then invariant to the scale of its input, and a
+    rate of 1 moves the pre-activation ``M^l z^l_i`` of a single head by the whole error
+    ``z^{l+1}_i - target^l_i`` (for a linear layer: onto the target).
 
     Args: as `local_write`.
 
@@ -359,7 +397,10 @@ def local_write_factors(
     factors = []
     for index, target in enumerate(layer_targets):
         error = activations[index + 1] - target
-        factors.append((rates[:, index, None, None] / heads * error, activations[index]))
+        step = rates[:, index, None, None] / heads
+        if normalize:
+            step = step / _squared_norm(activations[index])
+        factors.append((step * error, activations[index]))
     return factors
 
 

@@ -70,6 +70,10 @@ class MNMCell(ControllerCell):
       recall_decay: the weights ``lambda_0..lambda_T`` (default all ones).
       targets_from_values: MNM-p only: use the target values themselves as the last
         layer's target instead of a learned feedback function (default False).
+      normalize_writes: divide each write step by the squared norms of the memory layers
+        inputs (`memory.gradient_write_factors`, `memory.local_write_factors`), which
+        makes the write strength independent of the scale of the keys. Not in the paper
+        (default False); see the README's "Normalised writes" for when it helps.
       memory_activation: hidden activation of the memory (default ``"tanh"``).
       memory_output_activation: activation of the memory's last layer (default linear).
       memory_initializer: initializer of phi_0 (default ``"glorot_uniform"``).
@@ -111,6 +115,7 @@ class MNMCell(ControllerCell):
         recall_delay=0,
         recall_decay=None,
         targets_from_values=False,
+        normalize_writes=False,
         memory_activation="tanh",
         memory_output_activation=None,
         memory_initializer="glorot_uniform",
@@ -186,6 +191,11 @@ class MNMCell(ControllerCell):
         self.recall_delay = recall_delay
         self.recall_decay = recall_decay
         self.targets_from_values = bool(targets_from_values)
+        if not isinstance(normalize_writes, bool):
+            raise ValueError(
+                f"`normalize_writes` must be True or False; received {normalize_writes!r}."
+            )
+        self.normalize_writes = normalize_writes
         self.memory_activation = keras.activations.get(memory_activation)
         self.memory_output_activation = keras.activations.get(memory_output_activation)
         self.memory_initializer = keras.initializers.get(memory_initializer)
@@ -313,12 +323,14 @@ class MNMCell(ControllerCell):
         hidden, output = self.memory_activation, self.memory_output_activation
         if self.write_rule == "gradient":
             return memory.gradient_write_factors(
-                weights, write_keys, values, rates[:, 0], hidden, output
+                weights, write_keys, values, rates[:, 0], hidden, output, self.normalize_writes
             )
         targets = [tf.cast(q(values), "float32") for q in self.feedback]
         if self.targets_from_values:
             targets.append(values)
-        return memory.local_write_factors(weights, write_keys, targets, rates, hidden, output)
+        return memory.local_write_factors(
+            weights, write_keys, targets, rates, hidden, output, self.normalize_writes
+        )
 
     def call(self, inputs, states, training=False):
         """One MNM step; returns ``y_t`` and the new state list."""
@@ -403,6 +415,7 @@ class MNMCell(ControllerCell):
                 "recall_delay": self.recall_delay,
                 "recall_decay": self.recall_decay,
                 "targets_from_values": self.targets_from_values,
+                "normalize_writes": self.normalize_writes,
                 "memory_activation": keras.activations.serialize(self.memory_activation),
                 "memory_output_activation": keras.activations.serialize(
                     self.memory_output_activation

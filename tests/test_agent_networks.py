@@ -19,11 +19,12 @@ OBSERVATION_SPEC = tf.TensorSpec([7], tf.float32)
 ACTION_SPEC = tensor_spec.BoundedTensorSpec((), tf.int32, 0, 3)
 
 
-def _twin_cells(write_rule):
+def _twin_cells(write_rule, normalize_writes=False):
     """A Keras 3 MNMCell and a tf-keras MNMCell holding the same weights."""
-    reference = mnm_keras.MNMCell(8, write_rule=write_rule, seed=1, **SIZES)
+    options = dict(write_rule=write_rule, normalize_writes=normalize_writes, **SIZES)
+    reference = mnm_keras.MNMCell(8, seed=1, **options)
     reference.build((None, 7))
-    cell = networks.MNMCell(8, write_rule=write_rule, seed=2, **SIZES)
+    cell = networks.MNMCell(8, seed=2, **options)
     cell.build((None, 7))
     for name in ("controller", "interface", "rate", "output_projection"):
         getattr(cell, name).set_weights(getattr(reference, name).get_weights())
@@ -35,9 +36,10 @@ def _twin_cells(write_rule):
     return reference, cell
 
 
+@pytest.mark.parametrize("normalize_writes", [False, True])
 @pytest.mark.parametrize("write_rule", ["local", "gradient"])
-def test_cell_steps_equal_keras3_mnm_cell(write_rule):
-    reference, cell = _twin_cells(write_rule)
+def test_cell_steps_equal_keras3_mnm_cell(write_rule, normalize_writes):
+    reference, cell = _twin_cells(write_rule, normalize_writes)
     assert cell.state_size == reference.state_size
     inputs = np.random.default_rng(0).normal(size=(4, 3, 7)).astype("float32")
     ref_states = [tf.convert_to_tensor(s) for s in reference.get_initial_state(batch_size=3)]
@@ -80,6 +82,8 @@ def test_cell_argument_errors():
         networks.MNMCell(8, write_rule="hebbian")
     with pytest.raises(ValueError, match="num_heads"):
         networks.MNMCell(8, num_heads=0)
+    with pytest.raises(ValueError, match="`normalize_writes` must be True or False"):
+        networks.MNMCell(8, normalize_writes=1)
     with pytest.raises(ValueError, match="core"):
         networks.actor_critic_network("gru", OBSERVATION_SPEC, ACTION_SPEC)
 

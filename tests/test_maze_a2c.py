@@ -51,10 +51,14 @@ def _reload_and_act(root, batch=3):
 @pytest.mark.parametrize("network", ["mnm_p", "mnm_g"])
 def test_mnm_networks_train_a_few_episodes(example, tmp_path, network):
     root = str(tmp_path / network)
+    # MNM-g with normalised writes, MNM-p with the paper's (both options covered).
+    normalize = network == "mnm_g"
     metrics = example.train_eval(
-        root, network=network, num_episodes=4, num_parallel_episodes=2, seed=1, **TINY
-    )
+        root, network=network, num_episodes=4, num_parallel_episodes=2, seed=1,
+        normalize_writes=normalize, **TINY,
+    )  # fmt: skip
     assert metrics["episodes"] == 4 and metrics["train_steps"] == 2
+    assert metrics["normalize_writes"] == normalize
     assert len(_rewards(root)) == 4
     _reload_and_act(root)
 

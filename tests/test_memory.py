@@ -153,6 +153,80 @@ def test_write_makes_recall_closer_to_target(rule):
     assert np.all(after < 0.75 * before), (before, after)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_normalized_writes_match_numpy(mode):
+    rng = np.random.default_rng(11)
+    weights, keys, values = random_memory(rng)
+    rate = rng.uniform(0.1, 0.9, BATCH).astype(np.float32)
+    targets = [
+        np.tanh(rng.standard_normal((BATCH, HEADS, SIZES[i + 1]))).astype(np.float32)
+        for i in range(len(SIZES) - 1)
+    ]
+    rates = rng.uniform(0, 1, (BATCH, len(weights))).astype(np.float32)
+
+    def write(w, k, v, r, t, rs):
+        return (
+            memory.gradient_write(w, k, v, r, normalize=True),
+            memory.local_write(w, k, t, rs, normalize=True),
+        )
+
+    got_g, got_l = run(
+        write,
+        mode,
+        as_tf(weights),
+        *as_tf([keys, values, rate]),
+        as_tf(targets),
+        tf.constant(rates),
+    )
+    want_g = ref.gradient_write(weights, keys, values, rate, normalize=True)
+    want_l = ref.local_write(weights, keys, targets, rates, normalize=True)
+    for got, want in zip(got_g + got_l, want_g + want_l):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    # and they differ from the unnormalised writes (the keys here are not of unit norm)
+    plain = ref.gradient_write(weights, keys, values, rate)
+    assert not np.allclose(plain[0], want_g[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 30.0])
+def test_normalized_gradient_write_is_exact_for_linear_memory_at_rate_one_half(scale):
+    """One linear layer, one head: rate 1/2 stores the pair whatever the key's scale;
+    the unnormalised step is tiny for small keys and overshoots for large ones."""
+    rng = np.random.default_rng(12)
+    weights, keys, values = random_memory(rng, sizes=[6, 5], heads=1, dtype=np.float64)
+    keys = keys / np.linalg.norm(keys, axis=-1, keepdims=True) * scale
+    weights, keys, values = as_tf(weights), tf.constant(keys), tf.constant(values)
+    rate = tf.constant([0.5] * BATCH, tf.float64)
+    before = memory.recall_error(weights, keys, values).numpy()
+    normalized = memory.gradient_write(weights, keys, values, rate, normalize=True)
+    after = memory.recall_error(normalized, keys, values).numpy()
+    # exact up to eps: residual factor eps / (scale^2 + eps), squared
+    bound = (memory.NORMALIZATION_EPSILON / (scale**2 + memory.NORMALIZATION_EPSILON)) ** 2
+    np.testing.assert_array_less(after, before * bound * 1.01 + 1e-12)
+    plain_after = memory.recall_error(
+        memory.gradient_write(weights, keys, values, rate), keys, values
+    ).numpy()
+    if scale == 0.01:
+        assert np.all(plain_after > 0.99 * before)  # the paper's step barely writes
+    if scale == 30.0:
+        assert np.all(plain_after > 100 * before)  # and overshoots for large keys
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 30.0])
+def test_normalized_local_write_at_rate_one_reaches_the_target(scale):
+    """One linear layer, one head: the normalised perceptron step of rate 1 moves the read
+    at the written key onto the layer's target, whatever the key's scale."""
+    rng = np.random.default_rng(13)
+    weights, keys, values = random_memory(rng, sizes=[6, 5], heads=1, dtype=np.float64)
+    keys = keys / np.linalg.norm(keys, axis=-1, keepdims=True) * scale
+    weights, keys, values = as_tf(weights), tf.constant(keys), tf.constant(values)
+    rates = tf.constant(np.ones((BATCH, 1)))
+    before = memory.recall_error(weights, keys, values).numpy()
+    new = memory.local_write(weights, keys, [values], rates, normalize=True)
+    after = memory.recall_error(new, keys, values).numpy()
+    bound = (memory.NORMALIZATION_EPSILON / (scale**2 + memory.NORMALIZATION_EPSILON)) ** 2
+    np.testing.assert_array_less(after, before * bound * 1.01 + 1e-12)
+
+
 def test_gradient_through_gradient_write_matches_finite_differences():
     """Second-order path: d/d(values, rate, keys) of a loss read after a gradient write."""
     rng = np.random.default_rng(7)

@@ -45,7 +45,9 @@ def numpy_step(cell, x, states):
     rate_vector = interface[:, 2 * H * dk + H * dv :]
     rates = ref.sigmoid(rate_vector @ np.asarray(cell.rate.kernel) + np.asarray(cell.rate.bias))
     if cell.write_rule == "gradient":
-        new_weights = ref.gradient_write(weights, write_keys, values, rates[:, 0])
+        new_weights = ref.gradient_write(
+            weights, write_keys, values, rates[:, 0], cell.normalize_writes
+        )
     else:
         targets = []
         for index, q in enumerate(cell.feedback):
@@ -53,7 +55,7 @@ def numpy_step(cell, x, states):
             targets.append(pre if index == cell.memory_layers - 1 else np.tanh(pre))
         if cell.targets_from_values:
             targets.append(values)
-        new_weights = ref.local_write(weights, write_keys, targets, rates)
+        new_weights = ref.local_write(weights, write_keys, targets, rates, cell.normalize_writes)
     read_value = ref.read(new_weights, read_keys).mean(axis=1)
     y = np.concatenate([h, read_value], -1) @ np.asarray(cell.output_projection.kernel)
     y += np.asarray(cell.output_projection.bias)
@@ -64,10 +66,19 @@ def numpy_step(cell, x, states):
 
 
 @pytest.mark.parametrize(
-    "rule, targets_from_values", [("local", False), ("local", True), ("gradient", False)]
+    "rule, targets_from_values, normalize",
+    [
+        ("local", False, False),
+        ("local", True, False),
+        ("gradient", False, False),
+        ("local", False, True),
+        ("gradient", False, True),
+    ],
 )
-def test_one_step_matches_numpy(rule, targets_from_values):
-    cell = built(make_cell(rule, targets_from_values=targets_from_values))
+def test_one_step_matches_numpy(rule, targets_from_values, normalize):
+    cell = built(
+        make_cell(rule, targets_from_values=targets_from_values, normalize_writes=normalize)
+    )
     x = sequences()[:, 0]
     states = cell.get_initial_state(batch_size=BATCH)
     # A second step from a non-trivial state exercises the read-out feedback too.
@@ -262,6 +273,7 @@ def test_seed_fixes_the_initial_memory():
         (dict(units=4, meta_loss_weight=-1.0), "`meta_loss_weight` must be a non-negative"),
         (dict(units=4, write_rule="gradient", targets_from_values=True), "targets_from_values"),
         (dict(units=4, seed="x"), "`seed` must be an integer"),
+        (dict(units=4, normalize_writes="yes"), "`normalize_writes` must be True or False"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, message):

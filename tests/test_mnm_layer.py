@@ -88,6 +88,12 @@ def test_masks_recall_delay_and_go_backwards(rule):
     _assert_same(fast, plain, _inputs(), mask=mask, compile_fast=False)
 
 
+@pytest.mark.parametrize("rule", ["local", "gradient"])
+def test_normalized_writes_equal_the_plain_rnn(rule):
+    fast, plain = _pair(write_rule=rule, normalize_writes=True)
+    _assert_same(fast, plain, _inputs(), compile_fast=False)
+
+
 def test_initial_state_gets_its_gradient():
     fast, plain = _pair(write_rule="local", targets_from_values=True)
     _assert_same(fast, plain, _inputs(), with_initial_state=True, compile_fast=False)

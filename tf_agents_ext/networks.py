@@ -70,6 +70,8 @@ class MNMCell(tf.keras.layers.Layer):
       write_rule: ``"local"`` (MNM-p) or ``"gradient"`` (MNM-g).
       output_units: size of the output ``y_t`` (default ``units``).
       rate_bias: initial bias of the rate projection (default -2.0, rate 0.12).
+      normalize_writes: normalised writes, as `mnm_keras.MNMCell`'s argument (default
+        False, the paper's rule).
       seed: seed of phi_0 and of the kernels' initializers (None: not seeded).
 
     Call arguments: ``inputs [B, input_dim]``, ``states`` (list as above), ``training``.
@@ -87,6 +89,7 @@ class MNMCell(tf.keras.layers.Layer):
         write_rule="local",
         output_units=None,
         rate_bias=-2.0,
+        normalize_writes=False,
         seed=None,
         **kwargs,
     ):
@@ -120,6 +123,11 @@ class MNMCell(tf.keras.layers.Layer):
         self.write_rule = write_rule
         self.output_units = output_units
         self.rate_bias = float(rate_bias)
+        if not isinstance(normalize_writes, bool):
+            raise ValueError(
+                f"`normalize_writes` must be True or False; received {normalize_writes!r}."
+            )
+        self.normalize_writes = normalize_writes
         self.seed = seed
         self.output_size = output_units or units
         self.memory_sizes = [key_size] + [memory_units] * (memory_layers - 1) + [value_size]
@@ -240,10 +248,14 @@ class MNMCell(tf.keras.layers.Layer):
         rates = self.rate(rate_vector)
 
         if self.write_rule == "gradient":
-            new_weights = memory.gradient_write(weights, write_keys, values, rates[:, 0])
+            new_weights = memory.gradient_write(
+                weights, write_keys, values, rates[:, 0], normalize=self.normalize_writes
+            )
         else:
             targets = [q(values) for q in self.feedback]
-            new_weights = memory.local_write(weights, write_keys, targets, rates)
+            new_weights = memory.local_write(
+                weights, write_keys, targets, rates, normalize=self.normalize_writes
+            )
         read_value = tf.reduce_mean(memory.read(new_weights, read_keys), axis=1)
         if training:
             step_meta = memory.recall_error(new_weights, write_keys, values)
@@ -268,6 +280,7 @@ class MNMCell(tf.keras.layers.Layer):
                 "write_rule": self.write_rule,
                 "output_units": self.output_units,
                 "rate_bias": self.rate_bias,
+                "normalize_writes": self.normalize_writes,
                 "seed": self.seed,
             }
         )
@@ -378,6 +391,7 @@ def mnm_actor_critic(
     key_size=100,
     value_size=100,
     num_heads=3,
+    normalize_writes=False,
     seed=None,
 ):
     """The paper's MNM maze agent (controller 200, memory 3 x 100, H = 3) as a network."""
@@ -389,6 +403,7 @@ def mnm_actor_critic(
         value_size=value_size,
         num_heads=num_heads,
         write_rule=write_rule,
+        normalize_writes=normalize_writes,
         seed=seed,
     )
     name = "MnmP" if write_rule == "local" else "MnmG"
@@ -410,7 +425,7 @@ def actor_critic_network(core, observation_spec, action_spec, seed=None, **sizes
     """``core`` in `CORES` (``"mnm_p"``, ``"mnm_g"``, ``"lstm"``) -> the actor-critic network.
 
     ``sizes`` are passed on (``units``, and for MNM ``memory_units``, ``memory_layers``,
-    ``key_size``, ``value_size``, ``num_heads``).
+    ``key_size``, ``value_size``, ``num_heads``, ``normalize_writes``).
     """
     if core == "lstm":
         return lstm_actor_critic(observation_spec, action_spec, seed=seed, **sizes)
