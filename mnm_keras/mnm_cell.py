@@ -70,10 +70,10 @@ class MNMCell(ControllerCell):
       recall_decay: the weights ``lambda_0..lambda_T`` (default all ones).
       targets_from_values: MNM-p only: use the target values themselves as the last
         layer's target instead of a learned feedback function (default False).
-      normalize_writes: divide each write step by the squared norms of the memory layers
+      normalize_writes: divide each write step by the squared norms of the memory layers'
         inputs (`memory.gradient_write_factors`, `memory.local_write_factors`), which
         makes the write strength independent of the scale of the keys. Not in the paper
-        (default False); see the README's "Normalised writes" for when it helps.
+        (default False); the README's design notes give the measurements behind it.
       memory_activation: hidden activation of the memory (default ``"tanh"``).
       memory_output_activation: activation of the memory's last layer (default linear).
       memory_initializer: initializer of phi_0 (default ``"glorot_uniform"``).
