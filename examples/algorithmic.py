@@ -65,7 +65,7 @@ def build_model(task, model, units=100, memory_units=100, memory_layers=3, key_s
         max_length=task.length,
         return_sequences=True,
         seed=seed,
-        **({"normalize_writes": normalize_writes} if model.startswith("mnm") else {}),
+        normalize_writes=normalize_writes,
     )(inputs)
     logits = keras.layers.Dense(task.output_size, name="logits")(features)
     network = keras.Model(inputs, logits, name=f"{task.name}_{model}")

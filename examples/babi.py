@@ -102,7 +102,7 @@ def build_model(vocabulary_size, model, units, memory_units, key_size, num_heads
         max_length=max_length,
         return_sequences=True,
         seed=seed,
-        **({"normalize_writes": normalize_writes} if model.startswith("mnm") else {}),
+        normalize_writes=normalize_writes,
     )(embedded)
     network = keras.Model(tokens, keras.layers.Dense(vocabulary_size)(features))
     network.compile(

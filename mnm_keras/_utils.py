@@ -8,6 +8,11 @@ def check_positive_int(name, value):
         raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
 
 
+def check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
+
+
 def seeded(initializer, seed):
     """An initializer instance, reseeded with `seed` when it is a seedable default."""
     initializer = keras.initializers.get(initializer)

@@ -207,7 +207,7 @@ def gradient_write(
       values: target values ``v^w``, ``[batch, heads, D_L]``.
       rate: update rate ``beta_t``, ``[batch]``.
       hidden_activation, output_activation: as in `forward`.
-      normalize: divide the step by ``sum_l ||z^l||^2 + eps`` (see `gradient_write_factors`;
+      normalize: divide the step by ``sum_l (||z^l||^2 + eps)`` (see `gradient_write_factors`;
         not in the paper, default False).
 
     Returns:
@@ -242,7 +242,7 @@ def gradient_write_factors(
     the weights to rebuild phi_{t-1} from phi_t during back-propagation.
 
     Normalised write (``normalize=True``, not in the paper): head i's step is divided by
-    ``n_i = sum_l ||z^l_i||^2 + eps``, i.e. ``a^l_i = rate * delta^{l+1}_i / n_i``. The
+    ``n_i = sum_l (||z^l_i||^2 + eps)``, i.e. ``a^l_i = rate * delta^{l+1}_i / n_i``. The
     change of the pre-activations that the unnormalised step makes at the written key
     grows with ``||z^l||^2`` (for a linear one-layer memory the recall error is multiplied
     by ``1 - 2 rate ||k||^2``), so with the small keys of a freshly initialised controller

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from mnm_keras import memory
 from mnm_keras._controller import ControllerCell
-from mnm_keras._utils import check_positive_int, seeded
+from mnm_keras._utils import check_bool, check_positive_int, seeded
 
 WRITE_RULES = ("local", "gradient")
 
@@ -191,10 +191,7 @@ class MNMCell(ControllerCell):
         self.recall_delay = recall_delay
         self.recall_decay = recall_decay
         self.targets_from_values = bool(targets_from_values)
-        if not isinstance(normalize_writes, bool):
-            raise ValueError(
-                f"`normalize_writes` must be True or False; received {normalize_writes!r}."
-            )
+        check_bool("normalize_writes", normalize_writes)
         self.normalize_writes = normalize_writes
         self.memory_activation = keras.activations.get(memory_activation)
         self.memory_output_activation = keras.activations.get(memory_output_activation)

@@ -21,6 +21,7 @@ def recurrent_layer(
     max_length=None,
     return_sequences=False,
     seed=None,
+    normalize_writes=False,
     **mnm_kwargs,
 ):
     """A recurrent layer for one of the paper's models.
@@ -34,6 +35,8 @@ def recurrent_layer(
       max_length: SALU only: the longest sequence (table size).
       return_sequences: return every step's output.
       seed: seed of the MNM initial memory and of seedable initializers.
+      normalize_writes: MNM only: `MNMCell`'s normalised writes (ignored, like the memory
+        sizes, by ``"lstm"`` and ``"salu"``).
       **mnm_kwargs: further `MNMCell` arguments (MNM models only).
 
     Returns:
@@ -70,5 +73,6 @@ def recurrent_layer(
         write_rule="local" if model == "mnm_p" else "gradient",
         return_sequences=return_sequences,
         seed=seed,
+        normalize_writes=normalize_writes,
         **mnm_kwargs,
     )

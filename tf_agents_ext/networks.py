@@ -26,7 +26,7 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import nest_utils
 
 from mnm_keras import memory
-from mnm_keras._utils import check_positive_int
+from mnm_keras._utils import check_bool, check_positive_int
 
 WRITE_RULES = ("local", "gradient")
 CORES = ("mnm_p", "mnm_g", "lstm")
@@ -123,10 +123,7 @@ class MNMCell(tf.keras.layers.Layer):
         self.write_rule = write_rule
         self.output_units = output_units
         self.rate_bias = float(rate_bias)
-        if not isinstance(normalize_writes, bool):
-            raise ValueError(
-                f"`normalize_writes` must be True or False; received {normalize_writes!r}."
-            )
+        check_bool("normalize_writes", normalize_writes)
         self.normalize_writes = normalize_writes
         self.seed = seed
         self.output_size = output_units or units
