@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -23,6 +24,70 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
+class KeepLearningRate(keras.callbacks.Callback):
+    """Trains at the learning rate the model was compiled with, also after a restore.
+
+    `keras.callbacks.BackupAndRestore` restores the optimizer's variables, its learning
+    rate among them, so without this callback a resumed run would keep the learning rate of
+    the interrupted one whatever the new command asked for (and report the new one). Put
+    after `BackupAndRestore`: at the start of training it sets the compiled learning rate
+    again (saying so when it differs from the restored one), and it adds the epoch's
+    ``learning_rate`` to the logs. Optimizers with a schedule are left alone.
+    """
+
+    def set_model(self, model):
+        super().set_model(model)
+        rate = getattr(getattr(model, "optimizer", None), "learning_rate", None)
+        # Only the first call: fit calls set_model again after BackupAndRestore restored.
+        if not hasattr(self, "_compiled") and isinstance(rate, keras.Variable):
+            self._compiled = float(keras.ops.convert_to_numpy(rate))
+
+    def _variable(self):
+        rate = getattr(self.model.optimizer, "learning_rate", None)
+        return rate if isinstance(rate, keras.Variable) else None
+
+    def on_train_begin(self, logs=None):
+        rate = self._variable()
+        if rate is None or not hasattr(self, "_compiled"):
+            return
+        restored = float(keras.ops.convert_to_numpy(rate))
+        if not np.isclose(restored, self._compiled, rtol=1e-6, atol=0.0):
+            print(
+                f"KeepLearningRate: the restored optimizer had learning rate {restored:g}; "
+                f"training on at the requested {self._compiled:g}.",
+                flush=True,
+            )
+            rate.assign(self._compiled)
+
+    def on_epoch_end(self, epoch, logs=None):
+        rate = self._variable()
+        if logs is not None and rate is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+
+
+def _add_history_column(path, name):
+    """Adds an empty column ``name`` to an existing ``history.csv`` that lacks it.
+
+    `keras.callbacks.CSVLogger` appends rows under the file's first header with its keys in
+    sorted order; a log written before ``name`` was logged would otherwise get misaligned
+    rows.
+    """
+    if not os.path.exists(path) or not os.path.getsize(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header = rows[0]
+    if name in header:
+        return
+    new_header = ["epoch", *sorted([*header[1:], name])]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(new_header)
+        for row in rows[1:]:
+            values = dict(zip(header, row))
+            writer.writerow([values.get(key, "") for key in new_header])
+
+
 def resumable_callbacks(model_dir):
     """Callbacks that make a rerun of the same command resume, and log the run.
 
@@ -30,15 +95,19 @@ def resumable_callbacks(model_dir):
       (``delete_checkpoint=False``) so that a rerun continues from the last finished epoch
       instead of starting again (after an interruption: the same run; after a finished
       run: only the epochs a larger budget adds);
+    * `KeepLearningRate`: a rerun trains at the learning rate the new command compiled
+      (a finished run can be continued at a lower one), logged per epoch;
     * `EpochTimer` and `keras.callbacks.CSVLogger`, appending one row per epoch (with its
-      ``epoch_seconds``) to ``model_dir/history.csv``;
+      ``epoch_seconds`` and ``learning_rate``) to ``model_dir/history.csv``;
     * `keras.callbacks.TensorBoard` logs in ``model_dir/logs``.
     """
     os.makedirs(model_dir, exist_ok=True)
+    _add_history_column(os.path.join(model_dir, "history.csv"), "learning_rate")
     return [
         keras.callbacks.BackupAndRestore(
             os.path.join(model_dir, "backup"), delete_checkpoint=False
         ),
+        KeepLearningRate(),  # after the restore; before the CSV logger
         EpochTimer(),  # before the CSV logger, which writes the logs it adds
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
@@ -56,7 +125,9 @@ def read_history(model_dir):
     rows = {}
     data = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
     for record in data:
+        # An empty cell (a column added to an older log) reads as NaN: kept as None.
         row = {name: float(record[name]) for name in data.dtype.names}
+        row = {name: None if np.isnan(value) else value for name, value in row.items()}
         row["epoch"] = int(row["epoch"])
         rows[row["epoch"]] = row
     return [rows[k] for k in sorted(rows)]

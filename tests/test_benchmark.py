@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 from benchmarks import benchmark
 
 CONFIG = dict(batch_size=2, units=4, memory_units=3, features=3, warmup=1, steps=1)
@@ -36,3 +38,23 @@ def test_peak_memory_of_a_fresh_process():
     assert baseline is not None and peak is not None  # a failing child says why on stderr
     assert baseline > 100 * 2**20  # TensorFlow's runtime alone
     assert peak > baseline, (peak, baseline)
+
+
+def test_write_strength_ratios():
+    from benchmarks import write_strength
+    from mnm_keras import memory
+
+    # One linear layer: the normalised write at rate 0.5 stores the pair up to epsilon
+    # (error times (eps / (|k|^2 + eps))^2), the paper's step at a small key barely moves
+    # it (times (1 - |k|^2)^2), and at a large key overshoots.
+    rows = write_strength.error_ratios(
+        [0.5], [(0.01, 1.0), (30.0, 1.0)], layers=1, units=8, draws=4
+    )
+    ratio = {(row["normalize"], row["key_sq_norm"]): row["ratio"] for row in rows}
+    eps = memory.NORMALIZATION_EPSILON
+    np.testing.assert_allclose(ratio[True, 0.01], (eps / (0.01 + eps)) ** 2, rtol=1e-3)
+    assert ratio[True, 30.0] < 1e-6
+    np.testing.assert_allclose(ratio[False, 0.01], 0.99**2, rtol=1e-3)
+    np.testing.assert_allclose(ratio[False, 30.0], 29.0**2, rtol=1e-3)
+    table = write_strength.format_table(rows)
+    assert table.count("\n") == 1 + len(rows)
