@@ -273,6 +273,16 @@ def train_eval(
     )
     checkpointer.initialize_or_restore()
     done = int(episodes.numpy())
+    # The checkpoint restores the optimizer's learning rate with its other variables; a
+    # resumed run trains at the one this call asks for (e.g. lower, to fine-tune).
+    restored_rate = float(tf.keras.backend.get_value(optimizer.learning_rate))
+    if done and not np.isclose(restored_rate, learning_rate, rtol=1e-6, atol=0.0):
+        print(
+            f"maze_a2c: the checkpoint's optimizer had learning rate {restored_rate:g}; "
+            f"training on at the requested {learning_rate:g}.",
+            flush=True,
+        )
+        optimizer.learning_rate.assign(learning_rate)
     rewards = list(read_rewards(root_dir)[:done])
     if len(rewards) != done:
         raise RuntimeError(
@@ -343,7 +353,9 @@ def train_eval(
         "network": network,
         "episodes": done,
         "num_parallel_episodes": batch,
-        "learning_rate": learning_rate,
+        # The rate the optimizer trained at (this invocation's; a resumed run may differ
+        # from the earlier ones).
+        "learning_rate": float(tf.keras.backend.get_value(optimizer.learning_rate)),
         "seed": seed,
         "normalize_time": normalize_time,
         "normalize_writes": normalize_writes,

@@ -73,9 +73,14 @@ def test_lstm_trains_resumes_and_saves(example, tmp_path):
     # An interrupted run: an episode written to rewards.csv after the last checkpoint.
     with open(os.path.join(root, "rewards.csv"), "a") as f:
         f.write("5,99.0\n")
+    assert first["learning_rate"] == pytest.approx(1e-4)
+    # Resumed at another learning rate: the checkpoint restores the optimizer's (1e-4), the
+    # run must train at the requested one.
     second = example.train_eval(
-        root, network="lstm", num_episodes=8, num_parallel_episodes=2, checkpoint_interval=2, **TINY
-    )
+        root, network="lstm", num_episodes=8, num_parallel_episodes=2, checkpoint_interval=2,
+        learning_rate=3e-4, **TINY,
+    )  # fmt: skip
+    assert second["learning_rate"] == pytest.approx(3e-4)
     rows = _rewards(root)
     assert second["episodes"] == 8 and second["train_steps"] == 4
     assert [r[0] for r in rows] == list(range(1, 9))
