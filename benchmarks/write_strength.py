@@ -60,23 +60,17 @@ def error_ratios(rates, scales, layers=3, units=100, draws=64, seed=0):
         x = rng.normal(size=(draws, 1, units))
         return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
-    def error(phi, keys, values):
-        return tf.reduce_sum(tf.square(memory.forward(phi, keys)[-1] - values), axis=[1, 2])
-
     rows = []
     for key_sq_norm, value_sq_norm in scales:
         keys = tf.constant(directions() * np.sqrt(key_sq_norm), tf.float32)
         values = tf.constant(directions() * np.sqrt(value_sq_norm), tf.float32)
-        before = error(weights, keys, values)
+        before = memory.recall_error(weights, keys, values)  # equation 2, [draws]
         for normalize in (False, True):
             for rate in rates:
-                after = error(
-                    memory.gradient_write(
-                        weights, keys, values, tf.fill([draws], float(rate)), normalize=normalize
-                    ),
-                    keys,
-                    values,
+                written = memory.gradient_write(
+                    weights, keys, values, tf.fill([draws], float(rate)), normalize=normalize
                 )
+                after = memory.recall_error(written, keys, values)
                 rows.append(
                     {
                         "normalize": normalize,

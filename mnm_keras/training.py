@@ -37,20 +37,16 @@ class KeepLearningRate(keras.callbacks.Callback):
 
     def set_model(self, model):
         super().set_model(model)
-        rate = getattr(getattr(model, "optimizer", None), "learning_rate", None)
-        # Only the first call: fit calls set_model again after BackupAndRestore restored.
-        if not hasattr(self, "_compiled") and isinstance(rate, keras.Variable):
-            self._compiled = float(keras.ops.convert_to_numpy(rate))
-
-    def _variable(self):
-        rate = getattr(self.model.optimizer, "learning_rate", None)
-        return rate if isinstance(rate, keras.Variable) else None
+        # The first call comes before BackupAndRestore's on_train_begin: the compiled rate.
+        rate = _rate_variable(model)
+        if rate is not None and not hasattr(self, "_compiled"):
+            self._compiled = float(rate.numpy())
 
     def on_train_begin(self, logs=None):
-        rate = self._variable()
+        rate = _rate_variable(self.model)
         if rate is None or not hasattr(self, "_compiled"):
             return
-        restored = float(keras.ops.convert_to_numpy(rate))
+        restored = float(rate.numpy())
         if not np.isclose(restored, self._compiled, rtol=1e-6, atol=0.0):
             print(
                 f"KeepLearningRate: the restored optimizer had learning rate {restored:g}; "
@@ -60,9 +56,15 @@ class KeepLearningRate(keras.callbacks.Callback):
             rate.assign(self._compiled)
 
     def on_epoch_end(self, epoch, logs=None):
-        rate = self._variable()
+        rate = _rate_variable(self.model)
         if logs is not None and rate is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+            logs["learning_rate"] = float(rate.numpy())
+
+
+def _rate_variable(model):
+    """The optimizer's learning-rate variable, or None (no optimizer, or a schedule)."""
+    rate = getattr(getattr(model, "optimizer", None), "learning_rate", None)
+    return rate if isinstance(rate, keras.Variable) else None
 
 
 def _add_history_column(path, name):
