@@ -26,6 +26,13 @@ Conventions of `similarity_maps` (rows are the later step ``t2``, columns the ea
   head pairs (every head reads and writes the same memory); an integer takes that head
   only. Read values are the per-head reads ``f_phi_t(k^r_{t,i})``, before the model's mean
   over heads.
+
+Whether the memory is written at all is a different question from whether it is read:
+the trace also holds, per step, the recall error of the step's write pair before and
+after its write (``recall_before``, ``recall_after``; equation 2 with phi_{t-1} and
+equation 5's tau = 0 term with phi_t). A ratio ``recall_after / recall_before`` near 0
+means the write stores the pair almost exactly; near 1, that it barely changes the
+memory.
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from mnm_keras import memory
 from mnm_keras.mnm_cell import MNMCell
 from mnm_keras.mnm_layer import MNM
 
 INTERACTIONS = ("read_keys", "write_keys", "values", "rates", "read_values")
+RECALL = ("recall_before", "recall_after")
 # name -> (later-step vectors, earlier-step vectors, diagonal included)
 MAPS = {
     "read_vs_written": ("read_values", "values", True),
@@ -86,7 +95,11 @@ def trace_interactions(cell, sequences, mask=None, training=False):
         ``read_keys``, ``write_keys``: ``[batch, time, heads, key_size]``;
         ``values`` (the written target values v^w): ``[batch, time, heads, value_size]``;
         ``read_values`` (per head, before the mean): ``[batch, time, heads, value_size]``;
-        ``rates``: ``[batch, time, 1]`` (MNM-g) or ``[batch, time, memory_layers]`` (MNM-p).
+        ``rates``: ``[batch, time, 1]`` (MNM-g) or ``[batch, time, memory_layers]`` (MNM-p);
+        ``recall_before``, ``recall_after``: ``[batch, time]``, the recall error
+        ``(1/H) sum_i ||f_phi(k^w_{t,i}) - v^w_{t,i}||^2`` of step t's write pair with the
+        weights before (phi_{t-1}) and after (phi_t) step t's write (`memory.recall_error`).
+        Masked steps have zeros in every interaction and recall entry.
     """
     cell = _as_cell(cell)
     sequences = tf.convert_to_tensor(sequences)
@@ -114,7 +127,8 @@ def _trace(cell, sequences, mask, training):
     batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
     states = [tf.convert_to_tensor(s) for s in cell.get_initial_state(batch_size=batch)]
     output = tf.zeros([batch, cell.output_size], "float32")
-    names = ("outputs",) + INTERACTIONS
+    names = ("outputs",) + INTERACTIONS + RECALL
+    hidden, output_activation = cell.memory_activation, cell.memory_output_activation
     arrays = {name: tf.TensorArray("float32", size=steps) for name in names}
 
     def body(t, output, states, arrays):
@@ -125,11 +139,17 @@ def _trace(cell, sequences, mask, training):
             where = tf.reshape(keep, [-1] + [1] * (new.shape.rank - 1))
             return tf.where(where, tf.cast(new, old.dtype), old)
 
+        pair = (interactions["write_keys"], interactions["values"], hidden, output_activation)
+        recall = {
+            "recall_before": memory.recall_error(cell.unflatten_memory(states), *pair),
+            "recall_after": memory.recall_error(cell.unflatten_memory(new_states), *pair),
+        }
         new_states = [select(new, old) for new, old in zip(new_states, states)]
         output = select(y, output)
         written = {"outputs": output}
-        for name in INTERACTIONS:
-            value = tf.cast(interactions[name], "float32")
+        vectors = {**interactions, **recall}
+        for name in INTERACTIONS + RECALL:
+            value = tf.cast(vectors[name], "float32")
             written[name] = select(value, tf.zeros_like(value))
         arrays = {name: arrays[name].write(t, written[name]) for name in names}
         return t + 1, output, new_states, arrays

@@ -32,6 +32,7 @@ def test_every_task_and_model_trains_and_reports(tmp_path, task, model):
         assert 0.0 <= written[key] <= 1.0
     assert written["task"] == task and written["model"] == model
     assert written["normalize_writes"] == (model == "mnm_g")
+    assert (written["units"], written["memory_units"], written["memory_layers"]) == (8, 6, 3)
     assert [row["epoch"] for row in written["history"]] == [0, 1]
     assert (tmp_path / "curve.png").stat().st_size > 1000
     assert os.listdir(tmp_path / "logs")  # TensorBoard

@@ -77,6 +77,30 @@ def test_traced_vectors_are_the_ones_the_cell_writes_and_reads():
         np.testing.assert_allclose(trace["read_values"][:, t].numpy().mean(1), states[2], atol=1e-5)
 
 
+@pytest.mark.parametrize("write_rule", ["local", "gradient"])
+def test_traced_recall_errors_use_the_weights_before_and_after_the_write(write_rule):
+    cell = _cell(write_rule)
+    inputs = _inputs(4)
+    trace = trace_interactions(cell, inputs)
+    rnn = keras.layers.RNN(cell, return_state=True)
+    activations = (cell.memory_activation, cell.memory_output_activation)
+    for t in (0, 2, TIME - 1):
+        before = cell.get_initial_state(BATCH) if t == 0 else rnn(inputs[:, :t])[1:]
+        after = rnn(inputs[:, : t + 1])[1:]
+        pair = (trace["write_keys"][:, t], trace["values"][:, t])
+        for name, states in (("recall_before", before), ("recall_after", after)):
+            expected = memory.recall_error(cell.unflatten_memory(states), *pair, *activations)
+            np.testing.assert_allclose(trace[name][:, t], expected, rtol=1e-4, err_msg=name)
+
+
+def test_normalized_gradient_writes_lower_the_traced_recall_error():
+    """Section 3.3: each MNM-g write is a descent step on its own pair's recall error."""
+    trace = trace_interactions(_cell("gradient", normalize_writes=True), _inputs(5))
+    before, after = trace["recall_before"].numpy(), trace["recall_after"].numpy()
+    assert before.shape == after.shape == (BATCH, TIME)
+    assert np.all(after < 0.9 * before)
+
+
 def test_trace_accepts_the_mnm_layer_and_a_mask():
     layer = mnm_keras.MNM(6, memory_units=5, key_size=4, value_size=3, return_sequences=True)
     inputs = _inputs(2)
@@ -89,6 +113,7 @@ def test_trace_accepts_the_mnm_layer_and_a_mask():
     np.testing.assert_array_equal(
         trace["outputs"][1, 3:], np.repeat(trace["outputs"][1, 2:3], 3, 0)
     )
+    assert not np.any(trace["recall_after"][1, 3:])
     assert not np.any(trace["values"][1, 3:]) and np.all(np.any(trace["values"][0] != 0, -1))
 
 

@@ -10,6 +10,7 @@ SCRIPTS = [
     "examples.associative_recall",
     "examples.babi",
     "examples.distributed",
+    "examples.dictionary_memory",
     "examples.memory_pictures",
     "examples.plot_runs",
     "benchmarks.benchmark",

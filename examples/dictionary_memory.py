@@ -1,0 +1,129 @@
+r"""Does a model trained on dictionary inference write, keep and address its memory?
+
+    python examples/dictionary_memory.py --model_dir=runs/dict_4_1_mnm_g
+
+Loads an MNM run of ``examples/algorithmic.py --task=dictionary`` (its configuration from
+``--model_dir/metrics.json``, its weights from the last checkpoint ``--model_dir/backup``),
+runs it over ``--episodes`` fresh episodes (`mnm_keras.interactions.trace_interactions`)
+and prints three diagnostics of the support set ``s_j EOS F(s_j) SEP ...``, the pairs the
+model must store and later look up:
+
+* **written**: ``recall_after / recall_before``, the recall error of each support step's
+  write pair just after its write over the error just before it (0: stored exactly; 1: the
+  write changed nothing at its own key);
+* **kept**: the recall error of each support step's pair at the end of the support set,
+  over ``||v^w||^2`` (0: still stored; about 1 or more: overwritten or never stored);
+* **used**: the answer error of the model as it is, and with the memory's read-out at the
+  answer steps swapped for another episode's (the read values of episode b - 1, same step;
+  the controller state unchanged). If the answers come from the memory, the swapped error
+  rises towards chance; if the controller answers without it, the two errors are equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+from absl import app, flags
+
+from examples import algorithmic
+from mnm_keras import MNM, memory
+from mnm_keras.datasets.algorithmic import DictionaryInference
+from mnm_keras.interactions import trace_interactions
+
+FLAGS = flags.FLAGS
+SIZES = ("units", "memory_units", "memory_layers", "key_size", "num_heads")
+DEFAULT_SIZES = dict(units=100, memory_units=100, memory_layers=3, key_size=100, num_heads=1)
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_string("model_dir", None, "An examples/algorithmic.py dictionary run.")
+    flags.DEFINE_integer("episodes", 64, "Episodes to diagnose.")
+    flags.DEFINE_integer("seed", 7, "Seed of the episodes.")
+    flags.DEFINE_integer("memory_layers", None, "Override (runs whose metrics.json lacks it).")
+    flags.mark_flag_as_required("model_dir")
+
+
+def diagnose(model_dir, episodes=64, seed=7, **overrides):
+    """The three diagnostics of the module docstring for the run in ``model_dir``.
+
+    Returns:
+      A dict of floats: ``written`` (median ratio over support steps and episodes),
+      ``kept`` (mean relative recall error at the end of the support set), ``error`` and
+      ``swapped_error`` (fractions of wrong answer letters).
+    """
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        config = json.load(f)
+    if config.get("task") != "dictionary" or config.get("model") not in ("mnm_p", "mnm_g"):
+        raise ValueError(
+            f"`model_dir` must hold an MNM run of the dictionary task; {model_dir} has "
+            f"task={config.get('task')!r}, model={config.get('model')!r}."
+        )
+    sizes = {name: config.get(name, DEFAULT_SIZES[name]) for name in SIZES}
+    sizes.update({name: value for name, value in overrides.items() if value is not None})
+    k, n = config["support_size"], config["sequence_length"]
+    task = DictionaryInference(k, n)
+    network = algorithmic.build_model(
+        task, config["model"], **sizes, normalize_writes=config.get("normalize_writes", False)
+    )
+    network.optimizer.build(network.trainable_variables)  # the checkpoint holds its state
+    network.load_weights(os.path.join(model_dir, "backup", "latest.weights.h5"))
+    layer = next(layer for layer in network.layers if isinstance(layer, MNM))
+    inputs, targets, _ = task.arrays(episodes, seed=seed)
+    inputs = inputs.astype("float32")
+    trace = {name: np.asarray(value) for name, value in trace_interactions(layer, inputs).items()}
+    support_end = k * (2 * n + 2)
+    cell = layer.cell
+    end_states = keras.layers.RNN(cell, return_state=True)(inputs[:, :support_end])[1:]
+    weights = cell.unflatten_memory(end_states)
+    activations = (cell.memory_activation, cell.memory_output_activation)
+    kept = [
+        memory.recall_error(weights, trace["write_keys"][:, t], trace["values"][:, t], *activations)
+        for t in range(support_end)
+    ]
+    value_norms = np.sum(np.square(trace["values"][:, :support_end]), -1).mean(-1)  # [B, S]
+    ratio = trace["recall_after"][:, :support_end] / np.maximum(
+        trace["recall_before"][:, :support_end], 1e-12
+    )
+    errors = {"error": [], "swapped_error": []}
+    states = cell.get_initial_state(episodes)
+    logits_layer = network.get_layer("logits")
+    for t in range(task.length):
+        _, states, _ = cell.step(inputs[:, t], states)
+        if t < task.length - n:
+            continue
+        read_value = states[2]  # the read-out v^r_t (mean over heads)
+        for name, read in (("error", read_value), ("swapped_error", np.roll(read_value, 1, 0))):
+            features = cell.output_projection(keras.ops.concatenate([states[0], read], -1))
+            predicted = np.argmax(logits_layer(features), -1)
+            errors[name].append(predicted != targets[:, t])
+    return {
+        "written": float(np.median(ratio)),
+        "kept": float(np.mean(np.stack(kept, 1)) / np.mean(value_norms)),
+        **{name: float(np.mean(values)) for name, values in errors.items()},
+    }
+
+
+def main(argv):
+    del argv
+    result = diagnose(
+        FLAGS.model_dir, FLAGS.episodes, FLAGS.seed, memory_layers=FLAGS.memory_layers
+    )
+    print(f"{FLAGS.model_dir} ({FLAGS.episodes} episodes, seed {FLAGS.seed})")
+    print(
+        "| written (after / before) | kept (end / |v|^2) | answer error | "
+        "answer error, read-out swapped |"
+    )
+    print("| --- | --- | --- | --- |")
+    print(
+        f"| {result['written']:.3f} | {result['kept']:.3f} | {result['error']:.3f} | "
+        f"{result['swapped_error']:.3f} |"
+    )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

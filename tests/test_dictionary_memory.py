@@ -1,0 +1,46 @@
+"""examples/dictionary_memory.py: its diagnostics agree with the model and the memory."""
+
+import os
+
+import numpy as np
+import pytest
+
+from examples import algorithmic, dictionary_memory
+from mnm_keras.datasets.algorithmic import DictionaryInference
+
+SIZES = dict(units=8, memory_units=6, memory_layers=2, key_size=6, num_heads=1)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("run"))
+    algorithmic.train_and_evaluate(
+        model_dir, model="mnm_g", support_size=3, sequence_length=2, train_steps=2,
+        steps_per_epoch=1, batch_size=4, eval_episodes=8, normalize_writes=True, verbose=0,
+        **SIZES,
+    )  # fmt: skip
+    return model_dir
+
+
+def test_answer_error_is_the_models_and_writes_lower_their_own_recall_error(run_dir):
+    result = dictionary_memory.diagnose(run_dir, episodes=16, seed=3)
+    task = DictionaryInference(3, 2)
+    network = algorithmic.build_model(task, "mnm_g", **SIZES, normalize_writes=True)
+    network.load_weights(os.path.join(run_dir, "backup", "latest.weights.h5"))
+    inputs, targets, weights = task.arrays(16, seed=3)
+    predicted = network.predict(inputs.astype("float32"), verbose=0).argmax(-1)
+    answers = weights > 0
+    assert result["error"] == pytest.approx(np.mean(predicted[answers] != targets[answers]))
+    assert 0.0 <= result["swapped_error"] <= 1.0
+    # A normalised MNM-g write is a descent step on its own pair's recall error.
+    assert 0.0 < result["written"] < 0.95
+    assert result["kept"] > 0.0
+
+
+def test_rejects_a_run_without_memory(tmp_path):
+    algorithmic.train_and_evaluate(
+        str(tmp_path), model="lstm", train_steps=1, steps_per_epoch=1, batch_size=4,
+        eval_episodes=4, units=8, verbose=0,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="`model_dir` must hold an MNM run"):
+        dictionary_memory.diagnose(str(tmp_path))
