@@ -26,6 +26,7 @@ def test_answer_error_is_the_models_and_writes_lower_their_own_recall_error(run_
     result = dictionary_memory.diagnose(run_dir, episodes=16, seed=3)
     task = DictionaryInference(3, 2)
     network = algorithmic.build_model(task, "mnm_g", **SIZES, normalize_writes=True)
+    network.optimizer.build(network.trainable_variables)
     network.load_weights(os.path.join(run_dir, "backup", "latest.weights.h5"))
     inputs, targets, weights = task.arrays(16, seed=3)
     predicted = network.predict(inputs.astype("float32"), verbose=0).argmax(-1)
