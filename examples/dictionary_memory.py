@@ -35,7 +35,6 @@ from mnm_keras.interactions import trace_interactions
 
 FLAGS = flags.FLAGS
 SIZES = ("units", "memory_units", "memory_layers", "key_size", "num_heads")
-DEFAULT_SIZES = dict(units=100, memory_units=100, memory_layers=3, key_size=100, num_heads=1)
 
 
 def define_flags():
@@ -62,7 +61,8 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
             f"`model_dir` must hold an MNM run of the dictionary task; {model_dir} has "
             f"task={config.get('task')!r}, model={config.get('model')!r}."
         )
-    sizes = {name: config.get(name, DEFAULT_SIZES[name]) for name in SIZES}
+    # Runs older than the sizes in metrics.json used `build_model`'s defaults (table 2).
+    sizes = {name: config[name] for name in SIZES if name in config}
     sizes.update({name: value for name, value in overrides.items() if value is not None})
     k, n = config["support_size"], config["sequence_length"]
     task = DictionaryInference(k, n)
@@ -77,29 +77,31 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
     trace = {name: np.asarray(value) for name, value in trace_interactions(layer, inputs).items()}
     support_end = k * (2 * n + 2)
     cell = layer.cell
-    end_states = keras.layers.RNN(cell, return_state=True)(inputs[:, :support_end])[1:]
-    weights = cell.unflatten_memory(end_states)
     activations = (cell.memory_activation, cell.memory_output_activation)
+    logits_layer = network.get_layer("logits")
+    errors = {"error": [], "swapped_error": []}
+    states = cell.get_initial_state(episodes)
+    for t in range(task.length):
+        y, states, _ = cell.step(inputs[:, t], states)
+        if t == support_end - 1:
+            end_weights = cell.unflatten_memory(states)  # the memory at the end of the support
+        if t < task.length - n:
+            continue
+        # The same step with the read-out v^r_t (states[2]) of episode b - 1 instead.
+        swapped = keras.ops.concatenate([states[0], np.roll(states[2], 1, 0)], -1)
+        for name, features in (("error", y), ("swapped_error", cell.output_projection(swapped))):
+            predicted = np.argmax(logits_layer(features), -1)
+            errors[name].append(predicted != targets[:, t])
     kept = [
-        memory.recall_error(weights, trace["write_keys"][:, t], trace["values"][:, t], *activations)
-        for t in range(support_end)
+        memory.recall_error(
+            end_weights, trace["write_keys"][:, s], trace["values"][:, s], *activations
+        )
+        for s in range(support_end)
     ]
     value_norms = np.sum(np.square(trace["values"][:, :support_end]), -1).mean(-1)  # [B, S]
     ratio = trace["recall_after"][:, :support_end] / np.maximum(
         trace["recall_before"][:, :support_end], 1e-12
     )
-    errors = {"error": [], "swapped_error": []}
-    states = cell.get_initial_state(episodes)
-    logits_layer = network.get_layer("logits")
-    for t in range(task.length):
-        _, states, _ = cell.step(inputs[:, t], states)
-        if t < task.length - n:
-            continue
-        read_value = states[2]  # the read-out v^r_t (mean over heads)
-        for name, read in (("error", read_value), ("swapped_error", np.roll(read_value, 1, 0))):
-            features = cell.output_projection(keras.ops.concatenate([states[0], read], -1))
-            predicted = np.argmax(logits_layer(features), -1)
-            errors[name].append(predicted != targets[:, t])
     return {
         "written": float(np.median(ratio)),
         "kept": float(np.mean(np.stack(kept, 1)) / np.mean(value_norms)),
