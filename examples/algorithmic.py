@@ -127,8 +127,10 @@ def train_and_evaluate(
         spec, model, units, memory_units, memory_layers, key_size, num_heads, seed, learning_rate,
         normalize_writes,
     )  # fmt: skip
-    # Training episodes stream from `seed`; held-out episodes come from another seed.
-    train_data = spec.dataset(batch_size, seed=seed)
+    # Training episodes stream from `seed` (a resumed run skips those of its finished
+    # epochs); held-out episodes come from another seed.
+    skipped = training.completed_epochs(model_dir) * steps_per_epoch * batch_size
+    train_data = spec.dataset(batch_size, seed=seed, start=skipped)
     x_eval, y_eval, w_eval = spec.arrays(eval_episodes, seed=seed + 1_000_003)
     start = time.time()
     network.fit(

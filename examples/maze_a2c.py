@@ -60,6 +60,7 @@ def define_flags():
     flags.DEFINE_list("seeds", ["0"], "Seeds; several train one run each in root_dir/seed_<k>.")
     flags.DEFINE_integer("units", 200, "Controller / LSTM units (paper: 200).")
     flags.DEFINE_integer("memory_units", 100, "MNM memory width, d_k = d_v (paper: 100).")
+    flags.DEFINE_integer("memory_layers", 3, "MNM memory layers L (paper: 3).")
     flags.DEFINE_integer("num_heads", 3, "MNM heads H (paper: 3).")
     flags.DEFINE_bool("normalize_writes", False, "MNM: normalised writes (not in the paper).")
     flags.DEFINE_bool(
@@ -189,6 +190,7 @@ def train_eval(
     seed=0,
     units=200,
     memory_units=100,
+    memory_layers=3,
     num_heads=3,
     episode_length=250,
     size=9,
@@ -208,8 +210,9 @@ def train_eval(
       num_parallel_episodes: episodes per update.
       learning_rate: Adam learning rate (epsilon 1e-4, as in the reference).
       seed: seed of the network's initial weights, the action sampling and the mazes.
-      units, memory_units, num_heads: network sizes (MNM memory is 3 layers of
-        ``memory_units``, ``d_k = d_v = memory_units``).
+      units, memory_units, memory_layers, num_heads: network sizes (the MNM memory is
+        ``memory_layers`` layers of ``memory_units``, ``d_k = d_v = memory_units``; the
+        paper's agent: 200, 100, 3, 3).
       episode_length, size: the maze (250 steps, 9 x 9).
       normalize_time: the maze's named option (observation ``[15]`` = step / length
         instead of the reference's raw step count).
@@ -242,9 +245,14 @@ def train_eval(
     observation_spec = tensor_spec.from_spec(probe.observation_spec())
     action_spec = tensor_spec.from_spec(probe.action_spec())
     sizes = {"units": units}
+    recorded_sizes = {}  # for metrics.json
     if network != "lstm":
+        recorded_sizes = dict(
+            memory_units=memory_units, memory_layers=memory_layers, num_heads=num_heads
+        )
         sizes.update(
             memory_units=memory_units,
+            memory_layers=memory_layers,
             key_size=memory_units,
             value_size=memory_units,
             num_heads=num_heads,
@@ -357,6 +365,8 @@ def train_eval(
         # from the earlier ones).
         "learning_rate": float(tf.keras.backend.get_value(optimizer.learning_rate)),
         "seed": seed,
+        "units": units,
+        **recorded_sizes,
         "normalize_time": normalize_time,
         "normalize_writes": normalize_writes,
         "train_steps": int(train_step.numpy()),
@@ -394,6 +404,7 @@ def main(argv):
                 seed=seed,
                 units=FLAGS.units,
                 memory_units=FLAGS.memory_units,
+                memory_layers=FLAGS.memory_layers,
                 num_heads=FLAGS.num_heads,
                 normalize_time=FLAGS.normalize_time,
                 normalize_writes=FLAGS.normalize_writes,

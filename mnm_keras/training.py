@@ -116,6 +116,17 @@ def resumable_callbacks(model_dir):
     ]
 
 
+def completed_epochs(model_dir):
+    """Epochs that `keras.callbacks.BackupAndRestore` (in ``model_dir/backup``, see
+    `resumable_callbacks`) will restore: the epoch a rerun of `fit` starts from (0 for a
+    new run). A data stream that is not part of the checkpoint resumes from it."""
+    path = os.path.join(model_dir, "backup", "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f)["epoch"])
+
+
 def read_history(model_dir):
     """Per-epoch rows of ``model_dir/history.csv``, one per epoch, in order.
 

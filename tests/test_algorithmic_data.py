@@ -86,7 +86,20 @@ def test_datasets_are_seeded_batched_and_fixed_shape(name):
     assert len(list(task.dataset(4, seed=3, num_episodes=10))) == 2  # drop_remainder
 
 
+@pytest.mark.parametrize("name", sorted(datasets.TASKS))
+def test_dataset_start_continues_the_stream(name):
+    task = datasets.get_task(name)
+    stream = list(task.dataset(4, seed=3, num_episodes=12))
+    resumed = list(task.dataset(4, seed=3, start=8, num_episodes=4))
+    assert len(resumed) == 1
+    for a, b in zip(stream[2], resumed[0]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(stream[0][0], resumed[0][0])
+
+
 def test_bad_arguments():
+    with pytest.raises(ValueError, match="`start` must be a non-negative integer; received -1"):
+        datasets.DoubleCopy().dataset(4, seed=0, start=-1)
     with pytest.raises(ValueError, match="`support_size` must be a positive integer"):
         DI(support_size=0)
     with pytest.raises(ValueError, match="`task` must be one of"):

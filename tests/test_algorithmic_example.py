@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
 import pytest
 
 from examples import algorithmic
-from mnm_keras import datasets, models
+from mnm_keras import datasets, models, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(units=8, memory_units=6, key_size=6, eval_episodes=8, batch_size=4, verbose=0)
@@ -36,6 +38,26 @@ def test_every_task_and_model_trains_and_reports(tmp_path, task, model):
     assert [row["epoch"] for row in written["history"]] == [0, 1]
     assert (tmp_path / "curve.png").stat().st_size > 1000
     assert os.listdir(tmp_path / "logs")  # TensorBoard
+
+
+class _FinalWeights(keras.callbacks.Callback):
+    def on_train_end(self, logs=None):
+        self.weights = self.model.get_weights()
+
+
+def test_resumed_run_continues_the_training_stream(tmp_path):
+    # Two epochs in one run, or one epoch and then a rerun with the larger budget: the same
+    # episodes in the same order, so the same weights (a rerun that restarted the stream
+    # would train its second epoch on the first epoch's episodes again).
+    args = dict(task="double_copy", model="lstm", steps_per_epoch=2, **TINY)
+    straight, resumed = _FinalWeights(), _FinalWeights()
+    algorithmic.train_and_evaluate(str(tmp_path / "a"), train_steps=4, callbacks=[straight], **args)
+    algorithmic.train_and_evaluate(str(tmp_path / "b"), train_steps=2, **args)
+    assert training.completed_epochs(str(tmp_path / "b")) == 1
+    algorithmic.train_and_evaluate(str(tmp_path / "b"), train_steps=4, callbacks=[resumed], **args)
+    assert training.completed_epochs(str(tmp_path / "b")) == 2
+    for a, b in zip(straight.weights, resumed.weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def _history_rows(model_dir):

@@ -46,21 +46,28 @@ def _reload_and_act(root, batch=3):
         assert step.action.shape == (batch,)
         assert np.all((step.action.numpy() >= 0) & (step.action.numpy() <= 3))
         time_step, state = env.step(step.action), step.state
+    return state
 
 
-@pytest.mark.parametrize("network", ["mnm_p", "mnm_g"])
-def test_mnm_networks_train_a_few_episodes(example, tmp_path, network):
+@pytest.mark.parametrize("network, memory_layers", [("mnm_p", 1), ("mnm_g", 2)])
+def test_mnm_networks_train_a_few_episodes(example, tmp_path, network, memory_layers):
     root = str(tmp_path / network)
     # MNM-g with normalised writes, MNM-p with the paper's (both options covered).
     normalize = network == "mnm_g"
     metrics = example.train_eval(
         root, network=network, num_episodes=4, num_parallel_episodes=2, seed=1,
-        normalize_writes=normalize, **TINY,
+        normalize_writes=normalize, memory_layers=memory_layers, **TINY,
     )  # fmt: skip
     assert metrics["episodes"] == 4 and metrics["train_steps"] == 2
     assert metrics["normalize_writes"] == normalize
+    assert (metrics["memory_layers"], metrics["num_heads"]) == (memory_layers, 1)
     assert len(_rewards(root)) == 4
-    _reload_and_act(root)
+    state = _reload_and_act(root)
+    # The saved policy's state: h, c, the last read, one flat matrix per memory layer and
+    # the meta-loss pair; the last layer maps to the value size (4 x 4 here).
+    flat = tf.nest.flatten(state)
+    assert len(flat) == 4 + memory_layers
+    assert [int(t.shape[-1]) for t in flat[3:-1]] == [16] * memory_layers
 
 
 def test_lstm_trains_resumes_and_saves(example, tmp_path):
@@ -69,6 +76,7 @@ def test_lstm_trains_resumes_and_saves(example, tmp_path):
         root, network="lstm", num_episodes=4, num_parallel_episodes=2, checkpoint_interval=2, **TINY
     )
     assert first["episodes"] == 4
+    assert first["units"] == 8 and "memory_layers" not in first
     kept = _rewards(root)
     # An interrupted run: an episode written to rewards.csv after the last checkpoint.
     with open(os.path.join(root, "rewards.csv"), "a") as f:

@@ -55,10 +55,18 @@ class AlgorithmicTask(abc.ABC):
         episodes = [self.episode(rng) for _ in range(num_episodes)]
         return tuple(np.stack(parts) for parts in zip(*episodes))
 
-    def dataset(self, batch_size: int, seed: int, num_episodes: int | None = None):
-        """A `tf.data.Dataset` of batches; endless unless ``num_episodes`` is given."""
+    def dataset(self, batch_size: int, seed: int, num_episodes: int | None = None, start: int = 0):
+        """A `tf.data.Dataset` of batches; endless unless ``num_episodes`` is given.
+
+        ``start`` skips the stream's first ``start`` episodes (a resumed run continues the
+        stream where the finished epochs left it instead of training on them again). They
+        are generated and discarded, so the stream after them is exactly the one a run from
+        the beginning sees; ``num_episodes`` counts from ``start``.
+        """
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive; received {batch_size}.")
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+            raise ValueError(f"`start` must be a non-negative integer; received {start!r}.")
         target_spec = (
             tf.TensorSpec([self.length], tf.int32)
             if self.output_type == "categorical"
@@ -67,6 +75,8 @@ class AlgorithmicTask(abc.ABC):
 
         def generate():
             rng = np.random.default_rng(seed)
+            for _ in range(start):
+                self.episode(rng)
             count = 0
             while num_episodes is None or count < num_episodes:
                 yield self.episode(rng)
