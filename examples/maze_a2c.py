@@ -86,6 +86,26 @@ def read_rewards(root_dir):
     return np.array([float(row["reward"]) for row in rows])
 
 
+def plot_runs(specs, path, window=500):
+    """Plots finished runs: ``specs`` items ``label=dir1+dir2+...`` (several dirs: seeds).
+
+    The label ends at the first ``=``; every dir must hold a ``rewards.csv``.
+    """
+    runs = {}
+    for item in specs:
+        label, sep, dirs = item.partition("=")
+        if not sep or not label or not dirs:
+            raise ValueError(f"`plot` items must be label=dir1+dir2+...; received {item!r}.")
+        for directory in dirs.split("+"):
+            if not os.path.exists(os.path.join(directory, "rewards.csv")):
+                raise ValueError(
+                    f"`plot` item {item!r}: {directory!r} holds no rewards.csv (expected the "
+                    "--root_dir of a run)."
+                )
+        runs[label] = [read_rewards(d) for d in dirs.split("+")]
+    plot_rewards(path, runs, window)
+
+
 def _write_rewards(root_dir, rewards):
     path = os.path.join(root_dir, "rewards.csv")
     with open(path + ".tmp", "w", newline="") as f:
@@ -384,11 +404,7 @@ def train_eval(
 def main(argv):
     del argv
     if FLAGS.plot:
-        runs = {}
-        for item in FLAGS.plot:
-            label, _, dirs = item.partition("=")
-            runs[label] = [read_rewards(d) for d in dirs.split("+")]
-        plot_rewards(FLAGS.plot_out, runs)
+        plot_runs(FLAGS.plot, FLAGS.plot_out)
         return
     seeds = [int(s) for s in FLAGS.seeds]
     results = []

@@ -116,6 +116,19 @@ def test_plot_median_and_iqr(example, tmp_path):
     np.testing.assert_allclose(example.moving_average([1, 2, 3, 4], 2), [1, 1.5, 2.5, 3.5])
 
 
+def test_plot_runs_reads_rewards_and_rejects_bad_items(example, tmp_path):
+    for name, values in (("a", [1.0, 2.0, 3.0]), ("b", [4.0, 5.0])):
+        os.makedirs(tmp_path / name)
+        example._write_rewards(str(tmp_path / name), values)
+    path = str(tmp_path / "runs.png")
+    example.plot_runs([f"lstm={tmp_path / 'a'}+{tmp_path / 'b'}"], path, window=2)
+    assert os.path.getsize(path) > 1000
+    with pytest.raises(ValueError, match="holds no rewards.csv"):
+        example.plot_runs([f"H=3={tmp_path / 'a'}"], path)  # the label ends at the first '='
+    with pytest.raises(ValueError, match="label=dir1"):
+        example.plot_runs([str(tmp_path / "a")], path)
+
+
 def test_argument_errors(example, tmp_path):
     with pytest.raises(ValueError, match="network"):
         example.train_eval(str(tmp_path), network="gru")
