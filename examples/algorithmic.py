@@ -130,6 +130,12 @@ def train_and_evaluate(
     # Training episodes stream from `seed` (a resumed run skips those of its finished
     # epochs); held-out episodes come from another seed.
     skipped = training.completed_epochs(model_dir) * steps_per_epoch * batch_size
+    if skipped and verbose:
+        print(
+            f"Resuming after {skipped // batch_size} steps: the training stream skips the "
+            f"{skipped} episodes already trained on.",
+            flush=True,
+        )
     train_data = spec.dataset(batch_size, seed=seed, start=skipped)
     x_eval, y_eval, w_eval = spec.arrays(eval_episodes, seed=seed + 1_000_003)
     start = time.time()
