@@ -29,7 +29,7 @@ import numpy as np
 from absl import app, flags
 
 from examples import algorithmic
-from mnm_keras import MNM, memory
+from mnm_keras import MNM, memory, training
 from mnm_keras.datasets.algorithmic import DictionaryInference
 from mnm_keras.interactions import trace_interactions
 
@@ -70,7 +70,7 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
         task, config["model"], **sizes, normalize_writes=config.get("normalize_writes", False)
     )
     network.optimizer.build(network.trainable_variables)  # the checkpoint holds its state
-    network.load_weights(os.path.join(model_dir, "backup", "latest.weights.h5"))
+    network.load_weights(os.path.join(training.backup_dir(model_dir), "latest.weights.h5"))
     layer = next(layer for layer in network.layers if isinstance(layer, MNM))
     inputs, targets, _ = task.arrays(episodes, seed=seed)
     inputs = inputs.astype("float32")

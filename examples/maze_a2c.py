@@ -96,13 +96,14 @@ def plot_runs(specs, path, window=500):
         label, sep, dirs = item.partition("=")
         if not sep or not label or not dirs:
             raise ValueError(f"`plot` items must be label=dir1+dir2+...; received {item!r}.")
-        for directory in dirs.split("+"):
+        directories = dirs.split("+")
+        for directory in directories:
             if not os.path.exists(os.path.join(directory, "rewards.csv")):
                 raise ValueError(
                     f"`plot` item {item!r}: {directory!r} holds no rewards.csv (expected the "
                     "--root_dir of a run)."
                 )
-        runs[label] = [read_rewards(d) for d in dirs.split("+")]
+        runs[label] = [read_rewards(d) for d in directories]
     plot_rewards(path, runs, window)
 
 
@@ -265,17 +266,15 @@ def train_eval(
     observation_spec = tensor_spec.from_spec(probe.observation_spec())
     action_spec = tensor_spec.from_spec(probe.action_spec())
     sizes = {"units": units}
-    recorded_sizes = {}  # for metrics.json
+    recorded_sizes = {}  # also in metrics.json
     if network != "lstm":
         recorded_sizes = dict(
             memory_units=memory_units, memory_layers=memory_layers, num_heads=num_heads
         )
         sizes.update(
-            memory_units=memory_units,
-            memory_layers=memory_layers,
+            recorded_sizes,
             key_size=memory_units,
             value_size=memory_units,
-            num_heads=num_heads,
             normalize_writes=normalize_writes,
         )
     net = networks.actor_critic_network(network, observation_spec, action_spec, seed=seed, **sizes)

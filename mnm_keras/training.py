@@ -106,9 +106,7 @@ def resumable_callbacks(model_dir):
     os.makedirs(model_dir, exist_ok=True)
     _add_history_column(os.path.join(model_dir, "history.csv"), "learning_rate")
     return [
-        keras.callbacks.BackupAndRestore(
-            os.path.join(model_dir, "backup"), delete_checkpoint=False
-        ),
+        keras.callbacks.BackupAndRestore(backup_dir(model_dir), delete_checkpoint=False),
         KeepLearningRate(),  # after the restore; before the CSV logger
         EpochTimer(),  # before the CSV logger, which writes the logs it adds
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
@@ -116,11 +114,17 @@ def resumable_callbacks(model_dir):
     ]
 
 
+def backup_dir(model_dir):
+    """Where `resumable_callbacks`' `BackupAndRestore` keeps the run's latest state
+    (``latest.weights.h5``, ``training_metadata.json``)."""
+    return os.path.join(model_dir, "backup")
+
+
 def completed_epochs(model_dir):
     """Epochs that `keras.callbacks.BackupAndRestore` (in ``model_dir/backup``, see
     `resumable_callbacks`) will restore: the epoch a rerun of `fit` starts from (0 for a
     new run). A data stream that is not part of the checkpoint resumes from it."""
-    path = os.path.join(model_dir, "backup", "training_metadata.json")
+    path = os.path.join(backup_dir(model_dir), "training_metadata.json")
     if not os.path.exists(path):
         return 0
     with open(path) as f:
