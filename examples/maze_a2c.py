@@ -63,6 +63,13 @@ def define_flags():
     flags.DEFINE_integer("memory_layers", 3, "MNM memory layers L (paper: 3).")
     flags.DEFINE_integer("num_heads", 3, "MNM heads H (paper: 3).")
     flags.DEFINE_bool("normalize_writes", False, "MNM: normalised writes (not in the paper).")
+    flags.DEFINE_float("entropy_weight", 0.0, "Weight of the entropy bonus (reference: 0).")
+    flags.DEFINE_float(
+        "gradient_clipping", None, "Global-norm bound of the gradient (reference: none)."
+    )
+    flags.DEFINE_float(
+        "gae_lambda", None, "Lambda of generalised advantage estimation (reference: none)."
+    )
     flags.DEFINE_bool(
         "normalize_time",
         False,
@@ -220,6 +227,9 @@ def train_eval(
     checkpoint_interval=500,
     plot_window=500,
     normalize_writes=False,
+    entropy_weight=0.0,
+    gradient_clipping=None,
+    gae_lambda=None,
 ):
     """Trains one A2C agent on the maze until ``num_episodes`` episodes are done; resumable.
 
@@ -241,6 +251,9 @@ def train_eval(
       plot_window: moving-average window of ``rewards.png``.
       normalize_writes: MNM networks: `mnm_keras.MNMCell`'s normalised writes (not in the
         paper).
+      entropy_weight, gradient_clipping, gae_lambda: `tf_agents_ext.a2c_agent.A2CAgent`'s
+        options (the reference: 0, None, None); checked by the agent. A resumed run may
+        change them.
 
     Returns:
       The metrics dict written to ``metrics.json``.
@@ -288,6 +301,9 @@ def train_eval(
         action_spec,
         net,
         optimizer,
+        entropy_weight=entropy_weight,
+        gradient_clipping=gradient_clipping,
+        gae_lambda=gae_lambda,
         train_step_counter=train_step,
     )
     checkpointer = common.Checkpointer(
@@ -388,6 +404,10 @@ def train_eval(
         **recorded_sizes,
         "normalize_time": normalize_time,
         "normalize_writes": normalize_writes,
+        # This invocation's loss options, like the learning rate.
+        "entropy_weight": entropy_weight,
+        "gradient_clipping": gradient_clipping,
+        "gae_lambda": gae_lambda,
         "train_steps": int(train_step.numpy()),
         "wall_seconds": float(wall_seconds.numpy()),
         "episodes_per_second": done / float(wall_seconds.numpy()) if done else 0.0,
@@ -423,6 +443,9 @@ def main(argv):
                 num_heads=FLAGS.num_heads,
                 normalize_time=FLAGS.normalize_time,
                 normalize_writes=FLAGS.normalize_writes,
+                entropy_weight=FLAGS.entropy_weight,
+                gradient_clipping=FLAGS.gradient_clipping,
+                gae_lambda=FLAGS.gae_lambda,
                 log_interval=FLAGS.log_interval,
                 checkpoint_interval=FLAGS.checkpoint_interval,
             )

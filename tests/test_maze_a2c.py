@@ -54,12 +54,16 @@ def test_mnm_networks_train_a_few_episodes(example, tmp_path, network, memory_la
     root = str(tmp_path / network)
     # MNM-g with normalised writes, MNM-p with the paper's (both options covered).
     normalize = network == "mnm_g"
+    # MNM-g also with the agent's loss options (the reference's defaults for MNM-p).
+    options = dict(entropy_weight=0.01, gradient_clipping=1.0, gae_lambda=0.95) if normalize else {}
     metrics = example.train_eval(
         root, network=network, num_episodes=4, num_parallel_episodes=2, seed=1,
-        normalize_writes=normalize, memory_layers=memory_layers, **TINY,
+        normalize_writes=normalize, memory_layers=memory_layers, **options, **TINY,
     )  # fmt: skip
     assert metrics["episodes"] == 4 and metrics["train_steps"] == 2
     assert metrics["normalize_writes"] == normalize
+    expected = options or dict(entropy_weight=0.0, gradient_clipping=None, gae_lambda=None)
+    assert {k: metrics[k] for k in expected} == expected
     assert (metrics["memory_layers"], metrics["num_heads"]) == (memory_layers, 1)
     assert len(_rewards(root)) == 4
     state = _reload_and_act(root)
@@ -134,3 +138,7 @@ def test_argument_errors(example, tmp_path):
         example.train_eval(str(tmp_path), network="gru")
     with pytest.raises(ValueError, match="num_parallel_episodes"):
         example.train_eval(str(tmp_path), num_parallel_episodes=0)
+    # The agent's options reach the agent, which names them in its errors.
+    for name, value in (("entropy_weight", -0.1), ("gradient_clipping", 0.0), ("gae_lambda", 2.0)):
+        with pytest.raises(ValueError, match=name):
+            example.train_eval(str(tmp_path / name), network="lstm", **{name: value}, **TINY)
