@@ -17,6 +17,11 @@ model must store and later look up:
   answer steps swapped for another episode's (the read values of episode b - 1, same step;
   the controller state unchanged). If the answers come from the memory, the swapped error
   rises towards chance; if the controller answers without it, the two errors are equal.
+
+It also splits the answer error by what the support set held of each query letter: how
+many times the letter occurs among the support sources, and in which support example it
+last occurs (1 = the first example written, k = the last): are the wrong answers the
+letters seen once, or the ones written earliest?
 """
 
 from __future__ import annotations
@@ -46,13 +51,46 @@ def define_flags():
     flags.mark_flag_as_required("model_dir")
 
 
+def query_letter_context(inputs, task):
+    """Where each answer's query letter occurs in the support set.
+
+    Args:
+      inputs: ``[B, T, 30]`` one-hot episodes of ``task`` (a `DictionaryInference`).
+      task: the episodes' task, support size k and sequence length l.
+
+    Returns:
+      ``(occurrences, last_example)``, int arrays ``[B, l]``: for the query's i-th letter,
+      how many times it occurs among the k support sources, and the 1-based index of the
+      last support example whose source contains it (0 if none).
+    """
+    k, n = task.support_size, task.sequence_length
+    symbols = np.argmax(inputs, -1)  # [B, T]
+    sources = symbols[:, : k * (2 * n + 2)].reshape(-1, k, 2 * n + 2)[:, :, :n]  # [B, k, l]
+    query = symbols[:, k * (2 * n + 2) : k * (2 * n + 2) + n]  # [B, l]
+    matches = sources[:, None, :, :] == query[:, :, None, None]  # [B, l, k, l]
+    occurrences = matches.sum((2, 3))
+    in_example = matches.any(3)  # [B, l, k]
+    last_example = np.where(in_example.any(2), k - np.argmax(in_example[..., ::-1], 2), 0)
+    return occurrences, last_example
+
+
+def error_by(keys, wrong):
+    """``{key: (answers, error rate)}`` of boolean ``wrong`` grouped by equal ``keys``."""
+    keys, wrong = np.asarray(keys).ravel(), np.asarray(wrong).ravel()
+    return {int(key): (int(np.sum(keys == key)), float(np.mean(wrong[keys == key])))
+            for key in np.unique(keys)}  # fmt: skip
+
+
 def diagnose(model_dir, episodes=64, seed=7, **overrides):
     """The three diagnostics of the module docstring for the run in ``model_dir``.
 
     Returns:
       A dict of floats: ``written`` (median ratio over support steps and episodes),
       ``kept`` (mean relative recall error at the end of the support set), ``error`` and
-      ``swapped_error`` (fractions of wrong answer letters).
+      ``swapped_error`` (fractions of wrong answer letters), ``sequence_error`` (fraction
+      of episodes with a wrong answer letter), and ``error_by_occurrences`` /
+      ``error_by_last_example``: `error_by` dicts of the answer letters grouped by
+      `query_letter_context`.
     """
     with open(os.path.join(model_dir, "metrics.json")) as f:
         config = json.load(f)
@@ -92,6 +130,8 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
         for name, features in (("error", y), ("swapped_error", cell.output_projection(swapped))):
             predicted = np.argmax(logits_layer(features), -1)
             errors[name].append(predicted != targets[:, t])
+    wrong = np.stack(errors["error"], 1)  # [B, l]
+    occurrences, last_example = query_letter_context(inputs, task)
     kept = [
         memory.recall_error(
             end_weights, trace["write_keys"][:, s], trace["values"][:, s], *activations
@@ -106,6 +146,9 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
         "written": float(np.median(ratio)),
         "kept": float(np.mean(np.stack(kept, 1)) / np.mean(value_norms)),
         **{name: float(np.mean(values)) for name, values in errors.items()},
+        "sequence_error": float(np.mean(wrong.any(1))),
+        "error_by_occurrences": error_by(occurrences, wrong),
+        "error_by_last_example": error_by(last_example, wrong),
     }
 
 
@@ -124,6 +167,14 @@ def main(argv):
         f"| {result['written']:.3f} | {result['kept']:.3f} | {result['error']:.3f} | "
         f"{result['swapped_error']:.3f} |"
     )
+    print(f"sequence error {result['sequence_error']:.4f}")
+    for name, title in (
+        ("error_by_occurrences", "occurrences of the query letter in the support sources"),
+        ("error_by_last_example", "last support example holding the query letter"),
+    ):
+        print(f"\n| {title} | answer letters | answer error |\n| --- | --- | --- |")
+        for key, (count, rate) in result[name].items():
+            print(f"| {key} | {count} | {rate:.4f} |")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,28 @@ def test_answer_error_is_the_models_and_writes_lower_their_own_recall_error(run_
     # A normalised MNM-g write is a descent step on its own pair's recall error.
     assert 0.0 < result["written"] < 0.95
     assert result["kept"] > 0.0
+    wrong = (predicted[answers] != targets[answers]).reshape(16, 2)
+    assert result["sequence_error"] == pytest.approx(np.mean(wrong.any(1)))
+    for name in ("error_by_occurrences", "error_by_last_example"):
+        groups = result[name]
+        assert sum(count for count, _ in groups.values()) == 32
+        total = sum(count * rate for count, rate in groups.values())
+        assert total == pytest.approx(np.sum(wrong))
+    assert min(result["error_by_occurrences"]) >= 1  # queries use support letters
+
+
+def test_query_letter_context_on_a_written_episode():
+    task = DictionaryInference(3, 2)
+    EOS, SEP, EOSS, ANS = task.EOS, task.SEP, task.EOSS, task.ANSWER
+    # Sources (0, 1), (2, 0), (3, 3); query (0, 3). Translations are irrelevant here.
+    symbols = [0, 1, EOS, 10, 11, SEP, 2, 0, EOS, 12, 10, SEP, 3, 3, EOS, 13, 13, EOSS]
+    symbols += [0, 3, EOS, ANS, ANS]
+    inputs = np.eye(task.input_size)[np.array(symbols)][None]
+    occurrences, last_example = dictionary_memory.query_letter_context(inputs, task)
+    np.testing.assert_array_equal(occurrences, [[2, 2]])
+    np.testing.assert_array_equal(last_example, [[2, 3]])
+    groups = dictionary_memory.error_by([1, 2, 2, 3], [True, False, True, False])
+    assert groups == {1: (1, 1.0), 2: (2, 0.5), 3: (1, 0.0)}
 
 
 def test_rejects_a_run_without_memory(tmp_path):
