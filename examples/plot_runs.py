@@ -1,6 +1,9 @@
 r"""Overlays the held-out error curves of several runs (their metrics.json) in one PNG.
 
 python examples/plot_runs.py --runs=runs/lstm,runs/mnm_p --out=curves.png
+
+Works for the runs of ``examples/babi.py`` (held-out error ``1 - val_accuracy``) and of
+``examples/algorithmic.py`` (held-out sequence error ``val_sequence_error``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,18 @@ def define_flags():
     flags.DEFINE_list("runs", [], "Run directories, each with a metrics.json.")
     flags.DEFINE_string("out", "curves.png", "PNG to write.")
     flags.DEFINE_string("title", "", "Plot title.")
+    flags.DEFINE_bool("log_panel", False, "Add a panel with a log-scale error axis.")
 
 
-def plot_runs(run_dirs, out, title=""):
-    """Plots ``1 - val_accuracy`` per epoch of every run; labels are the runs' models."""
+def held_out_error(row):
+    """A history row's held-out error: ``val_sequence_error``, else ``1 - val_accuracy``."""
+    if "val_sequence_error" in row:
+        return row["val_sequence_error"]
+    return 1 - row["val_accuracy"]
+
+
+def plot_runs(run_dirs, out, title="", log_panel=False):
+    """Plots the held-out error per epoch of every run; labels are the runs' models."""
     curves, steps, chance = {}, None, None
     for run_dir in run_dirs:
         with open(os.path.join(run_dir, "metrics.json")) as f:
@@ -31,17 +42,17 @@ def plot_runs(run_dirs, out, title=""):
         history = metrics["history"]
         per_epoch = metrics["train_steps"] // len(history)
         steps = [(row["epoch"] + 1) * per_epoch for row in history]
-        curves[metrics["model"]] = [1 - row["val_accuracy"] for row in history]
+        curves[metrics["model"]] = [held_out_error(row) for row in history]
         chance = metrics.get("chance_error", chance)
     reference = None if chance is None else ("chance", chance)
-    plot_curves(out, steps, curves, title, "training step", "held-out error", reference)
+    plot_curves(out, steps, curves, title, "training step", "held-out error", reference, log_panel)
 
 
 def main(argv):
     del argv
     if not FLAGS.runs:
         raise app.UsageError("--runs must name at least one run directory.")
-    plot_runs(FLAGS.runs, FLAGS.out, FLAGS.title)
+    plot_runs(FLAGS.runs, FLAGS.out, FLAGS.title, FLAGS.log_panel)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 
-def plot_curves(path, steps, curves, title="", xlabel="step", ylabel="", reference=None):
+def plot_curves(
+    path, steps, curves, title="", xlabel="step", ylabel="", reference=None, log_panel=False
+):
     """Writes a line plot of ``curves`` (name -> values over ``steps``) to ``path``.
 
     Args:
@@ -17,17 +19,27 @@ def plot_curves(path, steps, curves, title="", xlabel="step", ylabel="", referen
       steps: x values shared by every curve.
       curves: dict from legend label to a list of y values (same length as ``steps``).
       reference: optional ``(label, y)``, drawn as a dashed horizontal line (e.g. chance).
+      log_panel: also draw the curves on a second panel with a log y axis (symmetric log,
+        linear below 1e-3 so that zeros stay visible), for errors that end near zero.
+
+    Returns:
+      The matplotlib `Figure` (already saved).
     """
-    figure = Figure(figsize=(6, 4), dpi=100)
-    axes = figure.subplots()
-    for label, values in curves.items():
-        axes.plot(steps, values, marker="o", markersize=3, label=label)
-    if reference is not None:
-        axes.axhline(reference[1], linestyle="--", color="grey", label=reference[0])
-    axes.set_title(title)
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.grid(alpha=0.3)
-    axes.legend()
+    figure = Figure(figsize=(11, 4) if log_panel else (6, 4), dpi=100)
+    panels = figure.subplots(1, 2 if log_panel else 1, squeeze=False)[0]
+    for axes in panels:
+        for label, values in curves.items():
+            axes.plot(steps, values, marker="o", markersize=3, label=label)
+        if reference is not None:
+            axes.axhline(reference[1], linestyle="--", color="grey", label=reference[0])
+        axes.set_title(title)
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(ylabel)
+        axes.grid(alpha=0.3)
+    panels[0].legend()
+    if log_panel:
+        panels[1].set_yscale("symlog", linthresh=1e-3)
+        panels[1].set_title(f"{title} (log scale)" if title else "log scale")
     figure.tight_layout()
     figure.savefig(path)
+    return figure

@@ -153,6 +153,8 @@ def read_history(model_dir):
 def finish_run(model_dir, metrics, steps_per_epoch, curves, title, ylabel, reference=None):
     """Writes ``metrics.json`` (with the per-epoch ``history``) and ``curve.png``.
 
+    ``curve.png`` has a linear panel and a log-scale one (the tail of an error near zero).
+
     ``wall_seconds`` becomes the sum of the logged epoch times, so that a resumed run
     reports all of its training time (this invocation's time is kept as
     ``session_wall_seconds``).
@@ -178,5 +180,6 @@ def finish_run(model_dir, metrics, steps_per_epoch, curves, title, ylabel, refer
             xlabel="training step",
             ylabel=ylabel,
             reference=reference,
+            log_panel=True,
         )
     return metrics

@@ -16,6 +16,18 @@ def test_plot_curves_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_log_panel_shows_the_same_curves_on_a_log_axis(tmp_path):
+    path = tmp_path / "log.png"
+    figure = plot_curves(str(path), [1, 2, 3], {"a": [0.5, 0.01, 0.0]}, log_panel=True)
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    linear, log = figure.axes
+    assert (linear.get_yscale(), log.get_yscale()) == ("linear", "symlog")
+    for axes in (linear, log):
+        (line,) = axes.get_lines()
+        assert list(line.get_ydata()) == [0.5, 0.01, 0.0]
+    assert len(plot_curves(str(path), [1], {"a": [1.0]}).axes) == 1
+
+
 def test_plot_runs_overlays_runs(tmp_path):
     dirs = []
     for model in ("lstm", "mnm_p"):
@@ -27,6 +39,10 @@ def test_plot_runs_overlays_runs(tmp_path):
         dirs.append(str(run))
     out = tmp_path / "runs.png"
     plot_runs.plot_runs(dirs, str(out), "t")
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert plot_runs.held_out_error({"val_accuracy": 0.75}) == pytest.approx(0.25)
+    assert plot_runs.held_out_error({"val_sequence_error": 0.004, "val_accuracy": 0.1}) == 0.004
+    plot_runs.plot_runs(dirs, str(out), log_panel=True)
     assert out.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(FileNotFoundError):
         plot_runs.plot_runs([str(tmp_path / "missing")], str(out))
