@@ -34,15 +34,19 @@ def held_out_error(row):
 
 
 def plot_runs(run_dirs, out, title="", log_panel=False):
-    """Plots the held-out error per epoch of every run; labels are the runs' models."""
-    curves, steps, chance = {}, None, None
+    """Plots the held-out error per epoch of every run (each over its own steps).
+
+    Labels are the runs' models (two runs of one model: the last one is drawn).
+    """
+    curves, steps, chance = {}, {}, None
     for run_dir in run_dirs:
         with open(os.path.join(run_dir, "metrics.json")) as f:
             metrics = json.load(f)
         history = metrics["history"]
         per_epoch = metrics["train_steps"] // len(history)
-        steps = [(row["epoch"] + 1) * per_epoch for row in history]
-        curves[metrics["model"]] = [held_out_error(row) for row in history]
+        label = metrics["model"]
+        steps[label] = [(row["epoch"] + 1) * per_epoch for row in history]
+        curves[label] = [held_out_error(row) for row in history]
         chance = metrics.get("chance_error", chance)
     reference = None if chance is None else ("chance", chance)
     plot_curves(out, steps, curves, title, "training step", "held-out error", reference, log_panel)

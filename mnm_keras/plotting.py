@@ -16,7 +16,7 @@ def plot_curves(
 
     Args:
       path: the PNG file to write.
-      steps: x values shared by every curve.
+      steps: x values shared by every curve, or a dict from label to each curve's own.
       curves: dict from legend label to a list of y values (same length as ``steps``).
       reference: optional ``(label, y)``, drawn as a dashed horizontal line (e.g. chance).
       log_panel: also draw the curves on a second panel with a log y axis (symmetric log,
@@ -29,7 +29,8 @@ def plot_curves(
     panels = figure.subplots(1, 2 if log_panel else 1, squeeze=False)[0]
     for axes in panels:
         for label, values in curves.items():
-            axes.plot(steps, values, marker="o", markersize=3, label=label)
+            x = steps[label] if isinstance(steps, dict) else steps
+            axes.plot(x, values, marker="o", markersize=3, label=label)
         if reference is not None:
             axes.axhline(reference[1], linestyle="--", color="grey", label=reference[0])
         axes.set_title(title)

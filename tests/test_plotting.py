@@ -30,11 +30,16 @@ def test_log_panel_shows_the_same_curves_on_a_log_axis(tmp_path):
 
 def test_plot_runs_overlays_runs(tmp_path):
     dirs = []
-    for model in ("lstm", "mnm_p"):
+    for model, epochs in (("lstm", 3), ("mnm_p", 5)):  # runs of different lengths
         run = tmp_path / model
         run.mkdir()
-        history = [{"epoch": e, "val_accuracy": 0.2 * e} for e in range(3)]
-        metrics = {"model": model, "train_steps": 300, "history": history, "chance_error": 0.9}
+        history = [{"epoch": e, "val_accuracy": 0.2 * e} for e in range(epochs)]
+        metrics = {
+            "model": model,
+            "train_steps": 100 * epochs,
+            "history": history,
+            "chance_error": 0.9,
+        }
         (run / "metrics.json").write_text(json.dumps(metrics))
         dirs.append(str(run))
     out = tmp_path / "runs.png"
