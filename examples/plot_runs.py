@@ -24,6 +24,11 @@ def define_flags():
     flags.DEFINE_string("out", "curves.png", "PNG to write.")
     flags.DEFINE_string("title", "", "Plot title.")
     flags.DEFINE_bool("log_panel", False, "Add a panel with a log-scale error axis.")
+    flags.DEFINE_string(
+        "metric",
+        None,
+        "History column to plot (e.g. val_symbol_error); default: see held_out_error.",
+    )
 
 
 def held_out_error(row):
@@ -33,10 +38,11 @@ def held_out_error(row):
     return 1 - row["val_accuracy"]
 
 
-def plot_runs(run_dirs, out, title="", log_panel=False):
+def plot_runs(run_dirs, out, title="", log_panel=False, metric=None):
     """Plots the held-out error per epoch of every run (each over its own steps).
 
     Labels are the runs' models (two runs of one model: the last one is drawn).
+    ``metric`` names a history column to plot instead of `held_out_error`.
     """
     curves, steps, chance = {}, {}, None
     for run_dir in run_dirs:
@@ -46,7 +52,9 @@ def plot_runs(run_dirs, out, title="", log_panel=False):
         per_epoch = metrics["train_steps"] // len(history)
         label = metrics["model"]
         steps[label] = [(row["epoch"] + 1) * per_epoch for row in history]
-        curves[label] = [held_out_error(row) for row in history]
+        if metric is not None and any(metric not in row for row in history):
+            raise ValueError(f"`metric` {metric!r} is not in the history of {run_dir}.")
+        curves[label] = [row[metric] if metric else held_out_error(row) for row in history]
         chance = metrics.get("chance_error", chance)
     reference = None if chance is None else ("chance", chance)
     plot_curves(out, steps, curves, title, "training step", "held-out error", reference, log_panel)
@@ -56,7 +64,7 @@ def main(argv):
     del argv
     if not FLAGS.runs:
         raise app.UsageError("--runs must name at least one run directory.")
-    plot_runs(FLAGS.runs, FLAGS.out, FLAGS.title, FLAGS.log_panel)
+    plot_runs(FLAGS.runs, FLAGS.out, FLAGS.title, FLAGS.log_panel, FLAGS.metric)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ def test_plot_runs_overlays_runs(tmp_path):
     assert plot_runs.held_out_error({"val_accuracy": 0.75}) == pytest.approx(0.25)
     assert plot_runs.held_out_error({"val_sequence_error": 0.004, "val_accuracy": 0.1}) == 0.004
     plot_runs.plot_runs(dirs, str(out), log_panel=True)
+    with pytest.raises(ValueError, match="val_symbol_error"):
+        plot_runs.plot_runs(dirs, str(out), metric="val_symbol_error")
+    plot_runs.plot_runs(dirs, str(out), metric="val_accuracy")
     assert out.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(FileNotFoundError):
         plot_runs.plot_runs([str(tmp_path / "missing")], str(out))
