@@ -57,7 +57,8 @@ def plot_runs(run_dirs, out, title="", log_panel=False, metric=None):
         curves[label] = [row[metric] if metric else held_out_error(row) for row in history]
         chance = metrics.get("chance_error", chance)
     reference = None if chance is None else ("chance", chance)
-    plot_curves(out, steps, curves, title, "training step", "held-out error", reference, log_panel)
+    ylabel = metric or "held-out error"
+    plot_curves(out, steps, curves, title, "training step", ylabel, reference, log_panel)
 
 
 def main(argv):
