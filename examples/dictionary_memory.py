@@ -63,10 +63,10 @@ def query_letter_context(inputs, task):
       how many times it occurs among the k support sources, and the 1-based index of the
       last support example whose source contains it (0 if none).
     """
-    k, n = task.support_size, task.sequence_length
+    k, n, end = task.support_size, task.sequence_length, task.support_length
     symbols = np.argmax(inputs, -1)  # [B, T]
-    sources = symbols[:, : k * (2 * n + 2)].reshape(-1, k, 2 * n + 2)[:, :, :n]  # [B, k, l]
-    query = symbols[:, k * (2 * n + 2) : k * (2 * n + 2) + n]  # [B, l]
+    sources = symbols[:, :end].reshape(-1, k, 2 * n + 2)[:, :, :n]  # [B, k, l]
+    query = symbols[:, end : end + n]  # [B, l]
     matches = sources[:, None, :, :] == query[:, :, None, None]  # [B, l, k, l]
     occurrences = matches.sum((2, 3))
     in_example = matches.any(3)  # [B, l, k]
@@ -77,8 +77,11 @@ def query_letter_context(inputs, task):
 def error_by(keys, wrong):
     """``{key: (answers, error rate)}`` of boolean ``wrong`` grouped by equal ``keys``."""
     keys, wrong = np.asarray(keys).ravel(), np.asarray(wrong).ravel()
-    return {int(key): (int(np.sum(keys == key)), float(np.mean(wrong[keys == key])))
-            for key in np.unique(keys)}  # fmt: skip
+    groups = {}
+    for key in np.unique(keys):
+        selected = wrong[keys == key]
+        groups[int(key)] = (int(selected.size), float(np.mean(selected)))
+    return groups
 
 
 def diagnose(model_dir, episodes=64, seed=7, **overrides):
@@ -113,7 +116,7 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
     inputs, targets, _ = task.arrays(episodes, seed=seed)
     inputs = inputs.astype("float32")
     trace = {name: np.asarray(value) for name, value in trace_interactions(layer, inputs).items()}
-    support_end = k * (2 * n + 2)
+    support_end = task.support_length
     cell = layer.cell
     activations = (cell.memory_activation, cell.memory_output_activation)
     logits_layer = network.get_layer("logits")

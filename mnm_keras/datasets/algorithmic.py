@@ -124,9 +124,13 @@ class DictionaryInference(AlgorithmicTask):
         self.sequence_length = sequence_length
 
     @property
+    def support_length(self):
+        """Steps of the support set, ``k (2 l + 2)`` (the query starts after them)."""
+        return self.support_size * (2 * self.sequence_length + 2)
+
+    @property
     def length(self):
-        k, n = self.support_size, self.sequence_length
-        return k * (2 * n + 2) + 2 * n + 1
+        return self.support_length + 2 * self.sequence_length + 1
 
     @property
     def input_size(self):
