@@ -1,0 +1,380 @@
+r"""Maze agents: episodes per second against the arithmetic each episode needs.
+
+    python benchmarks/maze_throughput.py                                   # lstm, mnm_p 1 x 100, 3 x 100
+    python benchmarks/maze_throughput.py --networks=lstm,mnm_p:3 --num_parallel_episodes=16,64
+
+Issue 6 asks for 40 episodes per second of the MNM-p agent on a 2-core CPU. This script
+puts that goal beside the work it implies. For each network it
+
+* counts the floating-point operations of one episode from the network's own graph: the
+  recurrent cell's step is traced at batch 1 and every matrix product in it is counted
+  (`MatMul`, `BatchMatMul*` and `Einsum`, 2 x multiply-adds, from their shapes; elementwise
+  ops are left out, so the counts are lower bounds), once as the rollout runs it
+  (``training=False``) and once as the training unroll does (``training=True``, with the
+  meta loss's read); the training backward pass is counted as twice its forward pass (the
+  usual rule for matrix products: one product for the inputs' gradient, one for the
+  weights'); the heads ``[units] -> 4 logits + 1 value`` are added by hand;
+* times `examples/maze_a2c.py`'s iteration (one compiled `tf.function`: the rollout of
+  ``B`` whole episodes in the batched maze, then one A2C update on them), the networks
+  interleaved iteration by iteration in this one process, so that their ratios hold on a
+  noisy shared machine; the median over ``--iterations`` after one untimed warm-up;
+* times a dense matrix product of the controller's shape (``[B, 17 + d_v + units] x
+  [.., 4 units]``, the LSTM gates) in a compiled loop: what this machine's TensorFlow does
+  on the densest, most efficient product these networks contain.
+
+From these it prints episodes per second, the achieved GFLOP/s, the GFLOP/s that 40
+episodes per second would need, and writes ``--out_dir/maze_throughput.json`` and a PNG.
+Needs the ``agents`` extra (TF-Agents).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+GOAL_EPISODES_PER_SECOND = 40.0  # issue 6's goal for the MNM-p agent
+EPISODE_LENGTH = 250
+OBSERVATION_SIZE = 17
+NUM_ACTIONS = 4
+# The MNM agent's sizes in the paper (controller 200, memory 3 x 100, H = 3).
+PAPER_SIZES = {"units": 200, "memory_units": 100, "memory_layers": 3, "num_heads": 3}
+
+
+def define_flags():
+    """Defines the command-line flags (only when run as a script)."""
+    flags.DEFINE_list(
+        "networks",
+        ["lstm", "mnm_p:1", "mnm_p:3"],
+        "Networks: lstm, or mnm_p:L / mnm_g:L with an L-layer memory of 100 (controller "
+        "200, H = 3; mnm_p:3 is the paper's agent).",
+    )
+    flags.DEFINE_list("num_parallel_episodes", ["16"], "Episodes per update (batch B).")
+    flags.DEFINE_integer("iterations", 3, "Timed iterations per network and batch (median).")
+    flags.DEFINE_bool("normalize_writes", True, "MNM networks: normalised writes.")
+    flags.DEFINE_integer("units", PAPER_SIZES["units"], "Controller / LSTM units.")
+    flags.DEFINE_integer("memory_units", PAPER_SIZES["memory_units"], "Memory width, d_k, d_v.")
+    flags.DEFINE_integer("num_heads", PAPER_SIZES["num_heads"], "MNM heads H.")
+    flags.DEFINE_integer("episode_length", EPISODE_LENGTH, "Maze episode length.")
+    flags.DEFINE_string("out_dir", "benchmarks/results/maze", "Where the JSON and PNG go.")
+
+
+# ------------------------------------------------------------------------ counting flops
+def _static_dims(tensor):
+    dims = tensor.shape.as_list() if tensor.shape.rank is not None else None
+    if dims is None or any(d is None for d in dims):
+        raise ValueError(f"{tensor.name} has an unknown shape {tensor.shape}; trace at batch 1.")
+    return dims
+
+
+def _einsum_flops(equation, operands):
+    """2 x the product of the sizes of every index in ``equation`` (one multiply-add each)."""
+    inputs = equation.replace(" ", "").split("->")[0].split(",")
+    sizes = {}
+    for labels, operand in zip(inputs, operands):
+        dims = _static_dims(operand)
+        if "." in labels or len(labels) != len(dims):
+            raise ValueError(f"Cannot count einsum {equation!r} on shapes {operand.shape}.")
+        sizes.update(zip(labels, dims))
+    total = 2
+    for size in sizes.values():
+        total *= size
+    return total
+
+
+def graph_matmul_flops(graph):
+    """FLOPs (2 x multiply-adds) of the matrix products in a `tf.Graph`, by op type.
+
+    Counts ``MatMul``, ``BatchMatMul``/``V2``/``V3`` and ``Einsum`` from their static
+    shapes, recursing into the function graphs of control-flow and call ops (their bodies
+    counted once). Returns ``{op_type: flops}``.
+    """
+    counts = {}
+
+    def add(kind, flops):
+        counts[kind] = counts.get(kind, 0) + flops
+
+    def visit(g, seen):
+        for op in g.get_operations():
+            if op.type == "MatMul":
+                a, b = (_static_dims(t) for t in op.inputs)
+                rows = a[1] if op.get_attr("transpose_a") else a[0]
+                inner = a[0] if op.get_attr("transpose_a") else a[1]
+                cols = b[0] if op.get_attr("transpose_b") else b[1]
+                add("MatMul", 2 * rows * inner * cols)
+            elif op.type in ("BatchMatMul", "BatchMatMulV2", "BatchMatMulV3"):
+                a, b = (_static_dims(t) for t in op.inputs)
+                rows = a[-1] if op.get_attr("adj_x") else a[-2]
+                inner = a[-2] if op.get_attr("adj_x") else a[-1]
+                cols = b[-2] if op.get_attr("adj_y") else b[-1]
+                batch = 1
+                for d in _static_dims(op.outputs[0])[:-2]:
+                    batch *= d
+                add("BatchMatMul", 2 * batch * rows * inner * cols)
+            elif op.type == "Einsum":
+                add("Einsum", _einsum_flops(op.get_attr("equation").decode(), op.inputs))
+            for attr in ("f", "body", "cond", "then_branch", "else_branch"):
+                try:
+                    name = op.get_attr(attr).name
+                except (ValueError, AttributeError):
+                    continue
+                function = g._get_function(name)  # noqa: SLF001 (tf.Graph's own registry)
+                if function is not None and name not in seen:
+                    seen.add(name)
+                    visit(function.graph, seen)
+
+    visit(graph, set())
+    return counts
+
+
+def cell_step_flops(cell, training):
+    """FLOPs of one step of a built tf-keras RNN ``cell`` for one episode (batch 1)."""
+    import tensorflow as tf
+
+    state_sizes = tf.nest.flatten(cell.state_size)
+    specs = [tf.TensorSpec([1, OBSERVATION_SIZE])] + [tf.TensorSpec([1, s]) for s in state_sizes]
+
+    @tf.function(input_signature=specs, autograph=False)
+    def step(inputs, *states):
+        return cell(inputs, list(states), training=training)
+
+    return sum(graph_matmul_flops(step.get_concrete_function().graph).values())
+
+
+def episode_flops(network, episode_length=EPISODE_LENGTH):
+    """FLOPs of one trained episode of ``network`` (an `ActorCriticRnnNetwork`).
+
+    Returns a dict: ``rollout`` (the sampling forward pass), ``training`` (the training
+    unroll's forward pass plus a backward pass of twice its cost), ``total``, and the per
+    step forward counts ``step_rollout`` and ``step_training``.
+    """
+    heads = 2 * network.cell.output_size * (network.num_actions + 1)
+    step_rollout = cell_step_flops(network.cell, training=False) + heads
+    step_training = cell_step_flops(network.cell, training=True) + heads
+    rollout = episode_length * step_rollout
+    training = 3 * episode_length * step_training
+    return {
+        "step_rollout": step_rollout,
+        "step_training": step_training,
+        "rollout": rollout,
+        "training": training,
+        "total": rollout + training,
+    }
+
+
+# ------------------------------------------------------------------------------- timing
+def parse_network(spec, units=200, memory_units=100, num_heads=3):
+    """``"lstm"`` or ``"mnm_p:L"`` / ``"mnm_g:L"`` -> ``(core, sizes)``."""
+    core, _, layers = spec.partition(":")
+    if core == "lstm":
+        if layers:
+            raise ValueError(f"`networks`: 'lstm' takes no ':L'; received {spec!r}.")
+        return core, {"units": units}
+    if core not in ("mnm_p", "mnm_g"):
+        raise ValueError(f"`networks` entries must be lstm, mnm_p:L or mnm_g:L; received {spec!r}.")
+    try:
+        count = int(layers) if layers else PAPER_SIZES["memory_layers"]
+    except ValueError:
+        raise ValueError(f"`networks`: L in {spec!r} must be an integer.") from None
+    if count < 1:
+        raise ValueError(f"`networks`: L in {spec!r} must be at least 1.")
+    return core, {
+        "units": units,
+        "memory_units": memory_units,
+        "memory_layers": count,
+        "num_heads": num_heads,
+        "key_size": memory_units,
+        "value_size": memory_units,
+    }
+
+
+def build_iteration(spec, batch, normalize_writes=True, seed=0, episode_length=250, **sizes):
+    """``(iteration, network)``: maze_a2c's compiled rollout + update for ``spec``.
+
+    ``sizes``: `parse_network`'s ``units``, ``memory_units``, ``num_heads``.
+    """
+    import tensorflow as tf
+    from tf_agents.environments import tf_py_environment
+    from tf_agents.specs import tensor_spec
+    from tf_agents.trajectories import time_step as ts
+
+    from tf_agents_ext import a2c_agent, maze, networks
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from examples import maze_a2c
+
+    core, sizes = parse_network(spec, **sizes)
+    if core != "lstm":
+        sizes["normalize_writes"] = normalize_writes
+    probe = maze.MazeEnvironment()
+    observation_spec = tensor_spec.from_spec(probe.observation_spec())
+    action_spec = tensor_spec.from_spec(probe.action_spec())
+    net = networks.actor_critic_network(core, observation_spec, action_spec, seed=seed, **sizes)
+    agent = a2c_agent.A2CAgent(
+        ts.time_step_spec(observation_spec),
+        action_spec,
+        net,
+        tf.keras.optimizers.Adam(1e-4, epsilon=1e-4),
+    )
+    env = tf_py_environment.TFPyEnvironment(
+        maze.BatchedMazeEnvironment(batch, episode_length=episode_length, seed=seed)
+    )
+    rollout = maze_a2c.make_rollout(env, agent.collect_policy, episode_length)
+
+    @tf.function
+    def iteration():
+        experience, rewards = rollout()
+        return agent.train(experience).loss, rewards
+
+    return iteration, net
+
+
+def dense_rate(batch, inner, cols, steps=EPISODE_LENGTH):
+    """GFLOP/s of ``steps`` chained ``[batch, inner] x [inner, cols]`` products in a loop."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((batch, inner), dtype=np.float32))
+    w = tf.constant((rng.standard_normal((inner, cols)) / np.sqrt(inner)).astype(np.float32))
+    back = tf.constant((rng.standard_normal((cols, inner)) / np.sqrt(cols)).astype(np.float32))
+
+    @tf.function
+    def loop():
+        z = x
+        for _ in tf.range(steps):
+            z = tf.tanh(tf.matmul(tf.matmul(z, w), back))  # [B, cols] then back to [B, inner]
+        return z
+
+    loop().numpy()
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        loop().numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * 2 * steps * batch * inner * cols / statistics.median(times) / 1e9
+
+
+def run(networks, batches, iterations, normalize_writes=True, episode_length=250, **sizes):
+    """Measures every (network, batch); returns the result rows.
+
+    ``sizes``: `parse_network`'s ``units``, ``memory_units``, ``num_heads``.
+    """
+    if iterations < 1:
+        raise ValueError(f"`iterations` must be at least 1; received {iterations!r}.")
+    rows = []
+    for batch in batches:
+        built = {
+            spec: build_iteration(spec, batch, normalize_writes, 0, episode_length, **sizes)
+            for spec in networks
+        }
+        flops = {spec: episode_flops(net, episode_length) for spec, (_, net) in built.items()}
+        times = {spec: [] for spec in networks}
+        for iteration, _ in built.values():  # warm-up: tracing
+            iteration()[0].numpy()
+        for _ in range(iterations):
+            for spec, (iteration, _) in built.items():
+                start = time.perf_counter()
+                iteration()[0].numpy()
+                times[spec].append(time.perf_counter() - start)
+        for spec in networks:
+            seconds = statistics.median(times[spec])
+            episodes_per_second = batch / seconds
+            gflop_per_episode = flops[spec]["total"] / 1e9
+            rows.append(
+                {
+                    "network": spec,
+                    "num_parallel_episodes": batch,
+                    "seconds_per_iteration": seconds,
+                    "episodes_per_second": episodes_per_second,
+                    "flops": flops[spec],
+                    "gflop_per_episode": gflop_per_episode,
+                    "achieved_gflops": gflop_per_episode * episodes_per_second,
+                    "gflops_needed_for_goal": gflop_per_episode * GOAL_EPISODES_PER_SECOND,
+                }
+            )
+    return rows
+
+
+def plot(rows, dense, path):
+    """Bar chart: achieved GFLOP/s and the GFLOP/s the goal needs, per network."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['network']}\nB={r['num_parallel_episodes']}" for r in rows]
+    positions = range(len(rows))
+    figure, axes = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 4))
+    axes.bar(
+        [p - 0.2 for p in positions], [r["achieved_gflops"] for r in rows], 0.4, label="achieved"
+    )
+    axes.bar(
+        [p + 0.2 for p in positions],
+        [r["gflops_needed_for_goal"] for r in rows],
+        0.4,
+        label=f"needed for {GOAL_EPISODES_PER_SECOND:g} episodes/s",
+    )
+    for batch, rate in dense.items():
+        axes.axhline(rate, linestyle="--", color="grey", linewidth=1)
+        axes.text(len(rows) - 0.5, rate, f"dense GEMM, B={batch}", va="bottom", ha="right")
+    axes.set_xticks(list(positions), labels)
+    axes.set_ylabel("GFLOP/s (matrix products)")
+    axes.set_title("Maze A2C: arithmetic rate achieved and needed")
+    axes.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def main(argv):
+    del argv
+    import tf_agents_ext  # noqa: F401 (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+    batches = [int(b) for b in FLAGS.num_parallel_episodes]
+    rows = run(
+        FLAGS.networks,
+        batches,
+        FLAGS.iterations,
+        FLAGS.normalize_writes,
+        FLAGS.episode_length,
+        units=FLAGS.units,
+        memory_units=FLAGS.memory_units,
+        num_heads=FLAGS.num_heads,
+    )
+    gate_inner = OBSERVATION_SIZE + FLAGS.memory_units + FLAGS.units
+    dense = {b: dense_rate(b, gate_inner, 4 * FLAGS.units) for b in batches}
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    with open(os.path.join(FLAGS.out_dir, "maze_throughput.json"), "w") as f:
+        json.dump({"rows": rows, "dense_gemm_gflops": dense}, f, indent=2)
+    plot(rows, dense, os.path.join(FLAGS.out_dir, "maze_throughput.png"))
+    print(
+        "| network | B | GFLOP per episode (rollout + training) | episodes/s | achieved GFLOP/s "
+        f"| GFLOP/s for {GOAL_EPISODES_PER_SECOND:g} episodes/s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['network']} | {r['num_parallel_episodes']} | "
+            f"{r['flops']['rollout'] / 1e9:.3f} + {r['flops']['training'] / 1e9:.3f} | "
+            f"{r['episodes_per_second']:.2f} | {r['achieved_gflops']:.1f} | "
+            f"{r['gflops_needed_for_goal']:.1f} |"
+        )
+    for batch, rate in dense.items():
+        print(
+            f"dense [{batch} x {gate_inner}] x [{gate_inner} x {4 * FLAGS.units}] "
+            f"products in a compiled loop: {rate:.1f} GFLOP/s"
+        )
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
