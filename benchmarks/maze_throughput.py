@@ -169,13 +169,16 @@ def episode_flops(network, episode_length=EPISODE_LENGTH):
 
 
 # ------------------------------------------------------------------------------- timing
-def parse_network(spec, units=200, memory_units=100, num_heads=3):
-    """``"lstm"`` or ``"mnm_p:L"`` / ``"mnm_g:L"`` -> ``(core, sizes)``."""
+def parse_network(spec):
+    """``"lstm"`` or ``"mnm_p:L"`` / ``"mnm_g:L"`` -> ``(core, memory layers)``.
+
+    ``mnm_p`` / ``mnm_g`` without ``:L`` have the paper's 3 layers; ``lstm`` gives None.
+    """
     core, _, layers = spec.partition(":")
     if core == "lstm":
         if layers:
             raise ValueError(f"`networks`: 'lstm' takes no ':L'; received {spec!r}.")
-        return core, {"units": units}
+        return core, None
     if core not in ("mnm_p", "mnm_g"):
         raise ValueError(f"`networks` entries must be lstm, mnm_p:L or mnm_g:L; received {spec!r}.")
     try:
@@ -184,57 +187,39 @@ def parse_network(spec, units=200, memory_units=100, num_heads=3):
         raise ValueError(f"`networks`: L in {spec!r} must be an integer.") from None
     if count < 1:
         raise ValueError(f"`networks`: L in {spec!r} must be at least 1.")
-    return core, {
-        "units": units,
-        "memory_units": memory_units,
-        "memory_layers": count,
-        "num_heads": num_heads,
-        "key_size": memory_units,
-        "value_size": memory_units,
-    }
+    return core, count
 
 
 def build_iteration(spec, batch, normalize_writes=True, seed=0, episode_length=250, **sizes):
-    """``(iteration, network)``: maze_a2c's compiled rollout + update for ``spec``.
+    """``(iteration, network)``: `examples/maze_a2c.py`'s compiled rollout + update.
 
-    ``sizes``: `parse_network`'s ``units``, ``memory_units``, ``num_heads``.
+    Built by `maze_a2c.build_agent` and `maze_a2c.make_iteration`, as `maze_a2c.train_eval`
+    builds them; ``sizes``: ``units``, ``memory_units``, ``num_heads``.
     """
-    import tensorflow as tf
     from tf_agents.environments import tf_py_environment
-    from tf_agents.specs import tensor_spec
-    from tf_agents.trajectories import time_step as ts
 
-    from tf_agents_ext import a2c_agent, maze, networks
+    from tf_agents_ext import maze
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if root not in sys.path:
         sys.path.insert(0, root)
     from examples import maze_a2c
 
-    core, sizes = parse_network(spec, **sizes)
-    if core != "lstm":
-        sizes["normalize_writes"] = normalize_writes
-    probe = maze.MazeEnvironment()
-    observation_spec = tensor_spec.from_spec(probe.observation_spec())
-    action_spec = tensor_spec.from_spec(probe.action_spec())
-    net = networks.actor_critic_network(core, observation_spec, action_spec, seed=seed, **sizes)
-    agent = a2c_agent.A2CAgent(
-        ts.time_step_spec(observation_spec),
-        action_spec,
-        net,
-        tf.keras.optimizers.Adam(1e-4, epsilon=1e-4),
+    core, layers = parse_network(spec)
+    if layers is not None:
+        sizes["memory_layers"] = layers
+    agent, _ = maze_a2c.build_agent(
+        core,
+        1e-4,
+        seed,
+        episode_length=episode_length,
+        normalize_writes=normalize_writes,
+        **sizes,
     )
     env = tf_py_environment.TFPyEnvironment(
         maze.BatchedMazeEnvironment(batch, episode_length=episode_length, seed=seed)
     )
-    rollout = maze_a2c.make_rollout(env, agent.collect_policy, episode_length)
-
-    @tf.function
-    def iteration():
-        experience, rewards = rollout()
-        return agent.train(experience).loss, rewards
-
-    return iteration, net
+    return maze_a2c.make_iteration(env, agent, episode_length), agent.network
 
 
 def dense_rate(batch, inner, cols, steps=EPISODE_LENGTH):
@@ -266,7 +251,7 @@ def dense_rate(batch, inner, cols, steps=EPISODE_LENGTH):
 def run(networks, batches, iterations, normalize_writes=True, episode_length=250, **sizes):
     """Measures every (network, batch); returns the result rows.
 
-    ``sizes``: `parse_network`'s ``units``, ``memory_units``, ``num_heads``.
+    ``sizes``: ``units``, ``memory_units``, ``num_heads`` (see `build_iteration`).
     """
     if iterations < 1:
         raise ValueError(f"`iterations` must be at least 1; received {iterations!r}.")

@@ -209,6 +209,63 @@ def make_rollout(tf_env, policy, episode_length):
     return rollout
 
 
+def build_agent(
+    network,
+    learning_rate,
+    seed,
+    size=9,
+    episode_length=250,
+    units=200,
+    memory_units=100,
+    memory_layers=3,
+    num_heads=3,
+    normalize_writes=False,
+    **agent_options,
+):
+    """``(agent, optimizer)``: an `A2CAgent` on a new actor-critic network for the maze.
+
+    The network is `tf_agents_ext.networks.actor_critic_network` (``network`` in
+    `networks.CORES`; for MNM ``d_k = d_v = memory_units``) seeded with ``seed``; the
+    optimizer is Adam with the reference's epsilon 1e-4. ``agent_options`` go to
+    `A2CAgent` (``entropy_weight``, ``gradient_clipping``, ``gae_lambda``,
+    ``train_step_counter``).
+    """
+    probe = maze.MazeEnvironment(size=size, episode_length=episode_length)
+    observation_spec = tensor_spec.from_spec(probe.observation_spec())
+    action_spec = tensor_spec.from_spec(probe.action_spec())
+    sizes = {"units": units}
+    if network != "lstm":
+        sizes.update(
+            memory_units=memory_units,
+            memory_layers=memory_layers,
+            num_heads=num_heads,
+            key_size=memory_units,
+            value_size=memory_units,
+            normalize_writes=normalize_writes,
+        )
+    net = networks.actor_critic_network(network, observation_spec, action_spec, seed=seed, **sizes)
+    optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=1e-4)
+    agent = a2c_agent.A2CAgent(
+        ts.time_step_spec(observation_spec), action_spec, net, optimizer, **agent_options
+    )
+    return agent, optimizer
+
+
+def make_iteration(tf_env, agent, episode_length):
+    """One compiled training iteration: a rollout of every environment, then one update.
+
+    Returns a `tf.function` returning ``(episode_rewards [B], loss)``.
+    """
+    rollout = make_rollout(tf_env, agent.collect_policy, episode_length)
+
+    @tf.function
+    def iteration():
+        experience, episode_rewards = rollout()
+        return episode_rewards, agent.train(experience).loss
+
+    return iteration
+
+
 def train_eval(
     root_dir,
     network="mnm_p",
@@ -275,36 +332,27 @@ def train_eval(
     batch = num_parallel_episodes
 
     tf.random.set_seed(seed)
-    probe = maze.MazeEnvironment(size=size, episode_length=episode_length)
-    observation_spec = tensor_spec.from_spec(probe.observation_spec())
-    action_spec = tensor_spec.from_spec(probe.action_spec())
-    sizes = {"units": units}
     recorded_sizes = {}  # also in metrics.json
     if network != "lstm":
         recorded_sizes = dict(
             memory_units=memory_units, memory_layers=memory_layers, num_heads=num_heads
         )
-        sizes.update(
-            recorded_sizes,
-            key_size=memory_units,
-            value_size=memory_units,
-            normalize_writes=normalize_writes,
-        )
-    net = networks.actor_critic_network(network, observation_spec, action_spec, seed=seed, **sizes)
-    optimizer = tf.keras.optimizers.Adam(learning_rate=learning_rate, epsilon=1e-4)
     train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
     episodes = tf.Variable(0, dtype=tf.int64, name="episodes")
     wall_seconds = tf.Variable(0.0, dtype=tf.float64, name="wall_seconds")
-
-    agent = a2c_agent.A2CAgent(
-        ts.time_step_spec(observation_spec),
-        action_spec,
-        net,
-        optimizer,
+    agent, optimizer = build_agent(
+        network,
+        learning_rate,
+        seed,
+        size=size,
+        episode_length=episode_length,
+        units=units,
+        normalize_writes=normalize_writes,
         entropy_weight=entropy_weight,
         gradient_clipping=gradient_clipping,
         gae_lambda=gae_lambda,
         train_step_counter=train_step,
+        **recorded_sizes,
     )
     checkpointer = common.Checkpointer(
         ckpt_dir=os.path.join(root_dir, "checkpoints"),
@@ -345,13 +393,7 @@ def train_eval(
             seed=env_seed,
         )
     )
-    rollout = make_rollout(tf_env, agent.collect_policy, episode_length)
-
-    @tf.function
-    def iteration():
-        experience, episode_rewards = rollout()
-        loss_info = agent.train(experience)
-        return episode_rewards, loss_info.loss
+    iteration = make_iteration(tf_env, agent, episode_length)
 
     if done < num_episodes:
         print(

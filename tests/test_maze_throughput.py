@@ -136,3 +136,9 @@ def test_main_writes_a_table_json_and_png(tmp_path, capsys):
     assert result["dense_gemm_gflops"]["2"] > 0
     assert (tmp_path / "maze_throughput.png").stat().st_size > 0
     assert "| mnm_p:1 | 2 |" in capsys.readouterr().out
+
+
+def test_parse_network_gives_the_core_and_its_memory_layers():
+    assert mt.parse_network("lstm") == ("lstm", None)
+    assert mt.parse_network("mnm_p") == ("mnm_p", 3)  # the paper's agent
+    assert mt.parse_network("mnm_g:1") == ("mnm_g", 1)
