@@ -157,7 +157,7 @@ def plot_rewards(path, runs, window=500, title="Grid maze 9 x 9 (A2C)"):
     axes.set_xlabel("episode")
     axes.set_ylabel(f"reward per episode (moving average, {window})")
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     figure.savefig(path)
 
