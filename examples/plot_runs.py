@@ -1,6 +1,7 @@
 r"""Overlays the held-out error curves of several runs (their metrics.json) in one PNG.
 
 python examples/plot_runs.py --runs=runs/lstm,runs/mnm_p --out=curves.png
+python examples/plot_runs.py --runs="(12, 8)=runs/d12,(16, 12)=runs/d16" --out=curves.png
 
 Works for the runs of ``examples/babi.py`` (held-out error ``1 - val_accuracy``) and of
 ``examples/algorithmic.py`` (held-out sequence error ``val_sequence_error``).
@@ -20,7 +21,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defines the command-line flags (only when run as a script)."""
-    flags.DEFINE_list("runs", [], "Run directories, each with a metrics.json.")
+    flags.DEFINE_list("runs", [], "Run directories, each with a metrics.json, as DIR or LABEL=DIR.")
     flags.DEFINE_string("out", "curves.png", "PNG to write.")
     flags.DEFINE_string("title", "", "Plot title.")
     flags.DEFINE_bool("log_panel", False, "Add a panel with a log-scale error axis.")
@@ -41,16 +42,27 @@ def held_out_error(row):
 def plot_runs(run_dirs, out, title="", log_panel=False, metric=None):
     """Plots the held-out error per epoch of every run (each over its own steps).
 
-    Labels are the runs' models (two runs of one model: the last one is drawn).
-    ``metric`` names a history column to plot instead of `held_out_error`.
+    ``run_dirs`` items are ``DIR`` (labelled with the run's model) or ``LABEL=DIR`` (the
+    label ends at the first ``=``); two curves may not share a label. ``metric`` names a
+    history column to plot instead of `held_out_error`. Returns the figure.
     """
     curves, steps, chance = {}, {}, None
-    for run_dir in run_dirs:
+    for item in run_dirs:
+        label, sep, run_dir = item.partition("=")
+        if not sep:
+            label, run_dir = None, item
+        elif not label or not run_dir:
+            raise ValueError(f"`runs` items must be DIR or LABEL=DIR; received {item!r}.")
         with open(os.path.join(run_dir, "metrics.json")) as f:
             metrics = json.load(f)
         history = metrics["history"]
         per_epoch = metrics["train_steps"] // len(history)
-        label = metrics["model"]
+        label = label or metrics["model"]
+        if label in curves:
+            raise ValueError(
+                f"`runs` item {item!r}: the label {label!r} is taken by an earlier run; "
+                "name each run as LABEL=DIR."
+            )
         steps[label] = [(row["epoch"] + 1) * per_epoch for row in history]
         if metric is not None and any(metric not in row for row in history):
             raise ValueError(f"`metric` {metric!r} is not in the history of {run_dir}.")
@@ -58,7 +70,7 @@ def plot_runs(run_dirs, out, title="", log_panel=False, metric=None):
         chance = metrics.get("chance_error", chance)
     reference = None if chance is None else ("chance", chance)
     ylabel = metric or "held-out error"
-    plot_curves(out, steps, curves, title, "training step", ylabel, reference, log_panel)
+    return plot_curves(out, steps, curves, title, "training step", ylabel, reference, log_panel)
 
 
 def main(argv):

@@ -54,3 +54,22 @@ def test_plot_runs_overlays_runs(tmp_path):
     assert out.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(FileNotFoundError):
         plot_runs.plot_runs([str(tmp_path / "missing")], str(out))
+
+
+def test_plot_runs_takes_labels_and_rejects_a_label_twice(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [{"epoch": e, "val_sequence_error": 1.0 - 0.1 * e} for e in range(4)]
+    metrics = {"model": "mnm_g", "train_steps": 400, "history": history}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    out = tmp_path / "labelled.png"
+    figure = plot_runs.plot_runs([f"(12, 8)={run}", f"(16, 12)={run}"], str(out))
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["(12, 8)", "(16, 12)"]
+    with pytest.raises(ValueError, match="'mnm_g' is taken"):
+        plot_runs.plot_runs([str(run), str(run)], str(out))
+    with pytest.raises(ValueError, match="'a' is taken"):
+        plot_runs.plot_runs([f"a={run}", f"a={run}"], str(out))
+    with pytest.raises(ValueError, match="LABEL=DIR"):
+        plot_runs.plot_runs([f"={run}"], str(out))
