@@ -1,7 +1,9 @@
 r"""Overlays the held-out error curves of several runs (their metrics.json) in one PNG.
 
 python examples/plot_runs.py --runs=runs/lstm,runs/mnm_p --out=curves.png
-python examples/plot_runs.py --runs="(12, 8)=runs/d12,(16, 12)=runs/d16" --out=curves.png
+python examples/plot_runs.py --runs='"(12, 8)=runs/d12","(16, 12)=runs/d16"' --out=curves.png
+
+(``--runs`` is read as one CSV row: an item with a comma goes in double quotes.)
 
 Works for the runs of ``examples/babi.py`` (held-out error ``1 - val_accuracy``) and of
 ``examples/algorithmic.py`` (held-out sequence error ``val_sequence_error``).
