@@ -45,6 +45,7 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 from tf_agents.utils import common
 
+from mnm_keras.plotting import split_label
 from tf_agents_ext import a2c_agent, maze, networks
 
 FLAGS = flags.FLAGS
@@ -100,9 +101,7 @@ def plot_runs(specs, path, window=500):
     """
     runs = {}
     for item in specs:
-        label, sep, dirs = item.partition("=")
-        if not sep or not label or not dirs:
-            raise ValueError(f"`plot` items must be label=dir1+dir2+...; received {item!r}.")
+        label, dirs = split_label(item, "plot", "label=dir1+dir2+...", required=True)
         directories = dirs.split("+")
         for directory in directories:
             if not os.path.exists(os.path.join(directory, "rewards.csv")):

@@ -16,7 +16,7 @@ import os
 
 from absl import app, flags
 
-from mnm_keras.plotting import plot_curves
+from mnm_keras.plotting import plot_curves, split_label
 
 FLAGS = flags.FLAGS
 
@@ -50,11 +50,7 @@ def plot_runs(run_dirs, out, title="", log_panel=False, metric=None):
     """
     curves, steps, chance = {}, {}, None
     for item in run_dirs:
-        label, sep, run_dir = item.partition("=")
-        if not sep:
-            label, run_dir = None, item
-        elif not label or not run_dir:
-            raise ValueError(f"`runs` items must be DIR or LABEL=DIR; received {item!r}.")
+        label, run_dir = split_label(item, "runs", "DIR or LABEL=DIR")
         with open(os.path.join(run_dir, "metrics.json")) as f:
             metrics = json.load(f)
         history = metrics["history"]

@@ -9,6 +9,20 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 
+def split_label(item, argument, form, required=False):
+    """Splits a command-line item ``LABEL=VALUE`` at its first ``=`` into (label, value).
+
+    An item without ``=`` is ``(None, item)`` unless ``required``. ``argument`` (the flag's
+    name) and ``form`` (e.g. ``"DIR or LABEL=DIR"``) word the error on a malformed item.
+    """
+    label, sep, value = item.partition("=")
+    if not sep and not required:
+        return None, item
+    if not sep or not label or not value:
+        raise ValueError(f"`{argument}` items must be {form}; received {item!r}.")
+    return label, value
+
+
 def plot_curves(
     path, steps, curves, title="", xlabel="step", ylabel="", reference=None, log_panel=False
 ):
