@@ -47,6 +47,12 @@ def define_flags():
     flags.DEFINE_integer("eval_episodes", 500, "Held-out episodes.")
     flags.DEFINE_integer("seed", 0, "Seed of data and initialisation.")
     flags.DEFINE_string("model_dir", "runs/algorithmic", "Checkpoints, logs, metrics.")
+    flags.DEFINE_string(
+        "init_from", None,
+        "A new run starts from the weights of this run's model_dir (its latest checkpoint) or "
+        "this .weights.h5 file, with a new optimizer: e.g. dictionary (12, 8) from a (8, 4) "
+        "run. Same model and sizes. Ignored when --model_dir resumes.",
+    )  # fmt: skip
 
 
 def build_model(task, model, units=100, memory_units=100, memory_layers=3, key_size=100,
@@ -108,8 +114,13 @@ def train_and_evaluate(
     verbose=1,
     callbacks=(),
     normalize_writes=False,
+    init_from=None,
 ):
     """Trains ``model`` on ``task`` with `fit`, evaluates on held-out episodes.
+
+    ``init_from`` (a run's model_dir or a ``.weights.h5`` file) starts a new run from those
+    weights with a new optimizer (`mnm_keras.training.warm_start`); a run that resumes from
+    its own checkpoint in ``model_dir`` does not use it.
 
     Returns:
       The metrics written to ``model_dir/metrics.json``: ``task``, ``model``,
@@ -130,6 +141,10 @@ def train_and_evaluate(
     # Training episodes stream from `seed` (a resumed run skips those of its finished
     # epochs); held-out episodes come from another seed.
     skipped = training.completed_epochs(model_dir) * steps_per_epoch * batch_size
+    if init_from and not skipped:
+        training.warm_start(network, init_from)
+        if verbose:
+            print(f"Starting from the weights of {init_from}.", flush=True)
     if skipped and verbose:
         print(
             f"Resuming after {skipped // batch_size} steps: the training stream skips the "
@@ -167,6 +182,7 @@ def train_and_evaluate(
         "key_size": key_size,
         "num_heads": num_heads,
         "normalize_writes": normalize_writes,
+        "init_from": init_from,
         "eval_episodes": eval_episodes,
         "wall_seconds": round(wall_seconds, 1),
         "eval_sequence_error": float(evaluation["sequence_error"]),
@@ -206,6 +222,7 @@ def main(argv):
         eval_episodes=FLAGS.eval_episodes,
         seed=FLAGS.seed,
         normalize_writes=FLAGS.normalize_writes,
+        init_from=FLAGS.init_from,
     )
     print(
         f"\n{metrics['task']} / {metrics['model']}: held-out sequence error "

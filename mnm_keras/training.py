@@ -120,6 +120,51 @@ def backup_dir(model_dir):
     return os.path.join(model_dir, "backup")
 
 
+def checkpoint_path(source):
+    """The weights file of ``source``: a run's ``model_dir`` (its latest checkpoint,
+    ``model_dir/backup/latest.weights.h5``) or a ``.weights.h5`` file."""
+    if source.endswith(".weights.h5"):
+        return source
+    return os.path.join(backup_dir(source), "latest.weights.h5")
+
+
+def warm_start(model, source):
+    """Sets ``model``'s weights to those of another run's checkpoint; its optimizer stays new.
+
+    For a run that starts from where another stopped on a different task (a curriculum:
+    dictionary inference with a larger support set, say) or with another optimizer: only
+    the network's weights are taken (the Adam moments, step counter and learning rate of
+    ``source`` are not), so the new run counts its steps from 0. The two networks must have
+    the same layers and shapes.
+
+    Args:
+      model: a built Keras model.
+      source: a run's ``model_dir`` (its latest checkpoint, see `resumable_callbacks`) or
+        a ``.weights.h5`` file.
+
+    Raises:
+      FileNotFoundError: no checkpoint at ``source``.
+      ValueError: the checkpoint's layers or shapes differ from ``model``'s.
+    """
+    path = checkpoint_path(source)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"`init_from` ({source!r}): no checkpoint at {path!r}; expected a run's "
+            "model_dir (with backup/latest.weights.h5) or a .weights.h5 file."
+        )
+    # The checkpoint may hold an optimizer's variables too: load it into an uncompiled
+    # copy of the network, which has none, and take only the network's weights from it.
+    twin = model.__class__.from_config(model.get_config())
+    try:
+        twin.load_weights(path)
+    except ValueError as error:
+        raise ValueError(
+            f"`init_from` ({source!r}): the checkpoint {path!r} does not fit the network "
+            f"{model.name!r} (another model or other sizes?): {error}"
+        ) from error
+    model.set_weights(twin.get_weights())
+
+
 def completed_epochs(model_dir):
     """Epochs that `keras.callbacks.BackupAndRestore` (in ``model_dir/backup``, see
     `resumable_callbacks`) will restore: the epoch a rerun of `fit` starts from (0 for a

@@ -60,6 +60,42 @@ def test_resumed_run_continues_the_training_stream(tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+class _StartWeights(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = self.model.get_weights()
+
+
+def test_curriculum_run_starts_from_another_runs_weights(tmp_path):
+    # Dictionary (4, 1), then (8, 4) from its weights: the second run's first step starts
+    # from the first run's final weights, with a new optimizer (its steps count from 0).
+    args = dict(task="dictionary", model="mnm_g", steps_per_epoch=1, **TINY)
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    finished = _FinalWeights()
+    algorithmic.train_and_evaluate(first, train_steps=2, callbacks=[finished], **args)
+    start = _StartWeights()
+    metrics = algorithmic.train_and_evaluate(
+        second, support_size=8, sequence_length=4, train_steps=1, init_from=first,
+        callbacks=[start], **args,
+    )  # fmt: skip
+    for a, b in zip(start.weights, finished.weights):
+        np.testing.assert_array_equal(a, b)
+    assert metrics["init_from"] == first and metrics["support_size"] == 8
+    assert [row["epoch"] for row in metrics["history"]] == [0]
+    # Resuming uses the run's own checkpoint: the source is no longer read.
+    os.rename(first, str(tmp_path / "moved"))
+    resumed = _StartWeights()
+    algorithmic.train_and_evaluate(
+        second, support_size=8, sequence_length=4, train_steps=2, init_from=first,
+        callbacks=[resumed], **args,
+    )  # fmt: skip
+    assert training.completed_epochs(second) == 2
+    # A new run from a missing source is an error that names it.
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        algorithmic.train_and_evaluate(
+            str(tmp_path / "third"), train_steps=1, init_from=first, **args
+        )
+
+
 def _history_rows(model_dir):
     path = os.path.join(model_dir, "history.csv")
     if not os.path.exists(path):

@@ -5,6 +5,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 
 from mnm_keras import training
 
@@ -58,3 +59,33 @@ def test_older_history_without_learning_rate_gets_the_column(tmp_path):
     np.testing.assert_allclose(history[1]["learning_rate"], 1e-2)
     np.testing.assert_allclose(history[0]["loss"], float(rows[0]["loss"]))
     assert all(np.isfinite(row["loss"]) for row in history)
+
+
+def test_warm_start_takes_the_weights_and_not_the_optimizer(tmp_path):
+    source = str(tmp_path / "source")
+    trained = _model(1e-2)
+    _fit(trained, source, epochs=2)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    assert not np.allclose(model.get_weights()[0], trained.get_weights()[0])
+    training.warm_start(model, source)
+    for a, b in zip(model.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # A new optimizer: no steps, the compiled learning rate.
+    assert int(model.optimizer.iterations.numpy()) == 0
+    np.testing.assert_allclose(float(model.optimizer.learning_rate.numpy()), 1e-3)
+    # A weights file works as well as a model_dir.
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    training.warm_start(other, training.checkpoint_path(source))
+    np.testing.assert_array_equal(other.get_weights()[0], trained.get_weights()[0])
+
+
+def test_warm_start_errors_name_the_source(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"`init_from` \('.*nowhere'\): no checkpoint"):
+        training.warm_start(_model(1e-3), str(tmp_path / "nowhere"))
+    source = str(tmp_path / "source")
+    _fit(_model(1e-2), source, epochs=1)
+    wider = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"`init_from` \('.*source'\): the checkpoint .* does not"):
+        training.warm_start(wider, source)
