@@ -110,8 +110,7 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
     network = algorithmic.build_model(
         task, config["model"], **sizes, normalize_writes=config.get("normalize_writes", False)
     )
-    network.optimizer.build(network.trainable_variables)  # the checkpoint holds its state
-    network.load_weights(os.path.join(training.backup_dir(model_dir), "latest.weights.h5"))
+    training.warm_start(network, model_dir, argument="model_dir")
     layer = next(layer for layer in network.layers if isinstance(layer, MNM))
     inputs, targets, _ = task.arrays(episodes, seed=seed)
     inputs = inputs.astype("float32")

@@ -128,19 +128,20 @@ def checkpoint_path(source):
     return os.path.join(backup_dir(source), "latest.weights.h5")
 
 
-def warm_start(model, source):
+def warm_start(model, source, argument="init_from"):
     """Sets ``model``'s weights to those of another run's checkpoint; its optimizer stays new.
 
     For a run that starts from where another stopped on a different task (a curriculum:
     dictionary inference with a larger support set, say) or with another optimizer: only
     the network's weights are taken (the Adam moments, step counter and learning rate of
     ``source`` are not), so the new run counts its steps from 0. The two networks must have
-    the same layers and shapes.
+    the same layers and shapes. Also what loads a finished run's network for analysis.
 
     Args:
       model: a built Keras model.
       source: a run's ``model_dir`` (its latest checkpoint, see `resumable_callbacks`) or
         a ``.weights.h5`` file.
+      argument: the caller's name for ``source``, used in the errors.
 
     Raises:
       FileNotFoundError: no checkpoint at ``source``.
@@ -149,7 +150,7 @@ def warm_start(model, source):
     path = checkpoint_path(source)
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"`init_from` ({source!r}): no checkpoint at {path!r}; expected a run's "
+            f"`{argument}` ({source!r}): no checkpoint at {path!r}; expected a run's "
             "model_dir (with backup/latest.weights.h5) or a .weights.h5 file."
         )
     # The checkpoint may hold an optimizer's variables too: load it into an uncompiled
@@ -159,7 +160,7 @@ def warm_start(model, source):
         twin.load_weights(path)
     except ValueError as error:
         raise ValueError(
-            f"`init_from` ({source!r}): the checkpoint {path!r} does not fit the network "
+            f"`{argument}` ({source!r}): the checkpoint {path!r} does not fit the network "
             f"{model.name!r} (another model or other sizes?): {error}"
         ) from error
     model.set_weights(twin.get_weights())

@@ -89,6 +89,7 @@ def test_curriculum_run_starts_from_another_runs_weights(tmp_path):
         callbacks=[resumed], **args,
     )  # fmt: skip
     assert training.completed_epochs(second) == 2
+    assert not all(np.array_equal(a, b) for a, b in zip(resumed.weights, finished.weights))
     # A new run from a missing source is an error that names it.
     with pytest.raises(FileNotFoundError, match="init_from"):
         algorithmic.train_and_evaluate(
