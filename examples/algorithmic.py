@@ -38,6 +38,9 @@ def define_flags():
     flags.DEFINE_integer("steps_per_epoch", 200, "Steps between evaluations and checkpoints.")
     flags.DEFINE_integer("batch_size", 32, "Episodes per step (paper: 32).")
     flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (paper: 1e-3).")
+    flags.DEFINE_float(
+        "gradient_clipping", None, "Bound on the gradient's global norm (paper: none)."
+    )
     flags.DEFINE_integer("units", 100, "Controller (or LSTM) units d_h (paper: 100).")
     flags.DEFINE_integer("memory_units", 100, "Memory width D_l (paper: 100).")
     flags.DEFINE_integer("memory_layers", 3, "Memory layers (paper: 3).")
@@ -56,8 +59,18 @@ def define_flags():
 
 
 def build_model(task, model, units=100, memory_units=100, memory_layers=3, key_size=100,
-                num_heads=1, seed=0, learning_rate=1e-3, normalize_writes=False):  # fmt: skip
-    """A compiled Keras model for ``task``: recurrent layer, then a per-step output layer."""
+                num_heads=1, seed=0, learning_rate=1e-3, normalize_writes=False,
+                gradient_clipping=None):  # fmt: skip
+    """A compiled Keras model for ``task``: recurrent layer, then a per-step output layer.
+
+    ``gradient_clipping``: if set, Adam rescales each step's gradients to at most this
+    global norm (``keras.optimizers.Adam(global_clipnorm=...)``); None (the paper) does not.
+    """
+    if gradient_clipping is not None and not gradient_clipping > 0:
+        raise ValueError(
+            f"`gradient_clipping` must be a positive global norm or None, got "
+            f"{gradient_clipping!r}."
+        )
     binary = task.output_type == "binary"
     inputs = keras.Input((task.length, task.input_size))
     features = models.recurrent_layer(
@@ -81,7 +94,7 @@ def build_model(task, model, units=100, memory_units=100, memory_layers=3, key_s
         else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
     network.compile(
-        keras.optimizers.Adam(learning_rate),
+        keras.optimizers.Adam(learning_rate, global_clipnorm=gradient_clipping),
         loss,
         weighted_metrics=[SymbolError(binary), SequenceError(binary)],
     )
@@ -115,12 +128,14 @@ def train_and_evaluate(
     callbacks=(),
     normalize_writes=False,
     init_from=None,
+    gradient_clipping=None,
 ):
     """Trains ``model`` on ``task`` with `fit`, evaluates on held-out episodes.
 
     ``init_from`` (a run's model_dir or a ``.weights.h5`` file) starts a new run from those
     weights with a new optimizer (`mnm_keras.training.warm_start`); a run that resumes from
-    its own checkpoint in ``model_dir`` does not use it.
+    its own checkpoint in ``model_dir`` does not use it. ``gradient_clipping`` bounds the
+    global norm of each step's gradients (`build_model`); a resumed run may change it.
 
     Returns:
       The metrics written to ``model_dir/metrics.json``: ``task``, ``model``,
@@ -136,7 +151,7 @@ def train_and_evaluate(
     spec = make_task(task, support_size, sequence_length)
     network = build_model(
         spec, model, units, memory_units, memory_layers, key_size, num_heads, seed, learning_rate,
-        normalize_writes,
+        normalize_writes, gradient_clipping,
     )  # fmt: skip
     # Training episodes stream from `seed` (a resumed run skips those of its finished
     # epochs); held-out episodes come from another seed.
@@ -175,6 +190,7 @@ def train_and_evaluate(
         "train_steps": train_steps,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "gradient_clipping": gradient_clipping,
         "seed": seed,
         "units": units,
         "memory_units": memory_units,
@@ -223,6 +239,7 @@ def main(argv):
         seed=FLAGS.seed,
         normalize_writes=FLAGS.normalize_writes,
         init_from=FLAGS.init_from,
+        gradient_clipping=FLAGS.gradient_clipping,
     )
     print(
         f"\n{metrics['task']} / {metrics['model']}: held-out sequence error "

@@ -97,6 +97,40 @@ def test_curriculum_run_starts_from_another_runs_weights(tmp_path):
         )
 
 
+class _ClipBound(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.bound = self.model.optimizer.global_clipnorm
+
+
+def test_gradient_clipping_bounds_the_step_and_a_rerun_may_change_it(tmp_path):
+    # Adam's first step moves each weight by about the learning rate whatever the gradient's
+    # scale, unless the gradient is far below Adam's epsilon (1e-7): clipped to a global
+    # norm of 1e-9, the step is at most about 1e-2 of the learning rate.
+    args = dict(task="dictionary", model="lstm", steps_per_epoch=1, learning_rate=1e-2, **TINY)
+    moves = {}
+    for bound in (None, 1e-9):
+        start, finished = _StartWeights(), _FinalWeights()
+        model_dir = str(tmp_path / f"clip_{bound}")
+        metrics = algorithmic.train_and_evaluate(
+            model_dir, train_steps=1, gradient_clipping=bound, callbacks=[start, finished], **args
+        )
+        assert metrics["gradient_clipping"] == bound
+        moves[bound] = max(np.abs(a - b).max() for a, b in zip(start.weights, finished.weights))
+    assert moves[None] > 0.5e-2 and moves[1e-9] < 0.2e-3
+    # A rerun that continues the clipped run trains under the bound it is given.
+    probe = _ClipBound()
+    algorithmic.train_and_evaluate(
+        str(tmp_path / "clip_1e-09"), train_steps=2, gradient_clipping=5.0, callbacks=[probe],
+        **args,
+    )  # fmt: skip
+    assert probe.bound == 5.0
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match=r"`gradient_clipping`.*" + str(bad)):
+            algorithmic.train_and_evaluate(
+                str(tmp_path / "bad"), train_steps=1, gradient_clipping=bad, **args
+            )
+
+
 def _history_rows(model_dir):
     path = os.path.join(model_dir, "history.csv")
     if not os.path.exists(path):
