@@ -155,7 +155,7 @@ def train_and_evaluate(
     )  # fmt: skip
     # Training episodes stream from `seed` (a resumed run skips those of its finished
     # epochs); held-out episodes come from another seed.
-    skipped = training.completed_epochs(model_dir) * steps_per_epoch * batch_size
+    skipped = training.check_budget(model_dir, train_steps, steps_per_epoch) * batch_size
     if init_from and not skipped:
         training.warm_start(network, init_from)
         if verbose:

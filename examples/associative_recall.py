@@ -101,6 +101,7 @@ def train_and_evaluate(
         .batch(batch_size, drop_remainder=True)
         .repeat()
     )
+    training.check_budget(model_dir, train_steps, steps_per_epoch)
     callbacks = [*training.resumable_callbacks(model_dir), *callbacks]
     start = time.time()
     network.fit(

@@ -212,6 +212,7 @@ def train_and_evaluate(
         len(vocabulary), model, units, memory_units, key_size, num_heads, max(lengths),
         seed, learning_rate, normalize_writes,
     )  # fmt: skip
+    training.check_budget(model_dir, train_steps, steps_per_epoch)
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )

@@ -177,6 +177,23 @@ def completed_epochs(model_dir):
         return int(json.load(f)["epoch"])
 
 
+def check_budget(model_dir, train_steps, steps_per_epoch):
+    """Raises if ``model_dir`` holds a run already trained past ``train_steps``.
+
+    `fit` would then train nothing and the run would be reported as ``train_steps`` long
+    while its weights are those of its last checkpoint. A budget equal to the finished
+    steps evaluates the run without training it. Returns the finished steps.
+    """
+    done = completed_epochs(model_dir) * steps_per_epoch
+    if done > train_steps:
+        raise ValueError(
+            f"`train_steps` ({train_steps}) is below the {done} steps that {model_dir!r} "
+            f"has already trained ({done // steps_per_epoch} epochs of {steps_per_epoch}); "
+            f"pass `train_steps` >= {done} (equal evaluates the run without training)."
+        )
+    return done
+
+
 def read_history(model_dir):
     """Per-epoch rows of ``model_dir/history.csv``, one per epoch, in order.
 

@@ -131,6 +131,27 @@ def test_gradient_clipping_bounds_the_step_and_a_rerun_may_change_it(tmp_path):
             )
 
 
+class _CountBatches(keras.callbacks.Callback):
+    batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_a_budget_below_the_finished_steps_is_an_error(tmp_path):
+    # A 2-step run rerun with --train_steps=1 would train nothing and be reported as a
+    # 1-step run with its 2-step weights; with --train_steps=2 it is evaluated, not trained.
+    args = dict(task="dictionary", model="lstm", steps_per_epoch=1, **TINY)
+    first = algorithmic.train_and_evaluate(str(tmp_path), train_steps=2, **args)
+    with pytest.raises(ValueError, match=r"`train_steps` \(1\) is below the 2 steps"):
+        algorithmic.train_and_evaluate(str(tmp_path), train_steps=1, **args)
+    count = _CountBatches()
+    again = algorithmic.train_and_evaluate(str(tmp_path), train_steps=2, callbacks=[count], **args)
+    assert count.batches == 0 and again["train_steps"] == 2
+    assert again["eval_sequence_error"] == first["eval_sequence_error"]
+    assert again["eval_symbol_error"] == first["eval_symbol_error"]
+
+
 def _history_rows(model_dir):
     path = os.path.join(model_dir, "history.csv")
     if not os.path.exists(path):
