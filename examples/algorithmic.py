@@ -142,11 +142,7 @@ def train_and_evaluate(
       ``train_steps``, ``wall_seconds``, ``eval_sequence_error``, ``eval_symbol_error``,
       the configuration and the per-epoch ``history``.
     """
-    if train_steps % steps_per_epoch:
-        raise ValueError(
-            f"`train_steps` ({train_steps}) must be a multiple of `steps_per_epoch` "
-            f"({steps_per_epoch})."
-        )
+    done = training.check_budget(model_dir, train_steps, steps_per_epoch)
     keras.utils.set_random_seed(seed)
     spec = make_task(task, support_size, sequence_length)
     network = build_model(
@@ -155,7 +151,7 @@ def train_and_evaluate(
     )  # fmt: skip
     # Training episodes stream from `seed` (a resumed run skips those of its finished
     # epochs); held-out episodes come from another seed.
-    skipped = training.check_budget(model_dir, train_steps, steps_per_epoch) * batch_size
+    skipped = done * batch_size
     if init_from and not skipped:
         training.warm_start(network, init_from)
         if verbose:

@@ -69,11 +69,7 @@ def train_and_evaluate(
       ``train_steps``, ``wall_seconds``, ``eval_accuracy``, ``eval_error``,
       ``chance_error`` and the per-epoch ``history``.
     """
-    if train_steps % steps_per_epoch:
-        raise ValueError(
-            f"`train_steps` ({train_steps}) must be a multiple of `steps_per_epoch` "
-            f"({steps_per_epoch})."
-        )
+    training.check_budget(model_dir, train_steps, steps_per_epoch)
     keras.utils.set_random_seed(seed)
     task = dict(num_pairs=num_pairs, num_keys=num_symbols, num_values=num_symbols)
     x_train, y_train = tasks.associative_recall(train_steps * batch_size, seed=seed, **task)
@@ -101,7 +97,6 @@ def train_and_evaluate(
         .batch(batch_size, drop_remainder=True)
         .repeat()
     )
-    training.check_budget(model_dir, train_steps, steps_per_epoch)
     callbacks = [*training.resumable_callbacks(model_dir), *callbacks]
     start = time.time()
     network.fit(

@@ -183,11 +183,7 @@ def train_and_evaluate(
     (for quick checks; the paper's numbers use all of them). ``normalize_writes`` is
     `mnm_keras.MNMCell`'s argument (MNM models only).
     """
-    if train_steps % steps_per_epoch:
-        raise ValueError(
-            f"`train_steps` ({train_steps}) must be a multiple of `steps_per_epoch` "
-            f"({steps_per_epoch})."
-        )
+    training.check_budget(model_dir, train_steps, steps_per_epoch)
     tasks = [int(t) for t in tasks]
     keras.utils.set_random_seed(seed)
     train_stories, validation_stories = babi.split_train(
@@ -212,7 +208,6 @@ def train_and_evaluate(
         len(vocabulary), model, units, memory_units, key_size, num_heads, max(lengths),
         seed, learning_rate, normalize_writes,
     )  # fmt: skip
-    training.check_budget(model_dir, train_steps, steps_per_epoch)
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )

@@ -178,12 +178,21 @@ def completed_epochs(model_dir):
 
 
 def check_budget(model_dir, train_steps, steps_per_epoch):
-    """Raises if ``model_dir`` holds a run already trained past ``train_steps``.
+    """Raises unless ``train_steps`` is a whole number of epochs not below the finished ones.
 
-    `fit` would then train nothing and the run would be reported as ``train_steps`` long
-    while its weights are those of its last checkpoint. A budget equal to the finished
-    steps evaluates the run without training it. Returns the finished steps.
+    The example scripts call it first, before building data or models. Below the steps
+    that ``model_dir`` has already trained, `fit` would train nothing and the run would be
+    reported as ``train_steps`` long while its weights are those of its last checkpoint. A
+    budget equal to the finished steps evaluates the run without training it.
+
+    Returns:
+      The steps already trained (0 for a new run).
     """
+    if train_steps % steps_per_epoch:
+        raise ValueError(
+            f"`train_steps` ({train_steps}) must be a multiple of `steps_per_epoch` "
+            f"({steps_per_epoch})."
+        )
     done = completed_epochs(model_dir) * steps_per_epoch
     if done > train_steps:
         raise ValueError(

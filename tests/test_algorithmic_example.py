@@ -150,6 +150,12 @@ def test_a_budget_below_the_finished_steps_is_an_error(tmp_path):
     assert count.batches == 0 and again["train_steps"] == 2
     assert again["eval_sequence_error"] == first["eval_sequence_error"]
     assert again["eval_symbol_error"] == first["eval_symbol_error"]
+    # A budget that is not a whole number of epochs is refused before anything is built.
+    with pytest.raises(ValueError, match=r"`train_steps` \(3\) must be a multiple"):
+        algorithmic.train_and_evaluate(
+            str(tmp_path / "odd"), train_steps=3, **{**args, "steps_per_epoch": 2}
+        )
+    assert not os.path.exists(tmp_path / "odd")
 
 
 def _history_rows(model_dir):
