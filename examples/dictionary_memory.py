@@ -29,12 +29,11 @@ from __future__ import annotations
 import json
 import os
 
-import keras
 import numpy as np
 from absl import app, flags
 
 from examples import algorithmic
-from mnm_keras import MNM, memory, training
+from mnm_keras import MNM, core, memory, training
 from mnm_keras.datasets.algorithmic import DictionaryInference
 from mnm_keras.interactions import trace_interactions
 
@@ -117,19 +116,22 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
     trace = {name: np.asarray(value) for name, value in trace_interactions(layer, inputs).items()}
     support_end = task.support_length
     cell = layer.cell
-    activations = (cell.memory_activation, cell.memory_output_activation)
+    config, params = cell.config, cell.params()
+    activations = (config.memory_activation, config.memory_output_activation)
     logits_layer = network.get_layer("logits")
+    after = {}  # step -> the state after it
+
+    def on_step(t, x_t, before, state, interactions):
+        after[t] = state
+
+    state = core.initial_state(config, params, episodes)
+    outputs, _ = core.unroll(config, params, inputs, state, on_step=on_step)
+    end_weights = after[support_end - 1].memory  # the memory at the end of the support
     errors = {"error": [], "swapped_error": []}
-    states = cell.get_initial_state(episodes)
-    for t in range(task.length):
-        y, states, _ = cell.step(inputs[:, t], states)
-        if t == support_end - 1:
-            end_weights = cell.unflatten_memory(states)  # the memory at the end of the support
-        if t < task.length - n:
-            continue
-        # The same step with the read-out v^r_t (states[2]) of episode b - 1 instead.
-        swapped = keras.ops.concatenate([states[0], np.roll(states[2], 1, 0)], -1)
-        for name, features in (("error", y), ("swapped_error", cell.output_projection(swapped))):
+    for t in range(task.length - n, task.length):
+        # The same output with the read-out v^r_t of episode b - 1 instead.
+        swapped = core.output(config, params, after[t].h, np.roll(after[t].read, 1, 0))
+        for name, features in (("error", outputs[:, t]), ("swapped_error", swapped)):
             predicted = np.argmax(logits_layer(features), -1)
             errors[name].append(predicted != targets[:, t])
     wrong = np.stack(errors["error"], 1)  # [B, l]

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mnm_keras import memory
+from mnm_keras import core, memory
 from mnm_keras.mnm_cell import MNMCell
 from mnm_keras.mnm_layer import MNM
 
@@ -78,8 +78,9 @@ def _as_cell(cell):
 def trace_interactions(cell, sequences, mask=None, training=False):
     """Runs ``cell`` over ``sequences`` and returns every step's memory interactions.
 
-    Starts from ``cell.get_initial_state`` (phi_0 for every sequence) and calls
-    `MNMCell.step` in a ``tf.while_loop`` under ``tf.function``. With ``mask``, a masked
+    Starts from phi_0 for every sequence and runs `mnm_keras.core.unroll` (the
+    computation of `MNM` and of `MNMCell`) with an ``on_step`` callback that records each
+    step, under ``tf.function``. With ``mask``, a masked
     step leaves the state unchanged and repeats the previous output, as
     ``keras.layers.RNN`` does, and its interaction vectors are zeros.
 
@@ -114,54 +115,36 @@ def trace_interactions(cell, sequences, mask=None, training=False):
         mask = tf.cast(tf.convert_to_tensor(mask), tf.bool)
         if mask.shape.rank != 2:
             raise ValueError(f"`mask` must have shape [batch, time]; received shape {mask.shape}.")
-    else:
-        mask = tf.ones(tf.shape(sequences)[:2], tf.bool)
-    traced = _trace(cell, sequences, mask, bool(training))
+    if sequences.shape[1] is None:
+        raise ValueError("`sequences` must have a static number of time steps (axis 1).")
+    del training  # the step has no dropout: training and inference compute the same
+    traced = _trace(cell, sequences, mask)
     return {name: tf.convert_to_tensor(value) for name, value in traced.items()}
 
 
-@tf.function(reduce_retracing=True)
-def _trace(cell, sequences, mask, training):
-    time_major = tf.transpose(sequences, [1, 0, 2])
-    mask_time_major = tf.transpose(mask, [1, 0])
-    batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
-    states = [tf.convert_to_tensor(s) for s in cell.get_initial_state(batch_size=batch)]
-    output = tf.zeros([batch, cell.output_size], "float32")
-    names = ("outputs",) + INTERACTIONS + RECALL
-    hidden, output_activation = cell.memory_activation, cell.memory_output_activation
-    arrays = {name: tf.TensorArray("float32", size=steps) for name in names}
+@tf.function
+def _trace(cell, sequences, mask):
+    config, params = cell.config, cell.params()
+    hidden, output_activation = config.memory_activation, config.memory_output_activation
+    state = core.initial_state(config, params, tf.shape(sequences)[0])
+    keeps = tf.ones(tf.shape(sequences)[:2], tf.bool) if mask is None else mask
+    records = {name: [] for name in INTERACTIONS + RECALL}
 
-    def body(t, output, states, arrays):
-        y, new_states, interactions = cell.step(time_major[t], states, training=training)
-        keep = mask_time_major[t]
-
-        def select(new, old):
-            where = tf.reshape(keep, [-1] + [1] * (new.shape.rank - 1))
-            return tf.where(where, tf.cast(new, old.dtype), old)
-
-        pair = (interactions["write_keys"], interactions["values"], hidden, output_activation)
-        recall = {
-            "recall_before": memory.recall_error(cell.unflatten_memory(states), *pair),
-            "recall_after": memory.recall_error(cell.unflatten_memory(new_states), *pair),
+    def on_step(t, x_t, before, after, interactions):
+        pair = (interactions.write_keys, interactions.values, hidden, output_activation)
+        vectors = {
+            **{name: getattr(interactions, name) for name in INTERACTIONS},
+            "recall_before": memory.recall_error(before.memory, *pair),
+            "recall_after": memory.recall_error(after.memory, *pair),
         }
-        new_states = [select(new, old) for new, old in zip(new_states, states)]
-        output = select(y, output)
-        written = {"outputs": output}
-        vectors = {**interactions, **recall}
-        for name in INTERACTIONS + RECALL:
-            value = tf.cast(vectors[name], "float32")
-            written[name] = select(value, tf.zeros_like(value))
-        arrays = {name: arrays[name].write(t, written[name]) for name in names}
-        return t + 1, output, new_states, arrays
+        for name, value in vectors.items():
+            value = tf.cast(value, "float32")
+            records[name].append(core._select(keeps[:, t], value, tf.zeros_like(value)))
 
-    _, _, _, arrays = tf.while_loop(
-        lambda t, *_: t < steps, body, (tf.constant(0), output, states, arrays)
-    )
-    traced = {}
-    for name in names:
-        stacked = arrays[name].stack()  # [time, batch, ...]
-        rank = len(stacked.shape)
-        traced[name] = tf.transpose(stacked, [1, 0] + list(range(2, rank)))
+    outputs, _ = core.unroll(config, params, sequences, state, mask=mask, on_step=on_step)
+    traced = {"outputs": outputs}
+    for name, values in records.items():
+        traced[name] = tf.stack(values, axis=1)  # [batch, time, ...]
     return traced
 
 

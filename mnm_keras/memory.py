@@ -19,6 +19,12 @@ own copy, so
     H heads are processed in parallel.
 
 Activations are callables mapping a tensor to a tensor, or ``None`` for the identity.
+
+MNM-g's write needs the gradient of the recall loss at every layer's pre-activation, the
+deltas of back-propagation. `recall_deltas` writes them out in closed form from the
+activations and pre-activations that `forward_with_pre_activations` returns (the default,
+``method="closed_form"`` of `gradient_write`); ``method="tape"`` takes them with
+`tf.GradientTape` instead and is kept as the reference.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ Activation = Callable[[tf.Tensor], tf.Tensor] | None
 
 __all__ = [
     "forward",
+    "forward_with_pre_activations",
+    "recall_deltas",
     "read",
     "recall_error",
     "gradient_write",
@@ -46,6 +54,19 @@ __all__ = [
 # all-zero layer input; small against the squared norm of a key of tanh units.
 NORMALIZATION_EPSILON = 1e-3
 
+# How `gradient_write_factors` takes the deltas: written out (`recall_deltas`) or with
+# `tf.GradientTape` (the reference).
+DELTA_METHODS = ("closed_form", "tape")
+
+# The activations whose derivative `recall_deltas` writes out, recognised by identity (the
+# TensorFlow functions) or by name (Keras' `keras.activations.tanh` etc. are plain functions
+# of these names); any other callable is differentiated with a small tape.
+_KNOWN_ACTIVATIONS = {
+    "tanh": (tf.tanh, tf.math.tanh, tf.nn.tanh),
+    "sigmoid": (tf.sigmoid, tf.math.sigmoid, tf.nn.sigmoid),
+    "relu": (tf.nn.relu,),
+}
+
 
 def _squared_norm(z: tf.Tensor) -> tf.Tensor:
     """``||z||^2 + NORMALIZATION_EPSILON`` over the last axis, kept: ``[batch, heads, 1]``."""
@@ -54,6 +75,49 @@ def _squared_norm(z: tf.Tensor) -> tf.Tensor:
 
 def _apply(activation: Activation, x: tf.Tensor) -> tf.Tensor:
     return x if activation is None else activation(x)
+
+
+def _activation_kind(activation: Activation) -> str:
+    """``"identity"``, ``"tanh"``, ``"sigmoid"``, ``"relu"`` or ``"other"``."""
+    if activation is None:
+        return "identity"
+    for kind, functions in _KNOWN_ACTIVATIONS.items():
+        if any(activation is function for function in functions):
+            return kind
+    name = getattr(activation, "__name__", None)
+    return name if name in _KNOWN_ACTIVATIONS else "other"
+
+
+def _activation_backward(
+    activation: Activation, pre: tf.Tensor, out: tf.Tensor, upstream: tf.Tensor
+) -> tf.Tensor:
+    """Back-propagates ``upstream = dL/d(out)`` through ``out = act(pre)``: ``dL/d(pre)``.
+
+    ``upstream * act'(pre)``, with the derivative from the output for tanh (``1 - out^2``)
+    and sigmoid (``out (1 - out)``), the step of ``pre`` for relu and 1 for the identity.
+    Any other activation is differentiated with a small `tf.GradientTape` on the activation
+    alone (its vector-Jacobian product with ``upstream``: the elementwise derivative times
+    ``upstream`` for an elementwise activation), which an enclosing tape differentiates
+    again. All three tensors have the same shape, ``[batch, heads, D]``.
+    """
+    kind = _activation_kind(activation)
+    if kind == "identity":
+        return upstream
+    if kind == "tanh":
+        return upstream * (1.0 - tf.square(out))
+    if kind == "sigmoid":
+        return upstream * out * (1.0 - out)
+    if kind == "relu":
+        return upstream * tf.cast(pre > 0, upstream.dtype)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(pre)
+        recomputed = activation(pre)
+    return tape.gradient(
+        recomputed,
+        pre,
+        output_gradients=upstream,
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
 
 
 def _check_rank(name: str, tensor: tf.Tensor, rank: int, layout: str) -> None:
@@ -104,6 +168,40 @@ def _check_values(weights: list, values: tf.Tensor, name: str = "values") -> tf.
     return values
 
 
+def forward_with_pre_activations(
+    weights: Sequence[tf.Tensor],
+    keys: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> tuple:
+    """The memory MLP's activations ``[z^0, ..., z^L]`` and pre-activations ``M^l z^l``.
+
+    ``z^0 = keys``, ``pre^l = M^l z^l`` and ``z^{l+1} = act_l(pre^l)``, computed for every
+    head in parallel; `recall_deltas` back-propagates through them.
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]``.
+      keys: ``[batch, heads, D_0]``.
+      hidden_activation: activation of layers 0..L-2 (tanh in the paper).
+      output_activation: activation of the last layer (``None``: linear).
+
+    Returns:
+      ``(activations, pre_activations)``: L + 1 tensors ``z^l`` of shape
+      ``[batch, heads, D_l]`` and L tensors ``pre^l = M^l z^l`` of shape
+      ``[batch, heads, D_{l+1}]``.
+    """
+    weights, keys = _check_memory(weights, keys)
+    activations, pre_activations = [keys], []
+    last = len(weights) - 1
+    z = keys
+    for index, matrix in enumerate(weights):
+        pre = tf.einsum("bij,bhj->bhi", matrix, z)
+        z = _apply(output_activation if index == last else hidden_activation, pre)
+        pre_activations.append(pre)
+        activations.append(z)
+    return activations, pre_activations
+
+
 def forward(
     weights: Sequence[tf.Tensor],
     keys: tf.Tensor,
@@ -123,15 +221,7 @@ def forward(
     Returns:
       A list of L + 1 tensors, ``z^l`` of shape ``[batch, heads, D_l]``.
     """
-    weights, keys = _check_memory(weights, keys)
-    activations = [keys]
-    last = len(weights) - 1
-    z = keys
-    for index, matrix in enumerate(weights):
-        pre = tf.einsum("bij,bhj->bhi", matrix, z)
-        z = _apply(output_activation if index == last else hidden_activation, pre)
-        activations.append(z)
-    return activations
+    return forward_with_pre_activations(weights, keys, hidden_activation, output_activation)[0]
 
 
 def read(
@@ -181,6 +271,80 @@ def recall_error(
     return tf.reduce_mean(tf.reduce_sum(tf.square(prediction - values), axis=-1), axis=-1)
 
 
+def recall_deltas(
+    weights: Sequence[tf.Tensor],
+    activations: Sequence[tf.Tensor],
+    pre_activations: Sequence[tf.Tensor],
+    values: tf.Tensor,
+    hidden_activation: Activation = tf.tanh,
+    output_activation: Activation = None,
+) -> list:
+    """Back-propagation of the recall loss through the memory: ``delta^{l+1} = dL/d(pre^l)``.
+
+    ``L = (1/H) sum_b sum_i ||z^L_{b,i} - v_{b,i}||^2``, the recall error of equation 2
+    summed over the batch (each sequence's loss depends only on its own weights, so slice b
+    of a delta is the gradient of sequence b's own loss), and ``pre^l = M^l z^l``:
+
+      * ``delta^L = (2/H) (z^L - v) * act_out'(pre^{L-1})``;
+      * ``delta^l = ((M^l)^T delta^{l+1}) * act_hidden'(pre^{l-1})`` for l = L-1, ..., 1.
+
+    The derivatives are written out for the identity, tanh, sigmoid and relu (TensorFlow's
+    or Keras' functions) and taken with a small tape for any other activation. Built from
+    ordinary ops, so an enclosing tape differentiates the deltas again (second order).
+
+    Args:
+      weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]``.
+      activations: ``[z^0, ..., z^L]``, ``z^l`` of shape ``[batch, heads, D_l]``, as
+        `forward_with_pre_activations` returns them.
+      pre_activations: ``[pre^0, ..., pre^{L-1}]``, ``pre^l`` of shape
+        ``[batch, heads, D_{l+1}]``, as `forward_with_pre_activations` returns them.
+      values: target values ``v``, ``[batch, heads, D_L]``.
+      hidden_activation, output_activation: as in `forward`.
+
+    Returns:
+      L tensors ``[delta^1, ..., delta^L]``, ``delta^{l+1}`` of shape
+      ``[batch, heads, D_{l+1}]``.
+    """
+    activations = [tf.convert_to_tensor(z) for z in activations]
+    pre_activations = [tf.convert_to_tensor(pre) for pre in pre_activations]
+    if not activations:
+        raise ValueError("`activations` must hold z^0 .. z^L; received none.")
+    weights, _ = _check_memory(weights, activations[0])
+    values = _check_values(weights, values)
+    layers = len(weights)
+    if len(activations) != layers + 1:
+        raise ValueError(
+            f"`activations` must hold one tensor per memory layer plus the keys "
+            f"({layers + 1}); received {len(activations)}."
+        )
+    if len(pre_activations) != layers:
+        raise ValueError(
+            f"`pre_activations` must hold one tensor per memory layer ({layers}); "
+            f"received {len(pre_activations)}."
+        )
+    for index, (matrix, pre) in enumerate(zip(weights, pre_activations)):
+        _check_rank(f"pre_activations[{index}]", pre, 3, "[batch, heads, D_{l+1}]")
+        if pre.shape[-1] is not None and matrix.shape[1] is not None:
+            if pre.shape[-1] != matrix.shape[1]:
+                raise ValueError(
+                    f"`pre_activations[{index}]` has size {pre.shape[-1]} in its last axis "
+                    f"but layer {index} outputs {matrix.shape[1]}."
+                )
+    heads = tf.cast(tf.shape(values)[1], values.dtype)
+    upstream = (2.0 / heads) * (activations[-1] - values)  # dL / dz^L
+    deltas = [None] * layers
+    for index in reversed(range(layers)):
+        activation = output_activation if index == layers - 1 else hidden_activation
+        deltas[index] = _activation_backward(
+            activation, pre_activations[index], activations[index + 1], upstream
+        )
+        if index > 0:
+            # dL / dz^index = (M^index)^T delta^{index+1}; an einsum rather than a matrix
+            # transpose, which XLA failed to differentiate.
+            upstream = tf.einsum("bij,bhi->bhj", weights[index], deltas[index])
+    return deltas
+
+
 def gradient_write(
     weights: Sequence[tf.Tensor],
     keys: tf.Tensor,
@@ -189,6 +353,7 @@ def gradient_write(
     hidden_activation: Activation = tf.tanh,
     output_activation: Activation = None,
     normalize: bool = False,
+    method: str = "closed_form",
 ) -> list:
     """MNM-g write: one modulated gradient step on the memory objective (equations 2, 3).
 
@@ -196,10 +361,11 @@ def gradient_write(
     ``L^up_t = (1/H) sum_i ||f_{phi_{t-1}}(k^w_i) - v^w_i||_2^2``, for every sequence of the
     batch with its own weights and rate.
 
-    The gradient is taken with `tf.GradientTape`; because the step is built from ordinary
-    differentiable ops, an enclosing tape can differentiate the new weights with respect to
-    ``keys``, ``values``, ``rate`` and ``weights`` (second-order gradients), which is how the
-    controller learns to write (equation 6).
+    The gradient is back-propagated in closed form (`recall_deltas`) or, with
+    ``method="tape"``, taken with `tf.GradientTape`; either way the step is built from
+    ordinary differentiable ops, so an enclosing tape can differentiate the new weights with
+    respect to ``keys``, ``values``, ``rate`` and ``weights`` (second-order gradients), which
+    is how the controller learns to write (equation 6).
 
     Args:
       weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]`` (phi_{t-1}).
@@ -209,6 +375,8 @@ def gradient_write(
       hidden_activation, output_activation: as in `forward`.
       normalize: divide the step by ``sum_l (||z^l||^2 + eps)`` (see `gradient_write_factors`;
         not in the paper, default False).
+      method: how the deltas are taken: ``"closed_form"`` (`recall_deltas`, the default) or
+        ``"tape"`` (`tf.GradientTape`, the reference); both give the same write.
 
     Returns:
       The new weights phi_t: a list of L tensors with the shapes of ``weights``.
@@ -216,7 +384,14 @@ def gradient_write(
     return apply_write(
         weights,
         gradient_write_factors(
-            weights, keys, values, rate, hidden_activation, output_activation, normalize
+            weights,
+            keys,
+            values,
+            rate,
+            hidden_activation,
+            output_activation,
+            normalize,
+            method=method,
         ),
     )
 
@@ -229,15 +404,17 @@ def gradient_write_factors(
     hidden_activation: Activation = tf.tanh,
     output_activation: Activation = None,
     normalize: bool = False,
+    method: str = "closed_form",
 ) -> list:
     """The MNM-g write as rank-H factors: ``rate * grad_{M^l} L^up_t = sum_i a^l_i (b^l_i)^T``.
 
     The gradient of equation 2 with respect to layer l's weights is a sum of H outer
     products, ``sum_i delta^{l+1}_i (z^l_i)^T``, where ``z^l_i`` is head i's input to layer l
     and ``delta^{l+1}_i = dL^up_t / d(M^l z^l_i)`` is the gradient at that layer's
-    pre-activation. The deltas are taken with `tf.GradientTape` (with respect to the
-    pre-activations, so an enclosing tape still gets second-order gradients), and the
-    factors are ``a^l = rate * delta^{l+1}`` and ``b^l = z^l``. `apply_write` turns them
+    pre-activation. The deltas are back-propagated in closed form by `recall_deltas`
+    (``method="closed_form"``, the default) or taken with `tf.GradientTape` with respect to
+    the pre-activations (``method="tape"``, the reference); an enclosing tape gets
+    second-order gradients through either. The factors are ``a^l = rate * delta^{l+1}`` and ``b^l = z^l``. `apply_write` turns them
     into the new weights; `mnm_keras.MNM`'s memory-efficient path stores them instead of
     the weights to rebuild phi_{t-1} from phi_t during back-propagation.
 
@@ -257,10 +434,45 @@ def gradient_write_factors(
       L pairs ``(a^l, b^l)``, ``a^l`` of shape ``[batch, heads, D_{l+1}]`` and ``b^l`` of
       shape ``[batch, heads, D_l]``.
     """
+    if method not in DELTA_METHODS:
+        raise ValueError(
+            f"`method` must be one of {', '.join(repr(m) for m in DELTA_METHODS)}; "
+            f"received {method!r}."
+        )
     weights, keys = _check_memory(weights, keys)
     values = _check_values(weights, values)
     rate = tf.convert_to_tensor(rate, dtype=keys.dtype)
     _check_rank("rate", rate, 1, "[batch]")
+    if method == "closed_form":
+        activations, pre_activations = forward_with_pre_activations(
+            weights, keys, hidden_activation, output_activation
+        )
+        inputs = activations[:-1]
+        deltas = recall_deltas(
+            weights, activations, pre_activations, values, hidden_activation, output_activation
+        )
+    else:
+        inputs, deltas = _tape_recall_deltas(
+            weights, keys, values, hidden_activation, output_activation
+        )
+    step = rate[:, None, None]
+    if normalize:
+        step = step / tf.add_n([_squared_norm(z_in) for z_in in inputs])
+    return [(step * delta, z_in) for delta, z_in in zip(deltas, inputs)]
+
+
+def _tape_recall_deltas(
+    weights: list,
+    keys: tf.Tensor,
+    values: tf.Tensor,
+    hidden_activation: Activation,
+    output_activation: Activation,
+) -> tuple:
+    """The reference for `recall_deltas`: the deltas taken with `tf.GradientTape`.
+
+    Returns ``(inputs, deltas)``: the L layer inputs ``z^l`` (``[batch, heads, D_l]``) and
+    the L deltas ``dL/d(M^l z^l)`` (``[batch, heads, D_{l+1}]``).
+    """
     last = len(weights) - 1
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         inputs, pre_activations = [], []
@@ -275,11 +487,7 @@ def gradient_write_factors(
         # Each sequence's loss depends only on its own weights, so the gradient of the sum
         # over the batch is, slice by slice, the gradient of each sequence's own loss.
         total = tf.reduce_sum(tf.square(z - values)) / heads
-    deltas = tape.gradient(total, pre_activations)
-    step = rate[:, None, None]
-    if normalize:
-        step = step / tf.add_n([_squared_norm(z_in) for z_in in inputs])
-    return [(step * delta, z_in) for delta, z_in in zip(deltas, inputs)]
+    return inputs, tape.gradient(total, pre_activations)
 
 
 def apply_write(weights: Sequence[tf.Tensor], factors: Sequence[tuple]) -> list:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from mnm_keras import memory
+from mnm_keras import core
 from mnm_keras._controller import ControllerCell
-from mnm_keras._utils import check_bool, check_positive_int, seeded
+from mnm_keras._utils import seeded
 
-WRITE_RULES = ("local", "gradient")
+WRITE_RULES = core.WRITE_RULES
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
@@ -36,9 +35,11 @@ class MNMCell(ControllerCell):
 
     The memory weights are part of the recurrent state, one copy per sequence, and every
     sequence starts from the same fixed random weights phi_0 (non-trainable, drawn from
-    ``seed``, saved with the model), as section 3.5 prescribes. Because the state must be a
-    flat list of vectors for `keras.layers.RNN`, each ``[D_{l+1}, D_l]`` matrix is stored
-    flattened.
+    ``seed``, saved with the model), as section 3.5 prescribes. The step itself is
+    `mnm_keras.core.step`: this class owns the variables and passes them to it
+    (`params`). The state is a `core.MNMState`; `keras.layers.RNN` carries it as the flat
+    list of `core.pack` (each ``[D_{l+1}, D_l]`` matrix flattened), and `unpack_state`
+    turns such a list back into the named tuple.
 
     The meta loss cannot leave a `keras.layers.RNN` loop through ``add_loss``, so the cell
     accumulates ``(sum of per-step meta losses, number of steps)`` in its last state.
@@ -152,13 +153,25 @@ class MNMCell(ControllerCell):
             dtype="float32",
             **kwargs,
         )
-        check_positive_int("memory_units", memory_units)
-        check_positive_int("memory_layers", memory_layers)
-        if write_rule not in WRITE_RULES:
-            raise ValueError(
-                f"`write_rule` must be one of {WRITE_RULES} ('local' = MNM-p, 'gradient' = "
-                f"MNM-g); received write_rule={write_rule!r}."
-            )
+        self.memory_activation = keras.activations.get(memory_activation)
+        self.memory_output_activation = keras.activations.get(memory_output_activation)
+        self.config = core.make_config(
+            units,
+            memory_units=memory_units,
+            memory_layers=memory_layers,
+            key_size=key_size,
+            value_size=value_size,
+            num_heads=num_heads,
+            write_rule=write_rule,
+            output_units=output_units,
+            recall_delay=recall_delay,
+            recall_decay=recall_decay,
+            targets_from_values=targets_from_values,
+            normalize_writes=normalize_writes,
+            memory_activation=self.memory_activation,
+            memory_output_activation=self.memory_output_activation,
+            compute_dtype=self.sublayer_dtype.compute_dtype,
+        )
         if (
             isinstance(meta_loss_weight, bool)
             or not isinstance(meta_loss_weight, (int, float))
@@ -167,56 +180,24 @@ class MNMCell(ControllerCell):
             raise ValueError(
                 f"`meta_loss_weight` must be a non-negative number; received {meta_loss_weight!r}."
             )
-        if isinstance(recall_delay, bool) or not isinstance(recall_delay, int) or recall_delay < 0:
-            raise ValueError(
-                f"`recall_delay` must be a non-negative integer; received {recall_delay!r}."
-            )
-        if recall_decay is None:
-            recall_decay = [1.0] * (recall_delay + 1)
-        recall_decay = [float(x) for x in recall_decay]
-        if len(recall_decay) != recall_delay + 1:
-            raise ValueError(
-                f"`recall_decay` must hold recall_delay + 1 = {recall_delay + 1} weights "
-                f"(lambda_0..lambda_{recall_delay}); received {recall_decay!r}."
-            )
-        if targets_from_values and write_rule != "local":
-            raise ValueError(
-                "`targets_from_values=True` applies to write_rule='local' (MNM-p) only; "
-                f"received write_rule={write_rule!r}."
-            )
         self.memory_units = memory_units
         self.memory_layers = memory_layers
         self.write_rule = write_rule
         self.meta_loss_weight = float(meta_loss_weight)
         self.recall_delay = recall_delay
-        self.recall_decay = recall_decay
-        self.targets_from_values = bool(targets_from_values)
-        check_bool("normalize_writes", normalize_writes)
+        self.recall_decay = list(self.config.recall_decay)
+        self.targets_from_values = targets_from_values
         self.normalize_writes = normalize_writes
-        self.memory_activation = keras.activations.get(memory_activation)
-        self.memory_output_activation = keras.activations.get(memory_output_activation)
         self.memory_initializer = keras.initializers.get(memory_initializer)
         self.rate_bias_initializer = keras.initializers.get(
             keras.initializers.Constant(rate_bias_initializer)
             if isinstance(rate_bias_initializer, (int, float))
             else rate_bias_initializer
         )
-
         # Layer sizes D_0..D_L of the memory MLP.
-        self.memory_sizes = [key_size] + [memory_units] * (memory_layers - 1) + [value_size]
-        self.num_rates = 1 if write_rule == "gradient" else memory_layers
-        state_size = [units, units, value_size]
-        state_size += [
-            self.memory_sizes[i + 1] * self.memory_sizes[i] for i in range(memory_layers)
-        ]
-        state_size += [2]  # (sum of per-step meta losses, number of steps)
-        if recall_delay:
-            state_size += [
-                recall_delay * num_heads * key_size,
-                recall_delay * num_heads * value_size,
-                recall_delay,
-            ]
-        self.state_size = state_size
+        self.memory_sizes = list(self.config.memory_sizes)
+        self.num_rates = self.config.num_rates
+        self.state_size = core.state_sizes(self.config)
 
     @property
     def controller_dtype(self):
@@ -239,8 +220,7 @@ class MNMCell(ControllerCell):
         self.feedback = []
         if self.write_rule == "local":
             last = self.memory_layers - 1
-            count = last if self.targets_from_values else self.memory_layers
-            for index in range(count):
+            for index in range(self.config.feedback_layers):
                 activation = (
                     self.memory_output_activation if index == last else self.memory_activation
                 )
@@ -263,8 +243,35 @@ class MNMCell(ControllerCell):
             )
 
     # ----------------------------------------------------------------------------- state
+    def params(self):
+        """The cell's weights as a `core.MNMParams` of tensors (what `core` computes with)."""
+        if not self.built:
+            raise ValueError(
+                "MNMCell.params needs the cell to be built first: call "
+                "`cell.build((None, input_dim))` or run the RNN layer once."
+            )
+        controller = self.controller
+        return core.MNMParams(
+            controller.kernel.value,
+            controller.recurrent_kernel.value,
+            controller.bias.value,
+            self.interface.kernel.value,
+            self.interface.bias.value,
+            self.rate.kernel.value,
+            self.rate.bias.value,
+            self.output_projection.kernel.value,
+            self.output_projection.bias.value,
+            tuple(q.kernel.value for q in self.feedback),
+            tuple(q.bias.value for q in self.feedback),
+            tuple(m.value for m in self.initial_memory),
+        )
+
     def get_initial_state(self, batch_size=None, dtype=None):
-        """The state at the start of every sequence: zeros, and phi_0 for every sequence."""
+        """The state at the start of every sequence: zeros, and phi_0 for every sequence.
+
+        A flat list (`core.pack` of `core.initial_state`); the whole state is float32
+        whatever ``dtype`` says (see the class docstring).
+        """
         if not self.built:
             raise ValueError(
                 "MNMCell.get_initial_state needs the cell to be built first (it holds the "
@@ -273,132 +280,19 @@ class MNMCell(ControllerCell):
             )
         if batch_size is None:
             raise ValueError("`batch_size` must be given to MNMCell.get_initial_state.")
-        dtype = "float32"  # see __init__: the whole state is float32
-        states = [
-            tf.zeros([batch_size, self.units], dtype),
-            tf.zeros([batch_size, self.units], dtype),
-            tf.zeros([batch_size, self.value_size], dtype),
-        ]
-        for matrix in self.initial_memory:
-            flat = tf.reshape(tf.convert_to_tensor(matrix), [1, -1])
-            states.append(tf.tile(flat, [batch_size, 1]))
-        states.append(tf.zeros([batch_size, 2], "float32"))
-        if self.recall_delay:
-            delay, heads = self.recall_delay, self.num_heads
-            states += [
-                tf.zeros([batch_size, delay * heads * self.key_size], "float32"),
-                tf.zeros([batch_size, delay * heads * self.value_size], "float32"),
-                tf.zeros([batch_size, delay], "float32"),
-            ]
-        return states
+        return core.pack(self.config, core.initial_state(self.config, self.params(), batch_size))
 
-    def unflatten_memory(self, states):
-        """The memory weights phi as ``[batch, D_{l+1}, D_l]`` matrices, from a state list."""
-        return [
-            tf.reshape(states[3 + i], [-1, self.memory_sizes[i + 1], self.memory_sizes[i]])
-            for i in range(self.memory_layers)
-        ]
+    def unpack_state(self, states):
+        """A flat state list (as `keras.layers.RNN` carries it) -> `core.MNMState`."""
+        return core.unpack(self.config, states)
 
     # ------------------------------------------------------------------------------ call
-    def _interface(self, h):
-        """Equation 1: keys, values and rates from the controller state, in float32."""
-        heads, dk, dv = self.num_heads, self.key_size, self.value_size
-        vectors = tf.cast(self.interface(h), "float32")
-        read_keys, write_keys, values, rate_vector = tf.split(
-            vectors, [heads * dk, heads * dk, heads * dv, dk], axis=-1
-        )
-        rates = tf.cast(self.rate(rate_vector), "float32")
-        return (
-            tf.reshape(read_keys, [-1, heads, dk]),
-            tf.reshape(write_keys, [-1, heads, dk]),
-            tf.reshape(values, [-1, heads, dv]),
-            rates,
-        )
-
-    def _write_factors(self, weights, write_keys, values, rates):
-        """The write of this step as rank-H factors (see `memory.apply_write`)."""
-        hidden, output = self.memory_activation, self.memory_output_activation
-        if self.write_rule == "gradient":
-            return memory.gradient_write_factors(
-                weights, write_keys, values, rates[:, 0], hidden, output, self.normalize_writes
-            )
-        targets = [tf.cast(q(values), "float32") for q in self.feedback]
-        if self.targets_from_values:
-            targets.append(values)
-        return memory.local_write_factors(
-            weights, write_keys, targets, rates, hidden, output, self.normalize_writes
-        )
-
     def call(self, inputs, states, training=False):
-        """One MNM step; returns ``y_t`` and the new state list."""
-        y, new_states, _ = self.step(inputs, states, training=training)
-        return y, new_states
-
-    def step(self, inputs, states, training=False):
-        """One MNM step that also returns the memory interaction vectors of the step.
-
-        The same computation as `call` (which calls it), for inspection: the returned dict
-        holds ``read_keys``, ``write_keys`` and ``values`` (``[batch, heads, size]``),
-        ``rates`` (``[batch, 1]`` for MNM-g, ``[batch, memory_layers]`` for MNM-p) and
-        ``read_values`` (``[batch, heads, value_size]``, before the mean over heads) and
-        ``write_factors``, the L pairs ``(a^l, b^l)`` of the write
-        ``M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T`` (`memory.apply_write`).
-
-        Returns:
-          ``(y_t, new_states, interactions)``.
-        """
-        h, c, previous_read = states[0], states[1], states[2]
-        weights = self.unflatten_memory(states)
-        meta = states[3 + self.memory_layers]
-        controller_input = tf.concat([tf.cast(inputs, "float32"), previous_read], axis=-1)
-        _, (h, c) = self.controller(controller_input, [h, c], training=training)
-        h, c = tf.cast(h, "float32"), tf.cast(c, "float32")
-        read_keys, write_keys, values, rates = self._interface(h)
-
-        factors = self._write_factors(weights, write_keys, values, rates)
-        new_weights = memory.apply_write(weights, factors)
-        hidden, output = self.memory_activation, self.memory_output_activation
-        read_values = memory.read(new_weights, read_keys, hidden, output)
-        read_value = tf.reduce_mean(read_values, axis=1)
-
-        extra_states = []
-        if self.recall_delay:
-            key_history, value_history, valid = self._history(states, write_keys, values)
-            step_meta = memory.meta_loss(
-                new_weights, key_history, value_history, self.recall_decay, valid, hidden, output
-            )
-            extra_states = [
-                tf.reshape(key_history[:, :-1], [-1, self.state_size[-3]]),
-                tf.reshape(value_history[:, :-1], [-1, self.state_size[-2]]),
-                valid[:, :-1],
-            ]
-        else:
-            step_meta = memory.recall_error(new_weights, write_keys, values, hidden, output)
-        meta = meta + tf.stack([step_meta, tf.ones_like(step_meta)], axis=-1)
-
-        y = tf.cast(self.output_projection(tf.concat([h, read_value], axis=-1)), "float32")
-        new_states = [h, c, read_value]
-        new_states += [tf.reshape(w, [-1, w.shape[1] * w.shape[2]]) for w in new_weights]
-        new_states.append(meta)
-        interactions = {
-            "read_keys": read_keys,
-            "write_keys": write_keys,
-            "values": values,
-            "rates": rates,
-            "read_values": read_values,
-            "write_factors": factors,
-        }
-        return y, new_states + extra_states, interactions
-
-    def _history(self, states, write_keys, values):
-        """Write pairs of steps t, t-1, ..., t-T as ``[batch, T + 1, heads, size]``."""
-        delay, heads = self.recall_delay, self.num_heads
-        old_keys = tf.reshape(states[-3], [-1, delay, heads, self.key_size])
-        old_values = tf.reshape(states[-2], [-1, delay, heads, self.value_size])
-        key_history = tf.concat([write_keys[:, None], old_keys], axis=1)
-        value_history = tf.concat([values[:, None], old_values], axis=1)
-        valid = tf.concat([tf.ones_like(states[-1][:, :1]), states[-1]], axis=1)
-        return key_history, value_history, valid
+        """One MNM step (`core.step`); returns ``y_t`` and the new state list."""
+        y, new_state, _ = core.step(
+            self.config, self.params(), inputs, core.unpack(self.config, states)
+        )
+        return y, core.pack(self.config, new_state)
 
     # --------------------------------------------------------------------------- config
     def get_config(self):

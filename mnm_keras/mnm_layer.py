@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mnm_keras import _sequence
+from mnm_keras import core
 from mnm_keras.mnm_cell import MNMCell
 
 
@@ -33,7 +33,7 @@ class MNM(keras.layers.Layer):
       memory_efficient: run the sequence with the memory-efficient backward pass
         (default True): instead of keeping every step's memory weights for
         back-propagation, it keeps the rank-H factors of each write and rebuilds the
-        weights backwards, step by step (see `mnm_keras._sequence`). Outputs and gradients
+        weights backwards, step by step (see `mnm_keras.core.unroll`). Outputs and gradients
         are those of ``keras.layers.RNN(MNMCell(...))`` (tested); training memory grows with
         the sequence length by the size of the controller state and the factors rather
         than the memory weights, and each step's forward pass runs twice. ``False``
@@ -112,27 +112,27 @@ class MNM(keras.layers.Layer):
         self.rnn.build(sequences_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
+        cell, config = self.cell, self.cell.config
         if self.memory_efficient and not self.unroll:
+            params = cell.params()
             if initial_state is None:
-                initial_state = self.cell.get_initial_state(batch_size=tf.shape(sequences)[0])
-            outputs, states = _sequence.run(
-                self.cell,
-                sequences,
-                list(initial_state),
-                mask=mask,
-                training=training,
-                go_backwards=self.go_backwards,
+                state = core.initial_state(config, params, tf.shape(sequences)[0])
+            else:
+                state = core.unpack(config, initial_state)
+            outputs, final = core.unroll(
+                config, params, sequences, state, mask=mask, reverse=self.go_backwards
             )
             output = outputs if self.return_sequences else outputs[:, -1]
+            states = core.pack(config, final)
         else:
             outputs = self.rnn(sequences, initial_state=initial_state, mask=mask, training=training)
             output, states = outputs[0], list(outputs[1:])
+            final = core.unpack(config, states)
         output = tf.cast(output, self.output_dtype)
-        meta_state = states[3 + self.cell.memory_layers]
-        per_sequence = meta_state[:, 0] / tf.maximum(meta_state[:, 1], 1.0)
+        per_sequence = final.meta[:, 0] / tf.maximum(final.meta[:, 1], 1.0)
         meta_loss = tf.reduce_mean(per_sequence)
-        if self.cell.meta_loss_weight:
-            self.add_loss(self.cell.meta_loss_weight * meta_loss)
+        if cell.meta_loss_weight:
+            self.add_loss(cell.meta_loss_weight * meta_loss)
         self.meta_loss_tracker.update_state(meta_loss)
         if self.return_state:
             return [output] + states

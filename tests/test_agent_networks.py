@@ -6,6 +6,8 @@ The cell's step is checked against the Keras 3 `mnm_keras.MNMCell` on the same w
 ``tf.keras`` is tf-keras here while ``import keras`` is Keras 3.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,12 +21,12 @@ OBSERVATION_SPEC = tf.TensorSpec([7], tf.float32)
 ACTION_SPEC = tensor_spec.BoundedTensorSpec((), tf.int32, 0, 3)
 
 
-def _twin_cells(write_rule, normalize_writes=False):
-    """A Keras 3 MNMCell and a tf-keras MNMCell holding the same weights."""
-    options = dict(write_rule=write_rule, normalize_writes=normalize_writes, **SIZES)
+def _twin_cells(**options):
+    """A Keras 3 MNMCell and a TFKerasMNMCell holding the same weights."""
+    options = {**SIZES, **options}
     reference = mnm_keras.MNMCell(8, seed=1, **options)
     reference.build((None, 7))
-    cell = networks.MNMCell(8, seed=2, **options)
+    cell = networks.TFKerasMNMCell(8, seed=2, **options)
     cell.build((None, 7))
     for name in ("controller", "interface", "rate", "output_projection"):
         getattr(cell, name).set_weights(getattr(reference, name).get_weights())
@@ -36,11 +38,32 @@ def _twin_cells(write_rule, normalize_writes=False):
     return reference, cell
 
 
-@pytest.mark.parametrize("normalize_writes", [False, True])
-@pytest.mark.parametrize("write_rule", ["local", "gradient"])
-def test_cell_steps_equal_keras3_mnm_cell(write_rule, normalize_writes):
-    reference, cell = _twin_cells(write_rule, normalize_writes)
+TWIN_OPTIONS = [
+    dict(write_rule="local"),
+    dict(write_rule="gradient"),
+    dict(write_rule="local", normalize_writes=True, targets_from_values=True),
+    dict(write_rule="gradient", normalize_writes=True, recall_delay=2, recall_decay=[1, 0.5, 0.25]),
+    dict(
+        write_rule="local",
+        recall_delay=2,
+        memory_activation="sigmoid",
+        memory_output_activation="tanh",
+        memory_layers=2,
+        output_units=5,
+    ),
+    dict(write_rule="gradient", memory_activation="relu", memory_output_activation="sigmoid"),
+]
+
+
+@pytest.mark.parametrize("options", TWIN_OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_cell_steps_equal_keras3_mnm_cell(options):
+    reference, cell = _twin_cells(**options)
     assert cell.state_size == reference.state_size
+    # Every option reaches both cells (the activations are each framework's own functions).
+    plain = dict(memory_activation=None, memory_output_activation=None)
+    assert dataclasses.replace(cell.config, **plain) == dataclasses.replace(
+        reference.config, **plain
+    )
     inputs = np.random.default_rng(0).normal(size=(4, 3, 7)).astype("float32")
     ref_states = [tf.convert_to_tensor(s) for s in reference.get_initial_state(batch_size=3)]
     states = cell.get_initial_state(batch_size=3)
@@ -54,36 +77,30 @@ def test_cell_steps_equal_keras3_mnm_cell(write_rule, normalize_writes):
             np.testing.assert_allclose(
                 b.numpy(), np.asarray(a), rtol=1e-5, atol=1e-5, err_msg=f"state {index}"
             )
-    assert np.all(states[-1].numpy()[:, 1] == 4.0)  # four meta-loss terms accumulated
+    meta = cell.unpack_state(states).meta.numpy()
+    assert np.all(meta[:, 1] == 4.0)  # four meta-loss terms accumulated
+    assert np.all(meta[:, 0] > 0.0)
 
 
-def test_cell_uses_mnm_keras_memory(monkeypatch):
-    calls = []
-    for name in ("local_write", "read", "recall_error"):
-        original = getattr(mnm_keras.memory, name)
-
-        def spy(*args, _original=original, _name=name, **kwargs):
-            calls.append(_name)
-            return _original(*args, **kwargs)
-
-        monkeypatch.setattr(mnm_keras.memory, name, spy)
-    cell = networks.MNMCell(8, write_rule="local", **SIZES)
-    cell.build((None, 7))
-    _, states = cell(tf.zeros([2, 7]), cell.get_initial_state(batch_size=2), training=False)
-    assert calls == ["local_write", "read"]
-    np.testing.assert_array_equal(states[-1].numpy(), 0.0)  # no meta loss when acting
-    calls.clear()
-    cell(tf.zeros([2, 7]), states, training=True)
-    assert calls[:2] == ["local_write", "read"] and "recall_error" in calls
+def test_acting_skips_the_meta_loss_but_not_the_step():
+    reference, cell = _twin_cells(write_rule="local")
+    x = tf.random.stateless_normal([2, 7], seed=[0, 1])
+    acting_y, acting = cell(x, cell.get_initial_state(batch_size=2), training=False)
+    training_y, trained = cell(x, cell.get_initial_state(batch_size=2), training=True)
+    np.testing.assert_allclose(acting_y.numpy(), training_y.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(cell.unpack_state(acting).meta.numpy(), 0.0)
+    assert np.all(cell.unpack_state(trained).meta.numpy()[:, 1] == 1.0)
+    for a, b in zip(cell.unpack_state(acting).memory, cell.unpack_state(trained).memory):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
 def test_cell_argument_errors():
     with pytest.raises(ValueError, match="write_rule"):
-        networks.MNMCell(8, write_rule="hebbian")
+        networks.TFKerasMNMCell(8, write_rule="hebbian")
     with pytest.raises(ValueError, match="num_heads"):
-        networks.MNMCell(8, num_heads=0)
+        networks.TFKerasMNMCell(8, num_heads=0)
     with pytest.raises(ValueError, match="`normalize_writes` must be True or False"):
-        networks.MNMCell(8, normalize_writes=1)
+        networks.TFKerasMNMCell(8, normalize_writes=1)
     with pytest.raises(ValueError, match="core"):
         networks.actor_critic_network("gru", OBSERVATION_SPEC, ACTION_SPEC)
 

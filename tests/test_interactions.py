@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import mnm_keras
-from mnm_keras import memory
+from mnm_keras import core, memory
 from mnm_keras.interactions import (
     cosine_similarity_matrix,
     earlier_mask,
@@ -59,7 +59,7 @@ def test_traced_vectors_are_the_ones_the_cell_writes_and_reads():
     rnn = keras.layers.RNN(cell, return_state=True)
     for t in (0, 3, TIME - 1):
         states = rnn(inputs[:, : t + 1])[1:]
-        read_keys, write_keys, values, rates = cell._interface(states[0])
+        read_keys, write_keys, values, rates = core.interface(cell.config, cell.params(), states[0])
         for name, value in [
             ("read_keys", read_keys),
             ("write_keys", write_keys),
@@ -68,7 +68,7 @@ def test_traced_vectors_are_the_ones_the_cell_writes_and_reads():
         ]:
             np.testing.assert_allclose(trace[name][:, t], value, atol=1e-5, err_msg=name)
         read_values = memory.read(
-            cell.unflatten_memory(states),
+            cell.unpack_state(states).memory,
             read_keys,
             cell.memory_activation,
             cell.memory_output_activation,
@@ -89,7 +89,7 @@ def test_traced_recall_errors_use_the_weights_before_and_after_the_write(write_r
         after = rnn(inputs[:, : t + 1])[1:]
         pair = (trace["write_keys"][:, t], trace["values"][:, t])
         for name, states in (("recall_before", before), ("recall_after", after)):
-            expected = memory.recall_error(cell.unflatten_memory(states), *pair, *activations)
+            expected = memory.recall_error(cell.unpack_state(states).memory, *pair, *activations)
             np.testing.assert_allclose(trace[name][:, t], expected, rtol=1e-4, err_msg=name)
 
 

@@ -1,6 +1,9 @@
 """`mnm_keras.memory` against a hand-written NumPy reference, the paper's properties, and
 numerical gradients; every function eagerly, in `tf.function` and under XLA."""
 
+import re
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -301,3 +304,172 @@ def test_bad_shapes_name_the_argument():
         memory.read([weights[0], weights[0]], keys)
     with pytest.raises(ValueError, match="`decay` must hold one weight"):
         memory.meta_loss(weights, keys[:, None], values[:, None], decay=[1.0, 0.5])
+
+
+# --------------------------------------------------- closed-form deltas against the tape
+LAYER_SIZES = {1: [3, 2], 2: [3, 4, 2], 3: [3, 4, 3, 2]}  # D_0 .. D_L, tiny
+
+
+def swish(x):  # not recognised: its derivative is taken with a tape
+    return x * tf.sigmoid(x)
+
+
+ACTIVATIONS = {  # (hidden, output)
+    "default": (tf.tanh, None),
+    "sigmoid-tanh": (tf.sigmoid, tf.tanh),
+    "relu": (tf.nn.relu, None),
+    "custom": (lambda x: x * tf.sigmoid(x), swish),
+    "keras": (keras.activations.get("tanh"), keras.activations.get("sigmoid")),
+}
+
+
+def small_write_inputs(seed, layers, heads, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    weights, keys, values = random_memory(
+        rng, sizes=LAYER_SIZES[layers], batch=2, heads=heads, dtype=dtype, scale=0.8
+    )
+    rate = rng.uniform(0.2, 0.8, 2).astype(dtype)
+    return as_tf(weights), tf.constant(keys), tf.constant(values), tf.constant(rate)
+
+
+def test_activations_are_recognised_by_identity_and_by_keras_name():
+    for fn in [tf.tanh, tf.math.tanh, tf.nn.tanh, keras.activations.tanh]:
+        assert memory._activation_kind(fn) == "tanh"
+    for fn in [tf.sigmoid, tf.math.sigmoid, tf.nn.sigmoid, keras.activations.get("sigmoid")]:
+        assert memory._activation_kind(fn) == "sigmoid"
+    for fn in [tf.nn.relu, keras.activations.get("relu")]:
+        assert memory._activation_kind(fn) == "relu"
+    assert memory._activation_kind(None) == "identity"
+    assert memory._activation_kind(swish) == "other"
+    assert memory._activation_kind(lambda x: x) == "other"
+
+
+def test_forward_with_pre_activations_chains_the_layers():
+    weights, keys, _, _ = small_write_inputs(20, 3, 2)
+    activations, pre_activations = memory.forward_with_pre_activations(
+        weights, keys, tf.sigmoid, tf.tanh
+    )
+    assert len(activations) == 4 and len(pre_activations) == 3
+    for index, (matrix, pre) in enumerate(zip(weights, pre_activations)):
+        assert pre.shape == (2, 2, matrix.shape[1])
+        want = np.einsum("bij,bhj->bhi", matrix.numpy(), activations[index].numpy())
+        np.testing.assert_allclose(pre.numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(activations[-1].numpy(), np.tanh(pre_activations[-1].numpy()))
+    for a, b in zip(activations, memory.forward(weights, keys, tf.sigmoid, tf.tanh)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_recall_deltas_of_a_linear_layer_are_the_scaled_error():
+    weights, keys, values, _ = small_write_inputs(21, 1, 2)
+    activations, pre_activations = memory.forward_with_pre_activations(weights, keys)
+    (delta,) = memory.recall_deltas(weights, activations, pre_activations, values)
+    want = np.einsum("bij,bhj->bhi", weights[0].numpy(), keys.numpy()) - values.numpy()
+    np.testing.assert_allclose(delta.numpy(), (2 / 2) * want, rtol=1e-12)
+    with pytest.raises(ValueError, match="`pre_activations` must hold one tensor per"):
+        memory.recall_deltas(weights, activations, [], values)
+    with pytest.raises(ValueError, match="`activations` must hold one tensor per"):
+        memory.recall_deltas(weights, activations[:1], pre_activations, values)
+
+
+@pytest.mark.parametrize("activations", list(ACTIVATIONS))
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_closed_form_factors_equal_the_tape(layers, heads, normalize, activations):
+    weights, keys, values, rate = small_write_inputs(22 + layers, layers, heads)
+    hidden, output = ACTIVATIONS[activations]
+
+    def factors(method):
+        return memory.gradient_write_factors(
+            weights, keys, values, rate, hidden, output, normalize, method=method
+        )
+
+    closed, tape = factors("closed_form"), factors("tape")
+    assert len(closed) == len(tape) == layers
+    for (a, b), (a_ref, b_ref) in zip(closed, tape):
+        assert a.shape == a_ref.shape and b.shape == b_ref.shape
+        np.testing.assert_allclose(a.numpy(), a_ref.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(b.numpy(), b_ref.numpy(), rtol=1e-6, atol=1e-6)
+    assert np.abs(closed[0][0].numpy()).sum() > 0
+    # the default is the closed form
+    for (a, _), (a_default, _) in zip(
+        closed,
+        memory.gradient_write_factors(weights, keys, values, rate, hidden, output, normalize),
+    ):
+        np.testing.assert_array_equal(a.numpy(), a_default.numpy())
+
+
+def second_order_gradients(method, weights, keys, values, rate, hidden, output, normalize):
+    """d/d(keys, values, rate, weights) of sum(sin(W_new)) after a gradient write."""
+    with tf.GradientTape() as tape:
+        tape.watch([keys, values, rate, weights])
+        factors = memory.gradient_write_factors(
+            weights, keys, values, rate, hidden, output, normalize, method=method
+        )
+        new = memory.apply_write(weights, factors)
+        loss = tf.add_n([tf.reduce_sum(tf.sin(w)) for w in new])
+    return tape.gradient(loss, [keys, values, rate, *weights])
+
+
+@pytest.mark.parametrize("activations", list(ACTIVATIONS))
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_second_order_gradients_equal_the_tape(layers, normalize, activations):
+    weights, keys, values, rate = small_write_inputs(30 + layers, layers, 2)
+    hidden, output = ACTIVATIONS[activations]
+    args = (weights, keys, values, rate, hidden, output, normalize)
+    closed = second_order_gradients("closed_form", *args)
+    tape = second_order_gradients("tape", *args)
+    for name, c, t in zip(["keys", "values", "rate"] + ["weights"] * layers, closed, tape):
+        assert c is not None and t is not None, name
+        np.testing.assert_allclose(c.numpy(), t.numpy(), rtol=1e-6, atol=1e-6, err_msg=name)
+    assert np.abs(closed[0].numpy()).sum() > 0  # the keys do get a gradient
+
+
+@pytest.mark.parametrize("activations", ["default", "sigmoid-tanh", "custom"])
+def test_closed_form_write_matches_finite_differences(activations):
+    weights, keys, values, rate = small_write_inputs(40, 2, 2)
+    hidden, output = ACTIVATIONS[activations]
+    rng = np.random.default_rng(41)
+    query = tf.constant(np.tanh(rng.standard_normal(keys.shape)))
+    probe = tf.constant(rng.standard_normal(values.shape))
+
+    def loss_of(keys, values):
+        new = memory.gradient_write(
+            weights, keys, values, rate, hidden, output, method="closed_form"
+        )
+        return tf.reduce_sum(memory.read(new, query, hidden, output) * probe)
+
+    theoretical, numerical = tf.test.compute_gradient(loss_of, [keys, values], delta=1e-6)
+    for t, n in zip(theoretical, numerical):
+        np.testing.assert_allclose(t, n, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("activations", ["default", "sigmoid-tanh", "relu", "custom"])
+def test_closed_form_compiles_under_xla(activations):
+    weights, keys, values, rate = small_write_inputs(50, 3, 2, dtype=np.float32)
+    hidden, output = ACTIVATIONS[activations]
+
+    def write_and_grads(weights, keys, values, rate):
+        with tf.GradientTape() as tape:
+            tape.watch([keys, values, rate, weights])
+            factors = memory.gradient_write_factors(
+                weights, keys, values, rate, hidden, output, method="closed_form"
+            )
+            new = memory.apply_write(weights, factors)
+            loss = tf.add_n([tf.reduce_sum(tf.sin(w)) for w in new])
+        return new, tape.gradient(loss, [keys, values, rate, *weights])
+
+    eager_new, eager_grads = run(write_and_grads, "eager", weights, keys, values, rate)
+    xla_new, xla_grads = run(write_and_grads, "xla", weights, keys, values, rate)
+    for e, x in zip(eager_new + eager_grads, xla_new + xla_grads):
+        np.testing.assert_allclose(x.numpy(), e.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_method_names_it():
+    weights, keys, values, rate = small_write_inputs(60, 1, 1)
+    message = re.escape("`method` must be one of 'closed_form', 'tape'; received 'autodiff'")
+    with pytest.raises(ValueError, match=message):
+        memory.gradient_write_factors(weights, keys, values, rate, method="autodiff")
+    with pytest.raises(ValueError, match=message):
+        memory.gradient_write(weights, keys, values, rate, method="autodiff")

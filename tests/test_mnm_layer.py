@@ -1,6 +1,6 @@
 """`mnm_keras.MNM`'s memory-efficient path equals the plain `keras.layers.RNN(MNMCell)` path.
 
-The memory-efficient path (`mnm_keras._sequence`) stores the rank-H write factors instead of
+The memory-efficient path (`mnm_keras.core.unroll`) stores the rank-H write factors instead of
 the memory weights and rebuilds phi_{t-1} from phi_t while back-propagating. These tests run
 both paths on the same weights and compare outputs, final states (memory included) and the
 gradients of a loss that touches every output and every state, with respect to the inputs,

@@ -2,10 +2,9 @@
 
 TF-Agents networks are tf-keras (Keras 2) layers, and a Keras 3 layer such as
 `mnm_keras.MNMCell` cannot live inside one (its variables, ``get_initial_state`` signature
-and `Sequential` checks differ). `MNMCell` here is therefore a tf-keras cell with the same
-structure, state layout and sublayer names as the Keras 3 cell, and it computes the memory
-with the same functions, `mnm_keras.memory` (`local_write` or `gradient_write`, `read`,
-`recall_error`): the equations exist once, in `mnm_keras.memory`. A test copies the weights
+and `Sequential` checks differ). `TFKerasMNMCell` is therefore a tf-keras cell with the
+arguments, sublayers and state layout of the Keras 3 cell that computes its step with the
+same pure function, `mnm_keras.core.step`: the step exists once. A test copies the weights
 of a Keras 3 `mnm_keras.MNMCell` into this cell and checks that the steps agree.
 
 `ActorCriticRnnNetwork` is a `tf_agents.networks.Network`: the recurrent core is the shared
@@ -25,54 +24,36 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import nest_utils
 
-from mnm_keras import memory
-from mnm_keras._utils import check_bool, check_positive_int
+from mnm_keras import core
+from mnm_keras._utils import check_positive_int
 
-WRITE_RULES = ("local", "gradient")
 CORES = ("mnm_p", "mnm_g", "lstm")
 
 __all__ = [
     "ActorCriticRnnNetwork",
     "CORES",
-    "MNMCell",
+    "TFKerasMNMCell",
     "actor_critic_network",
     "lstm_actor_critic",
     "mnm_actor_critic",
 ]
 
 
-class MNMCell(tf.keras.layers.Layer):
-    """The MNM recurrent cell as a tf-keras layer (paper section 3), for TF-Agents networks.
+class TFKerasMNMCell(tf.keras.layers.Layer):
+    """The MNM recurrent cell as a tf-keras (Keras 2) layer, for TF-Agents networks.
 
-    The step is the one of the Keras 3 `mnm_keras.MNMCell` (see its docstring): LSTM
-    controller over ``[x_t; v^r_{t-1}]``, interface (equation 1), **write** with
-    `mnm_keras.memory.local_write` (MNM-p, per-layer targets from the feedback functions
-    q^l) or `mnm_keras.memory.gradient_write` (MNM-g), **then read** with
-    `mnm_keras.memory.read` (mean over the H heads), output ``W_y [h_t; v^r_t] + b_y``.
-    The per-step meta loss (equation 5, recall delay 0) is `mnm_keras.memory.recall_error`
-    of the pairs just written under the new weights; like the Keras 3 cell, the cell adds it
-    to ``(sum, count)`` in its last state, so that a caller can read the mean at the end of
-    an unroll (`ActorCriticRnnNetwork.meta_loss`). It is computed only when ``training`` is
-    true (acting needs no meta loss; the accumulator is then left unchanged).
+    TF-Agents networks are tf-keras layers, and a Keras 3 layer such as
+    `mnm_keras.MNMCell` cannot live inside one. This class is that cell for tf-keras: it
+    takes the same arguments (see `mnm_keras.MNMCell` for their meaning, all of them
+    supported here), owns the same sublayers and variables (``controller``,
+    ``interface``, ``rate``, ``output_projection``, ``feedback``, ``initial_memory``) and
+    computes with the same function, `mnm_keras.core.step`: the step exists once.
 
-    State (a list, the Keras 3 cell's layout): ``[h [B, units], c [B, units],
-    v^r [B, value_size], M^0 [B, D_1 * D_0], ..., M^{L-1} [B, D_L * D_{L-1}],
-    meta [B, 2]]``, the memory matrices flattened. `get_initial_state` gives zeros and the
-    fixed random initial memory phi_0 (a non-trainable weight drawn from ``seed``) for
-    every sequence.
-
-    Args:
-      units: controller LSTM size (default 200, the paper's maze agent).
-      memory_units: hidden width D_l of the memory MLP (default 100).
-      memory_layers: number L of memory layers (default 3).
-      key_size, value_size: d_k and d_v (default 100).
-      num_heads: H (default 3, the paper's maze agent).
-      write_rule: ``"local"`` (MNM-p) or ``"gradient"`` (MNM-g).
-      output_units: size of the output ``y_t`` (default ``units``).
-      rate_bias: initial bias of the rate projection (default -2.0, rate 0.12).
-      normalize_writes: normalised writes, as `mnm_keras.MNMCell`'s argument (default
-        False, the paper's rule).
-      seed: seed of phi_0 and of the kernels' initializers (None: not seeded).
+    One difference, on purpose: the per-step meta loss (equation 5) is added to the
+    accumulator ``(sum, count)`` only when ``training`` is true (acting needs no meta
+    loss, and it costs a memory read per step); `ActorCriticRnnNetwork.meta_loss` reads
+    the mean at the end of an unroll. The state is the flat list of `mnm_keras.core.pack`
+    (`unpack_state` gives the `mnm_keras.core.MNMState`).
 
     Call arguments: ``inputs [B, input_dim]``, ``states`` (list as above), ``training``.
     Returns ``(y [B, output_units], new_states)``.
@@ -80,40 +61,51 @@ class MNMCell(tf.keras.layers.Layer):
 
     def __init__(
         self,
-        units=200,
+        units,
         memory_units=100,
         memory_layers=3,
         key_size=100,
         value_size=100,
-        num_heads=3,
+        num_heads=1,
         write_rule="local",
         output_units=None,
-        rate_bias=-2.0,
+        recall_delay=0,
+        recall_decay=None,
+        targets_from_values=False,
         normalize_writes=False,
+        memory_activation="tanh",
+        memory_output_activation=None,
+        memory_initializer="glorot_uniform",
         seed=None,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        rate_bias_initializer=-2.0,
+        kernel_regularizer=None,
+        bias_regularizer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (
-            ("units", units),
-            ("memory_units", memory_units),
-            ("memory_layers", memory_layers),
-            ("key_size", key_size),
-            ("value_size", value_size),
-            ("num_heads", num_heads),
-        ):
-            check_positive_int(name, value)
-        if output_units is not None:
-            check_positive_int("output_units", output_units)
-        if write_rule not in WRITE_RULES:
-            raise ValueError(
-                f"`write_rule` must be one of {WRITE_RULES} ('local' = MNM-p, 'gradient' = "
-                f"MNM-g); received write_rule={write_rule!r}."
-            )
-        if isinstance(rate_bias, bool) or not isinstance(rate_bias, (int, float)):
-            raise ValueError(f"`rate_bias` must be a number; received rate_bias={rate_bias!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
+        self.memory_activation = tf.keras.activations.get(memory_activation)
+        self.memory_output_activation = tf.keras.activations.get(memory_output_activation)
+        self.config = core.make_config(
+            units,
+            memory_units=memory_units,
+            memory_layers=memory_layers,
+            key_size=key_size,
+            value_size=value_size,
+            num_heads=num_heads,
+            write_rule=write_rule,
+            output_units=output_units,
+            recall_delay=recall_delay,
+            recall_decay=recall_decay,
+            targets_from_values=targets_from_values,
+            normalize_writes=normalize_writes,
+            memory_activation=self.memory_activation,
+            memory_output_activation=self.memory_output_activation,
+        )
         self.units = units
         self.memory_units = memory_units
         self.memory_layers = memory_layers
@@ -122,29 +114,43 @@ class MNMCell(tf.keras.layers.Layer):
         self.num_heads = num_heads
         self.write_rule = write_rule
         self.output_units = output_units
-        self.rate_bias = float(rate_bias)
-        check_bool("normalize_writes", normalize_writes)
+        self.recall_delay = recall_delay
+        self.recall_decay = list(self.config.recall_decay)
+        self.targets_from_values = targets_from_values
         self.normalize_writes = normalize_writes
         self.seed = seed
-        self.output_size = output_units or units
-        self.memory_sizes = [key_size] + [memory_units] * (memory_layers - 1) + [value_size]
-        self.num_rates = 1 if write_rule == "gradient" else memory_layers
-        self.state_size = (
-            [units, units, value_size]
-            + [self.memory_sizes[i + 1] * self.memory_sizes[i] for i in range(memory_layers)]
-            + [2]
+        self.memory_initializer = tf.keras.initializers.get(memory_initializer)
+        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = tf.keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = tf.keras.initializers.get(bias_initializer)
+        self.rate_bias_initializer = tf.keras.initializers.get(
+            tf.keras.initializers.Constant(rate_bias_initializer)
+            if isinstance(rate_bias_initializer, (int, float))
+            else rate_bias_initializer
         )
+        self.kernel_regularizer = tf.keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = tf.keras.regularizers.get(bias_regularizer)
+        self.output_size = self.config.output_units
+        self.memory_sizes = list(self.config.memory_sizes)
+        self.num_rates = self.config.num_rates
+        self.state_size = core.state_sizes(self.config)
 
-    def _initializer(self, offset):
-        seed = None if self.seed is None else self.seed + offset
-        return tf.keras.initializers.GlorotUniform(seed=seed)
+    def _seeded(self, initializer, offset):
+        """A new instance of ``initializer``, seeded with ``seed + offset`` when it takes
+        a seed (tf-keras gives equal values from one unseeded instance called twice)."""
+        config = initializer.get_config()
+        if self.seed is not None and "seed" in config:
+            config["seed"] = self.seed + offset
+        return initializer.__class__.from_config(config)
 
-    def _dense(self, units, activation, name, offset, input_dim, bias_initializer="zeros"):
+    def _dense(self, units, activation, name, offset, input_dim, bias_initializer=None):
         layer = tf.keras.layers.Dense(
             units,
             activation=activation,
-            kernel_initializer=self._initializer(offset),
-            bias_initializer=bias_initializer,
+            kernel_initializer=self._seeded(self.kernel_initializer, offset),
+            bias_initializer=bias_initializer or self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
             name=name,
         )
         layer.build((None, input_dim))
@@ -154,115 +160,94 @@ class MNMCell(tf.keras.layers.Layer):
         input_dim = tf.TensorShape(input_shape)[-1]
         if input_dim is None:
             raise ValueError(
-                f"MNMCell needs a known input feature size; received input shape {input_shape}."
+                "TFKerasMNMCell needs a known input feature size; received input shape "
+                f"{input_shape}."
             )
-        heads, dk, dv = self.num_heads, self.key_size, self.value_size
+        config, dv = self.config, self.value_size
         self.controller = tf.keras.layers.LSTMCell(
             self.units,
-            kernel_initializer=self._initializer(0),
-            recurrent_initializer=tf.keras.initializers.Orthogonal(seed=self.seed),
+            kernel_initializer=self._seeded(self.kernel_initializer, 0),
+            recurrent_initializer=self._seeded(self.recurrent_initializer, 0),
+            bias_initializer=self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            bias_regularizer=self.bias_regularizer,
             name="controller",
         )
         self.controller.build((None, input_dim + dv))
-        self.interface = self._dense(
-            2 * heads * dk + heads * dv + dk, "tanh", "interface", 1, self.units
-        )
+        self.interface = self._dense(config.interface_size, "tanh", "interface", 1, self.units)
         self.rate = self._dense(
-            self.num_rates,
-            "sigmoid",
-            "rate",
-            2,
-            dk,
-            bias_initializer=tf.keras.initializers.Constant(self.rate_bias),
+            self.num_rates, "sigmoid", "rate", 2, self.key_size, self.rate_bias_initializer
         )
         self.output_projection = self._dense(self.output_size, None, "output", 3, self.units + dv)
-        self.feedback = []
-        if self.write_rule == "local":
-            last = self.memory_layers - 1
-            for index in range(self.memory_layers):
-                activation = None if index == last else "tanh"
-                self.feedback.append(
-                    self._dense(
-                        self.memory_sizes[index + 1], activation, f"feedback_{index}", 4 + index, dv
-                    )
-                )
+        last = self.memory_layers - 1
+        self.feedback = [
+            self._dense(
+                self.memory_sizes[index + 1],
+                self.memory_output_activation if index == last else self.memory_activation,
+                f"feedback_{index}",
+                4 + index,
+                dv,
+            )
+            for index in range(config.feedback_layers)
+        ]
         self.initial_memory = [
             self.add_weight(
                 name=f"initial_memory_{index}",
                 shape=(self.memory_sizes[index + 1], self.memory_sizes[index]),
-                initializer=self._initializer(100 + index),
+                initializer=self._seeded(self.memory_initializer, 100 + index),
                 trainable=False,
             )
             for index in range(self.memory_layers)
         ]
         super().build(input_shape)
 
+    def params(self):
+        """The cell's weights as a `mnm_keras.core.MNMParams` of tensors."""
+        if not self.built:
+            raise ValueError("TFKerasMNMCell.params needs the cell to be built first.")
+        controller = self.controller
+        return core.MNMParams(
+            tf.convert_to_tensor(controller.kernel),
+            tf.convert_to_tensor(controller.recurrent_kernel),
+            tf.convert_to_tensor(controller.bias),
+            tf.convert_to_tensor(self.interface.kernel),
+            tf.convert_to_tensor(self.interface.bias),
+            tf.convert_to_tensor(self.rate.kernel),
+            tf.convert_to_tensor(self.rate.bias),
+            tf.convert_to_tensor(self.output_projection.kernel),
+            tf.convert_to_tensor(self.output_projection.bias),
+            tuple(tf.convert_to_tensor(q.kernel) for q in self.feedback),
+            tuple(tf.convert_to_tensor(q.bias) for q in self.feedback),
+            tuple(tf.convert_to_tensor(m) for m in self.initial_memory),
+        )
+
     def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
         """Zeros and phi_0 for every sequence: the list of `state_size` tensors ``[B, size]``."""
         if not self.built:
             raise ValueError(
-                "MNMCell.get_initial_state needs the cell to be built first (it holds phi_0)."
+                "TFKerasMNMCell.get_initial_state needs the cell to be built first (it holds "
+                "phi_0)."
             )
         if batch_size is None:
             if inputs is None:
                 raise ValueError("`batch_size` or `inputs` must be given to get_initial_state.")
             batch_size = tf.shape(inputs)[0]
-        states = [
-            tf.zeros([batch_size, self.units]),
-            tf.zeros([batch_size, self.units]),
-            tf.zeros([batch_size, self.value_size]),
-        ]
-        for matrix in self.initial_memory:
-            states.append(
-                tf.tile(tf.reshape(tf.convert_to_tensor(matrix), [1, -1]), [batch_size, 1])
-            )
-        states.append(tf.zeros([batch_size, 2]))
-        return states
+        return core.pack(self.config, core.initial_state(self.config, self.params(), batch_size))
 
-    def unflatten_memory(self, states):
-        """The memory weights phi as ``[B, D_{l+1}, D_l]`` matrices, from a state list."""
-        return [
-            tf.reshape(states[3 + i], [-1, self.memory_sizes[i + 1], self.memory_sizes[i]])
-            for i in range(self.memory_layers)
-        ]
+    def unpack_state(self, states):
+        """A flat state list -> `mnm_keras.core.MNMState`."""
+        return core.unpack(self.config, states)
 
     def call(self, inputs, states, training=False):
-        """One MNM step; returns ``y_t`` and the new state list."""
-        states = list(states)
-        h, c, previous_read = states[0], states[1], states[2]
-        weights = self.unflatten_memory(states)
-        meta = states[3 + self.memory_layers]
-        heads, dk, dv = self.num_heads, self.key_size, self.value_size
-
-        controller_input = tf.concat([inputs, previous_read], axis=-1)
-        _, (h, c) = self.controller(controller_input, [h, c], training=training)
-        read_keys, write_keys, values, rate_vector = tf.split(
-            self.interface(h), [heads * dk, heads * dk, heads * dv, dk], axis=-1
+        """One MNM step (`mnm_keras.core.step`); returns ``y_t`` and the new state list."""
+        y, new_state, _ = core.step(
+            self.config,
+            self.params(),
+            inputs,
+            core.unpack(self.config, states),
+            compute_meta_loss=bool(training),
         )
-        read_keys = tf.reshape(read_keys, [-1, heads, dk])
-        write_keys = tf.reshape(write_keys, [-1, heads, dk])
-        values = tf.reshape(values, [-1, heads, dv])
-        rates = self.rate(rate_vector)
-
-        if self.write_rule == "gradient":
-            new_weights = memory.gradient_write(
-                weights, write_keys, values, rates[:, 0], normalize=self.normalize_writes
-            )
-        else:
-            targets = [q(values) for q in self.feedback]
-            new_weights = memory.local_write(
-                weights, write_keys, targets, rates, normalize=self.normalize_writes
-            )
-        read_value = tf.reduce_mean(memory.read(new_weights, read_keys), axis=1)
-        if training:
-            step_meta = memory.recall_error(new_weights, write_keys, values)
-            meta = meta + tf.stack([step_meta, tf.ones_like(step_meta)], axis=-1)
-
-        y = self.output_projection(tf.concat([h, read_value], axis=-1))
-        new_states = [h, c, read_value]
-        new_states += [tf.reshape(w, [-1, w.shape[1] * w.shape[2]]) for w in new_weights]
-        new_states.append(meta)
-        return y, new_states
+        return y, core.pack(self.config, new_state)
 
     def get_config(self):
         config = super().get_config()
@@ -276,9 +261,26 @@ class MNMCell(tf.keras.layers.Layer):
                 "num_heads": self.num_heads,
                 "write_rule": self.write_rule,
                 "output_units": self.output_units,
-                "rate_bias": self.rate_bias,
+                "recall_delay": self.recall_delay,
+                "recall_decay": self.recall_decay,
+                "targets_from_values": self.targets_from_values,
                 "normalize_writes": self.normalize_writes,
+                "memory_activation": tf.keras.activations.serialize(self.memory_activation),
+                "memory_output_activation": tf.keras.activations.serialize(
+                    self.memory_output_activation
+                ),
+                "memory_initializer": tf.keras.initializers.serialize(self.memory_initializer),
                 "seed": self.seed,
+                "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": tf.keras.initializers.serialize(
+                    self.recurrent_initializer
+                ),
+                "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
+                "rate_bias_initializer": tf.keras.initializers.serialize(
+                    self.rate_bias_initializer
+                ),
+                "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer),
             }
         )
         return config
@@ -295,7 +297,7 @@ class ActorCriticRnnNetwork(network.Network):
       input_tensor_spec: the observation spec (a single ``[obs]`` float tensor spec).
       action_spec: a scalar, bounded integer action spec (``num_actions = max - min + 1``).
       cell: a tf-keras RNN cell with ``state_size``, ``output_size`` and
-        ``get_initial_state(batch_size=, dtype=)``, e.g. `MNMCell` or
+        ``get_initial_state(batch_size=, dtype=)``, e.g. `TFKerasMNMCell` or
         ``tf.keras.layers.LSTMCell``.
       seed: seed of the heads' initializers.
 
@@ -370,9 +372,9 @@ class ActorCriticRnnNetwork(network.Network):
         """Mean per-step meta loss ``[B]`` held in an MNM state (None for other cores).
 
         The mean over the steps since the last reset of the accumulator ``(sum, count)``
-        (the last state entry of `MNMCell`), computed by unrolls with ``training=True``.
+        (the last state entry of `TFKerasMNMCell`), computed by unrolls with ``training=True``.
         """
-        if not isinstance(self._cell, MNMCell):
+        if not isinstance(self._cell, TFKerasMNMCell):
             return None
         accumulated = network_state[-1]
         return accumulated[:, 0] / tf.maximum(accumulated[:, 1], 1.0)
@@ -392,7 +394,7 @@ def mnm_actor_critic(
     seed=None,
 ):
     """The paper's MNM maze agent (controller 200, memory 3 x 100, H = 3) as a network."""
-    cell = MNMCell(
+    cell = TFKerasMNMCell(
         units,
         memory_units=memory_units,
         memory_layers=memory_layers,

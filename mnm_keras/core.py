@@ -1,0 +1,705 @@
+"""The MNM step and sequence as pure TensorFlow functions (paper, section 3).
+
+Every MNM cell and layer of mnm_keras computes through this module: the Keras 3
+`mnm_keras.MNMCell` and `mnm_keras.MNM`, the tf-keras cell of `tf_agents_ext.networks`,
+`mnm_keras.interactions.trace_interactions` and the examples' diagnostics. Those classes
+own variables; they build an `MNMParams` of plain tensors from them and call `step` or
+`unroll`. The memory equations themselves (read, both writes, recall error) are in
+`mnm_keras.memory`, which this module calls.
+
+* `MNMConfig`: the frozen sizes and options of one MNM (`make_config` validates them);
+* `MNMParams`: the trainable weights (and phi_0) as a named tuple of tensors;
+* `MNMState`: the recurrent state as a named tuple, `pack` / `unpack` to the flat list of
+  ``[batch, size]`` vectors that `keras.layers.RNN` carries (`state_sizes`);
+* `step`: one time step; `unroll`: a whole sequence, by default with the memory-efficient
+  backward pass (the memory weights of each step are rebuilt, not kept).
+
+Shapes: B batch, T time, d_h = ``units``, d_k / d_v key and value sizes, H heads,
+D_0..D_L the memory layer sizes (``D_0 = d_k``, ``D_L = d_v``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+from mnm_keras import memory
+
+WRITE_RULES = ("local", "gradient")
+
+__all__ = [
+    "WRITE_RULES",
+    "Interactions",
+    "MNMConfig",
+    "MNMParams",
+    "MNMState",
+    "initial_state",
+    "interface",
+    "make_config",
+    "output",
+    "pack",
+    "state_sizes",
+    "step",
+    "unpack",
+    "unroll",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class MNMConfig:
+    """Sizes and options of one MNM; see `mnm_keras.MNMCell` for their meaning.
+
+    ``memory_sizes`` is ``(D_0, ..., D_L)``; ``compute_dtype`` is the dtype of the
+    controller and the dense projections (the memory is always float32).
+    """
+
+    units: int
+    memory_sizes: tuple
+    num_heads: int
+    write_rule: str
+    output_units: int
+    recall_delay: int = 0
+    recall_decay: tuple = (1.0,)
+    targets_from_values: bool = False
+    normalize_writes: bool = False
+    memory_activation: Callable | None = tf.tanh
+    memory_output_activation: Callable | None = None
+    compute_dtype: str = "float32"
+
+    @property
+    def key_size(self):
+        return self.memory_sizes[0]
+
+    @property
+    def value_size(self):
+        return self.memory_sizes[-1]
+
+    @property
+    def memory_layers(self):
+        return len(self.memory_sizes) - 1
+
+    @property
+    def num_rates(self):
+        """1 for MNM-g (one beta_t), L for MNM-p (one beta^l_t per layer)."""
+        return 1 if self.write_rule == "gradient" else self.memory_layers
+
+    @property
+    def feedback_layers(self):
+        """Number of learned feedback functions q^l (MNM-p; the last one is the values
+        themselves with ``targets_from_values``)."""
+        if self.write_rule != "local":
+            return 0
+        return self.memory_layers - 1 if self.targets_from_values else self.memory_layers
+
+    @property
+    def interface_size(self):
+        """Width of equation 1's output: H read keys, H write keys, H values, beta'_t."""
+        heads, dk, dv = self.num_heads, self.key_size, self.value_size
+        return 2 * heads * dk + heads * dv + dk
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
+
+
+def make_config(
+    units,
+    memory_units=100,
+    memory_layers=3,
+    key_size=100,
+    value_size=100,
+    num_heads=1,
+    write_rule="local",
+    output_units=None,
+    recall_delay=0,
+    recall_decay=None,
+    targets_from_values=False,
+    normalize_writes=False,
+    memory_activation=tf.tanh,
+    memory_output_activation=None,
+    compute_dtype="float32",
+):
+    """A validated `MNMConfig`; every error names the argument and the value received."""
+    for name, value in (
+        ("units", units),
+        ("memory_units", memory_units),
+        ("memory_layers", memory_layers),
+        ("key_size", key_size),
+        ("value_size", value_size),
+        ("num_heads", num_heads),
+    ):
+        _check_positive_int(name, value)
+    if output_units is not None:
+        _check_positive_int("output_units", output_units)
+    if write_rule not in WRITE_RULES:
+        raise ValueError(
+            f"`write_rule` must be one of {WRITE_RULES} ('local' = MNM-p, 'gradient' = "
+            f"MNM-g); received write_rule={write_rule!r}."
+        )
+    if isinstance(recall_delay, bool) or not isinstance(recall_delay, int) or recall_delay < 0:
+        raise ValueError(
+            f"`recall_delay` must be a non-negative integer; received {recall_delay!r}."
+        )
+    if recall_decay is None:
+        recall_decay = [1.0] * (recall_delay + 1)
+    recall_decay = tuple(float(x) for x in recall_decay)
+    if len(recall_decay) != recall_delay + 1:
+        raise ValueError(
+            f"`recall_decay` must hold recall_delay + 1 = {recall_delay + 1} weights "
+            f"(lambda_0..lambda_{recall_delay}); received {list(recall_decay)!r}."
+        )
+    _check_bool("targets_from_values", targets_from_values)
+    _check_bool("normalize_writes", normalize_writes)
+    if targets_from_values and write_rule != "local":
+        raise ValueError(
+            "`targets_from_values=True` applies to write_rule='local' (MNM-p) only; "
+            f"received write_rule={write_rule!r}."
+        )
+    sizes = (key_size,) + (memory_units,) * (memory_layers - 1) + (value_size,)
+    return MNMConfig(
+        units=units,
+        memory_sizes=sizes,
+        num_heads=num_heads,
+        write_rule=write_rule,
+        output_units=output_units or units,
+        recall_delay=recall_delay,
+        recall_decay=recall_decay,
+        targets_from_values=targets_from_values,
+        normalize_writes=normalize_writes,
+        memory_activation=memory_activation,
+        memory_output_activation=memory_output_activation,
+        compute_dtype=str(compute_dtype),
+    )
+
+
+class MNMParams(NamedTuple):
+    """The weights of one MNM as tensors (the variables of the cell that owns them).
+
+    Kernels are ``[inputs, outputs]``, applied as ``x @ kernel + bias``:
+
+    * ``controller_kernel`` ``[input_dim + d_v, 4 d_h]``, ``controller_recurrent_kernel``
+      ``[d_h, 4 d_h]``, ``controller_bias`` ``[4 d_h]``: the LSTM over ``[x_t; v^r_{t-1}]``
+      (section 3.1), gates in the order input, forget, cell, output (as Keras' LSTMCell);
+    * ``interface_kernel`` ``[d_h, 2 H d_k + H d_v + d_k]`` and bias: equation 1;
+    * ``rate_kernel`` ``[d_k, 1 or L]`` and bias: ``beta_t = sigmoid(W_beta beta'_t + b)``;
+    * ``output_kernel`` ``[d_h + d_v, d_o]`` and bias: ``y_t = W_y [h_t; v^r_t] + b_y``;
+    * ``feedback_kernels`` / ``feedback_biases``: the feedback prediction functions q^l
+      of MNM-p (section 3.4), ``[d_v, D_{l+1}]`` (empty tuples for MNM-g);
+    * ``initial_memory``: phi_0, L matrices ``[D_{l+1}, D_l]`` (not trained).
+    """
+
+    controller_kernel: Any
+    controller_recurrent_kernel: Any
+    controller_bias: Any
+    interface_kernel: Any
+    interface_bias: Any
+    rate_kernel: Any
+    rate_bias: Any
+    output_kernel: Any
+    output_bias: Any
+    feedback_kernels: tuple
+    feedback_biases: tuple
+    initial_memory: tuple
+
+
+class MNMState(NamedTuple):
+    """The recurrent state of MNM after step t.
+
+    * ``h``, ``c``: the controller LSTM's state, ``[B, d_h]``;
+    * ``read``: the read-out ``v^r_t`` (mean over heads), ``[B, d_v]``;
+    * ``memory``: the memory weights phi_t, L tensors ``[B, D_{l+1}, D_l]``;
+    * ``meta``: ``[B, 2]``, (sum of the per-step meta losses, number of steps);
+    * ``history``: with ``recall_delay`` T > 0, the write pairs of the T previous steps
+      ``(keys [B, T, H, d_k], values [B, T, H, d_v], valid [B, T])`` (index 0 is step
+      t); an empty tuple otherwise.
+    """
+
+    h: Any
+    c: Any
+    read: Any
+    memory: tuple
+    meta: Any
+    history: tuple = ()
+
+
+class Interactions(NamedTuple):
+    """What one step did to the memory (for inspection; `unroll`'s ``on_step``).
+
+    ``read_keys`` / ``write_keys`` ``[B, H, d_k]``, ``values`` (targets v^w)
+    ``[B, H, d_v]``, ``rates`` ``[B, 1 or L]``, ``read_values`` (per head, before the mean)
+    ``[B, H, d_v]``, ``write_factors`` the L pairs ``(a^l, b^l)`` of the write
+    ``M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T``.
+    """
+
+    read_keys: Any
+    write_keys: Any
+    values: Any
+    rates: Any
+    read_values: Any
+    write_factors: tuple
+
+
+# ------------------------------------------------------------------------------ state
+def state_sizes(config):
+    """The sizes of the flat state vectors of `pack`, as `keras.layers.RNN` wants them."""
+    sizes = config.memory_sizes
+    flat = [config.units, config.units, config.value_size]
+    flat += [sizes[i + 1] * sizes[i] for i in range(config.memory_layers)]
+    flat += [2]
+    if config.recall_delay:
+        delay, heads = config.recall_delay, config.num_heads
+        flat += [delay * heads * config.key_size, delay * heads * config.value_size, delay]
+    return flat
+
+
+def pack(config, state):
+    """`MNMState` -> the flat list of ``[B, size]`` tensors of `state_sizes`.
+
+    Order: h, c, read-out, the L memory matrices (flattened row-major), the meta-loss
+    accumulator, and with a recall delay the key, value and valid histories.
+    """
+    flat = [state.h, state.c, state.read]
+    flat += [tf.reshape(m, [-1, m.shape[1] * m.shape[2]]) for m in state.memory]
+    flat.append(state.meta)
+    if config.recall_delay:
+        keys, values, valid = state.history
+        flat += [
+            tf.reshape(keys, [-1, keys.shape[1] * keys.shape[2] * keys.shape[3]]),
+            tf.reshape(values, [-1, values.shape[1] * values.shape[2] * values.shape[3]]),
+            valid,
+        ]
+    return flat
+
+
+def unpack(config, flat):
+    """The flat list of `pack` (or `keras.layers.RNN`'s states) -> `MNMState`."""
+    flat = list(flat)
+    expected = len(state_sizes(config))
+    if len(flat) != expected:
+        raise ValueError(
+            f"An MNM state has {expected} tensors ({state_sizes(config)}); received {len(flat)}."
+        )
+    sizes, layers = config.memory_sizes, config.memory_layers
+    weights = tuple(tf.reshape(flat[3 + i], [-1, sizes[i + 1], sizes[i]]) for i in range(layers))
+    history = ()
+    if config.recall_delay:
+        delay, heads = config.recall_delay, config.num_heads
+        keys, values, valid = flat[-3:]
+        history = (
+            tf.reshape(keys, [-1, delay, heads, config.key_size]),
+            tf.reshape(values, [-1, delay, heads, config.value_size]),
+            valid,
+        )
+    return MNMState(flat[0], flat[1], flat[2], weights, flat[3 + layers], history)
+
+
+def initial_state(config, params, batch_size):
+    """The state at the start of every sequence: zeros, and phi_0 for every sequence."""
+    zeros = lambda *shape: tf.zeros([batch_size, *shape], tf.float32)  # noqa: E731
+    weights = tuple(
+        tf.tile(tf.cast(m, tf.float32)[None], [batch_size, 1, 1]) for m in params.initial_memory
+    )
+    history = ()
+    if config.recall_delay:
+        delay, heads = config.recall_delay, config.num_heads
+        history = (
+            zeros(delay, heads, config.key_size),
+            zeros(delay, heads, config.value_size),
+            zeros(delay),
+        )
+    return MNMState(
+        zeros(config.units),
+        zeros(config.units),
+        zeros(config.value_size),
+        weights,
+        zeros(2),
+        history,
+    )
+
+
+# ------------------------------------------------------------------------------- step
+def _dense(config, x, kernel, bias=None, activation=None):
+    """``activation(x @ kernel + bias)`` in the controller's dtype, returned as float32."""
+    dtype = config.compute_dtype
+    y = tf.matmul(tf.cast(x, dtype), tf.cast(kernel, dtype))
+    if bias is not None:
+        y = y + tf.cast(bias, dtype)
+    if activation is not None:
+        y = activation(y)
+    return tf.cast(y, tf.float32)
+
+
+def project_inputs(config, params, inputs):
+    """The input's part of the controller's gates, ``x_t W_x`` for any leading axes.
+
+    ``inputs`` ``[..., input_dim]`` -> ``[..., 4 d_h]`` (controller dtype). `unroll`
+    computes it for every step at once, before its loop.
+    """
+    dtype = config.compute_dtype
+    input_dim = inputs.shape[-1]
+    kernel = tf.cast(params.controller_kernel[:input_dim], dtype)
+    return tf.tensordot(tf.cast(inputs, dtype), kernel, axes=1)
+
+
+def _controller(config, params, projected_input, state):
+    """Section 3.1: ``h_t, c_t = LSTM([x_t; v^r_{t-1}], (h_{t-1}, c_{t-1}))``."""
+    dtype = config.compute_dtype
+    read_kernel = params.controller_kernel[-config.value_size :]
+    gates = (
+        tf.cast(projected_input, dtype)
+        + tf.matmul(tf.cast(state.read, dtype), tf.cast(read_kernel, dtype))
+        + tf.matmul(tf.cast(state.h, dtype), tf.cast(params.controller_recurrent_kernel, dtype))
+        + tf.cast(params.controller_bias, dtype)
+    )
+    i, f, g, o = tf.split(gates, 4, axis=-1)
+    c = tf.sigmoid(f) * tf.cast(state.c, dtype) + tf.sigmoid(i) * tf.tanh(g)
+    h = tf.sigmoid(o) * tf.tanh(c)
+    return tf.cast(h, tf.float32), tf.cast(c, tf.float32)
+
+
+def interface(config, params, h):
+    """Equation 1: read keys, write keys, target values ``[B, H, size]`` and rates."""
+    heads, dk, dv = config.num_heads, config.key_size, config.value_size
+    vectors = _dense(config, h, params.interface_kernel, params.interface_bias, tf.tanh)
+    read_keys, write_keys, values, rate_vector = tf.split(
+        vectors, [heads * dk, heads * dk, heads * dv, dk], axis=-1
+    )
+    rates = _dense(config, rate_vector, params.rate_kernel, params.rate_bias, tf.sigmoid)
+    return (
+        tf.reshape(read_keys, [-1, heads, dk]),
+        tf.reshape(write_keys, [-1, heads, dk]),
+        tf.reshape(values, [-1, heads, dv]),
+        rates,
+    )
+
+
+def _write_factors(config, params, weights, write_keys, values, rates):
+    """This step's write as rank-H factors: MNM-g (equations 2-3) or MNM-p (equation 4)."""
+    hidden, output = config.memory_activation, config.memory_output_activation
+    if config.write_rule == "gradient":
+        return memory.gradient_write_factors(
+            weights, write_keys, values, rates[:, 0], hidden, output, config.normalize_writes
+        )
+    last = config.memory_layers - 1
+    targets = [
+        _dense(config, values, kernel, bias, output if index == last else hidden)
+        for index, (kernel, bias) in enumerate(zip(params.feedback_kernels, params.feedback_biases))
+    ]
+    if config.targets_from_values:
+        targets.append(values)
+    return memory.local_write_factors(
+        weights, write_keys, targets, rates, hidden, output, config.normalize_writes
+    )
+
+
+def _meta_and_history(config, weights, state, write_keys, values):
+    """Equation 5's term of this step under phi_t, and the next recall history."""
+    hidden, output = config.memory_activation, config.memory_output_activation
+    if not config.recall_delay:
+        return memory.recall_error(weights, write_keys, values, hidden, output), ()
+    old_keys, old_values, old_valid = state.history
+    keys = tf.concat([write_keys[:, None], old_keys], axis=1)
+    vals = tf.concat([values[:, None], old_values], axis=1)
+    valid = tf.concat([tf.ones_like(old_valid[:, :1]), old_valid], axis=1)
+    step_meta = memory.meta_loss(weights, keys, vals, config.recall_decay, valid, hidden, output)
+    return step_meta, (keys[:, :-1], vals[:, :-1], valid[:, :-1])
+
+
+def recurrent_step(config, params, projected_input, state, compute_meta_loss=True):
+    """One MNM step without the output projection: ``(new_state, interactions)``.
+
+    1. controller (3.1), 2. interface (equation 1), 3. write phi_{t-1} -> phi_t
+    (equations 2-4), 4. read ``v^r_t`` = mean over heads of ``f_{phi_t}(k^r_t)``,
+    5. the meta loss of equation 5 added to ``state.meta`` (when ``compute_meta_loss``;
+    otherwise the accumulator is left as it is).
+
+    Args:
+      config: an `MNMConfig`.
+      params: an `MNMParams` (only the controller, interface, rate and feedback weights
+        are read).
+      projected_input: ``x_t W_x``, ``[B, 4 d_h]`` (`project_inputs`).
+      state: the `MNMState` after step t - 1.
+      compute_meta_loss: accumulate the meta loss (the tf-keras agent cell skips it when
+        acting).
+    """
+    h, c = _controller(config, params, projected_input, state)
+    read_keys, write_keys, values, rates = interface(config, params, h)
+    factors = _write_factors(config, params, state.memory, write_keys, values, rates)
+    weights = memory.apply_write(state.memory, factors)
+    hidden, output = config.memory_activation, config.memory_output_activation
+    read_values = memory.read(weights, read_keys, hidden, output)
+    read_value = tf.reduce_mean(read_values, axis=1)
+    meta, history = state.meta, state.history
+    if compute_meta_loss:
+        step_meta, history = _meta_and_history(config, weights, state, write_keys, values)
+        meta = meta + tf.stack([step_meta, tf.ones_like(step_meta)], axis=-1)
+    new_state = MNMState(h, c, read_value, tuple(weights), meta, history)
+    interactions = Interactions(read_keys, write_keys, values, rates, read_values, tuple(factors))
+    return new_state, interactions
+
+
+def output(config, params, h, read):
+    """Output: ``y_t = W_y [h_t; v^r_t] + b_y`` for any leading axes, float32."""
+    features = tf.concat([h, read], axis=-1)
+    dtype = config.compute_dtype
+    y = tf.tensordot(tf.cast(features, dtype), tf.cast(params.output_kernel, dtype), axes=1)
+    return tf.cast(y + tf.cast(params.output_bias, dtype), tf.float32)
+
+
+def step(config, params, inputs, state, compute_meta_loss=True):
+    """One MNM step (section 3): ``(y_t [B, d_o], new_state, interactions)``.
+
+    ``inputs`` is ``x_t`` ``[B, input_dim]``; ``state`` an `MNMState`. See
+    `recurrent_step` for the order of the computation.
+    """
+    projected = project_inputs(config, params, inputs)
+    new_state, interactions = recurrent_step(config, params, projected, state, compute_meta_loss)
+    return output(config, params, new_state.h, new_state.read), new_state, interactions
+
+
+# --------------------------------------------------------------------------- sequence
+def _select(keep, new, old):
+    """``new`` where ``keep`` (``[B]`` booleans), else ``old``, for any trailing shape."""
+    shape = tf.concat([tf.shape(keep), tf.ones([tf.rank(new) - 1], tf.int32)], 0)
+    return tf.where(tf.reshape(keep, shape), new, old)
+
+
+def _masked_step(config, params, projected_input, state, keep, compute_meta_loss):
+    """`recurrent_step`, with Keras' masking rule: where ``keep`` is False the state is
+    kept (the write factors are zero, so the memory-efficient backward pass rebuilds the
+    same memory)."""
+    new_state, interactions = recurrent_step(
+        config, params, projected_input, state, compute_meta_loss
+    )
+    if keep is None:
+        return new_state, interactions
+    new_state = tf.nest.map_structure(lambda n, o: _select(keep, n, o), new_state, state)
+    scale = tf.cast(keep, tf.float32)[:, None, None]
+    factors = tuple((a * scale, b) for a, b in interactions.write_factors)
+    return new_state, interactions._replace(write_factors=factors)
+
+
+def _with_shape(tensor, template):
+    tensor = tf.convert_to_tensor(tensor)
+    tensor.set_shape(template.shape)
+    return tensor
+
+
+def _recurrent_params(params):
+    """The part of ``params`` the loop reads (the output projection and phi_0 are not)."""
+    return params._replace(output_kernel=(), output_bias=(), initial_memory=())
+
+
+def _loop_memory_efficient(config, params, projected, state, keeps, compute_meta_loss):
+    """The loop over `recurrent_step` whose backward pass rebuilds the memory.
+
+    Forward: one `tf.while_loop` that keeps, per step, the state without the memory and
+    the write factors (`tf.TensorArray`s), not phi_t. Backward: a second loop from the
+    last step to the first rebuilds ``phi_{t-1} = phi_t + sum_i a_i b_i^T``, recomputes
+    the step under a `tf.GradientTape` and takes its vector-Jacobian product. Memory:
+    O(T B (d_h + H sum_l (D_{l+1} + D_l))) instead of O(T B sum_l D_{l+1} D_l); each
+    step's forward pass runs twice. Rebuilding undoes a float32 subtraction with an
+    addition: exact up to rounding (tested against plain autodiff).
+
+    Returns ``(hs [T, B, d_h], reads [T, B, d_v], final_state)``.
+    """
+    loop_params = _recurrent_params(params)
+    flat_params = tf.nest.flatten(loop_params)
+    flat_state = tf.nest.flatten(state)
+    n_state = len(flat_state)
+    small_template = state._replace(memory=())
+    n_memory = config.memory_layers
+
+    @tf.custom_gradient
+    def run(projected, *flat):
+        start = tf.nest.pack_sequence_as(state, list(flat[:n_state]))
+        values = tf.nest.pack_sequence_as(loop_params, list(flat[n_state:]))
+        steps = tf.shape(projected)[0]
+        small_tas = [
+            tf.TensorArray(t.dtype, size=steps, element_shape=t.shape)
+            for t in tf.nest.flatten(small_template)
+        ]
+        factor_tas = [
+            tf.TensorArray(tf.float32, size=steps, element_shape=[None, config.num_heads, size])
+            for index in range(n_memory)
+            for size in (config.memory_sizes[index + 1], config.memory_sizes[index])
+        ]
+        h_ta = tf.TensorArray(tf.float32, size=steps, element_shape=start.h.shape)
+        read_ta = tf.TensorArray(tf.float32, size=steps, element_shape=start.read.shape)
+
+        def body(t, current, small_tas, factor_tas, h_ta, read_ta):
+            current = tf.nest.pack_sequence_as(state, current)
+            keep = None if keeps is None else keeps[t]
+            new, interactions = _masked_step(
+                config, values, projected[t], current, keep, compute_meta_loss
+            )
+            small = tf.nest.flatten(current._replace(memory=()))
+            small_tas = [ta.write(t, s) for ta, s in zip(small_tas, small)]
+            parts = [p for pair in interactions.write_factors for p in pair]
+            factor_tas = [ta.write(t, p) for ta, p in zip(factor_tas, parts)]
+            new_flat = [_with_shape(n, o) for n, o in zip(tf.nest.flatten(new), flat_start)]
+            return (
+                t + 1,
+                new_flat,
+                small_tas,
+                factor_tas,
+                h_ta.write(t, new.h),
+                read_ta.write(t, new.read),
+            )
+
+        flat_start = tf.nest.flatten(start)
+        _, final_flat, small_tas, factor_tas, h_ta, read_ta = tf.while_loop(
+            lambda t, *_: t < steps,
+            body,
+            (0, flat_start, small_tas, factor_tas, h_ta, read_ta),
+            parallel_iterations=1,
+            maximum_iterations=steps,
+        )
+        hs, reads = h_ta.stack(), read_ta.stack()
+
+        def grad_fn(d_hs, d_reads, *d_final):
+            d_hs = tf.zeros_like(hs) if d_hs is None else d_hs
+            d_reads = tf.zeros_like(reads) if d_reads is None else d_reads
+            d_state = [tf.zeros_like(s) if d is None else d for s, d in zip(final_flat, d_final)]
+            d_values = [tf.zeros_like(v) for v in tf.nest.flatten(values)]
+            final = tf.nest.pack_sequence_as(state, final_flat)
+            d_projected_ta = tf.TensorArray(
+                projected.dtype, size=steps, element_shape=projected.shape[1:]
+            )
+
+            def back(t, weights, d_state, d_values, d_projected_ta):
+                # phi_{t-1} = phi_t + sum_i a_i b_i^T, layer by layer.
+                factors = [
+                    (-factor_tas[2 * i].read(t), factor_tas[2 * i + 1].read(t))
+                    for i in range(n_memory)
+                ]
+                previous = memory.apply_write(list(weights), factors)
+                previous = [_with_shape(p, w) for p, w in zip(previous, final.memory)]
+                small = tf.nest.pack_sequence_as(small_template, [ta.read(t) for ta in small_tas])
+                before = small._replace(memory=tuple(previous))
+                flat_before = tf.nest.flatten(before)
+                # The outputs at step t are the new state's h and read-out.
+                d_new = tf.nest.pack_sequence_as(state, d_state)
+                d_new = d_new._replace(h=d_new.h + d_hs[t], read=d_new.read + d_reads[t])
+                x_t = projected[t]
+                flat_values = tf.nest.flatten(values)
+                with tf.GradientTape() as tape:
+                    tape.watch([x_t, flat_before, flat_values])
+                    current = tf.nest.pack_sequence_as(state, flat_before)
+                    step_values = tf.nest.pack_sequence_as(loop_params, flat_values)
+                    keep = None if keeps is None else keeps[t]
+                    new, _ = _masked_step(
+                        config, step_values, x_t, current, keep, compute_meta_loss
+                    )
+                d_x, d_before, d_step_values = tape.gradient(
+                    tf.nest.flatten(new),
+                    [x_t, flat_before, flat_values],
+                    output_gradients=tf.nest.flatten(d_new),
+                    unconnected_gradients=tf.UnconnectedGradients.ZERO,
+                )
+                d_before = [_with_shape(g, s) for g, s in zip(d_before, final_flat)]
+                d_values = [a + b for a, b in zip(d_values, d_step_values)]
+                return t - 1, previous, d_before, d_values, d_projected_ta.write(t, d_x)
+
+            _, _, d_initial, d_values, d_projected_ta = tf.while_loop(
+                lambda t, *_: t >= 0,
+                back,
+                (steps - 1, list(final.memory), d_state, d_values, d_projected_ta),
+                parallel_iterations=1,
+                maximum_iterations=steps,
+            )
+            return [d_projected_ta.stack()] + list(d_initial) + list(d_values)
+
+        return [hs, reads] + list(final_flat), grad_fn
+
+    results = run(projected, *flat_state, *flat_params)
+    hs, reads = results[0], results[1]
+    return hs, reads, tf.nest.pack_sequence_as(state, list(results[2:]))
+
+
+def _loop_python(config, params, projected, inputs, state, keeps, compute_meta_loss, on_step):
+    """The loop as Python over a static number of steps, calling ``on_step`` each step."""
+    hs, reads = [], []
+    for t in range(projected.shape[0]):
+        keep = None if keeps is None else keeps[t]
+        new, interactions = _masked_step(
+            config, params, projected[t], state, keep, compute_meta_loss
+        )
+        if on_step is not None:
+            on_step(t, inputs[t], state, new, interactions)
+        state = new
+        hs.append(new.h)
+        reads.append(new.read)
+    return tf.stack(hs), tf.stack(reads), state
+
+
+def unroll(
+    config,
+    params,
+    inputs,
+    state,
+    mask=None,
+    reverse=False,
+    on_step=None,
+    compute_meta_loss=True,
+):
+    """Runs MNM over a sequence: ``(outputs [B, T, d_o], final_state)``.
+
+    Computes what ``keras.layers.RNN(MNMCell(...), return_sequences=True,
+    go_backwards=reverse)`` computes, Keras' masking convention included (at a masked
+    step the state is kept and the output repeats the previous one; outputs before the
+    first unmasked step are zeros), but faster: the input's part of the controller
+    (``x_t W_x``) is one product for all steps before the loop and the output projection
+    one product after it.
+
+    Without ``on_step`` the loop is a `tf.while_loop` with the memory-efficient backward
+    pass (`_loop_memory_efficient`). With ``on_step``, the loop is Python over the
+    (static) steps and ``on_step(t, x_t, state_before, state_after, interactions)`` is
+    called after each step (``t`` counts processed steps; with ``reverse`` the first is
+    the sequence's last), for inspection; it is differentiated by plain autodiff.
+
+    Args:
+      config, params: `MNMConfig` and `MNMParams`.
+      inputs: ``[B, T, input_dim]``.
+      state: the `MNMState` to start from (`initial_state`).
+      mask: optional ``[B, T]`` booleans, True at real steps.
+      reverse: process the steps from the last to the first (outputs in that order).
+      on_step: optional callback, see above.
+      compute_meta_loss: as in `recurrent_step`.
+    """
+    inputs = tf.convert_to_tensor(inputs)
+    if inputs.shape.rank != 3:
+        raise ValueError(
+            f"`inputs` must have shape [batch, time, features]; received shape {inputs.shape}."
+        )
+    time_major = tf.transpose(inputs, [1, 0, 2])
+    keeps = None if mask is None else tf.transpose(tf.cast(mask, tf.bool), [1, 0])
+    if reverse:
+        time_major = tf.reverse(time_major, [0])
+        keeps = None if keeps is None else tf.reverse(keeps, [0])
+    projected = project_inputs(config, params, time_major)  # [T, B, 4 d_h]
+    if on_step is None:
+        hs, reads, final = _loop_memory_efficient(
+            config, params, projected, state, keeps, compute_meta_loss
+        )
+    else:
+        if time_major.shape[0] is None:
+            raise ValueError("`unroll` with `on_step` needs a static number of time steps.")
+        hs, reads, final = _loop_python(
+            config, params, projected, time_major, state, keeps, compute_meta_loss, on_step
+        )
+    outputs = output(config, params, hs, reads)  # [T, B, d_o]
+    if keeps is not None:
+        # Before the first real step Keras' RNN outputs zeros.
+        seen = tf.cast(tf.math.cumsum(tf.cast(keeps, tf.int32), axis=0) > 0, outputs.dtype)
+        outputs = outputs * seen[:, :, None]
+    return tf.transpose(outputs, [1, 0, 2]), final
