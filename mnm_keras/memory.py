@@ -47,6 +47,7 @@ __all__ = [
     "local_write_factors",
     "apply_write",
     "meta_loss",
+    "weighted_recall_error",
 ]
 
 
@@ -612,6 +613,46 @@ def local_write_factors(
     return factors
 
 
+def weighted_recall_error(
+    predictions: tf.Tensor,
+    value_history: tf.Tensor,
+    decay: Sequence[float] | None = None,
+    valid: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """Equation 5's sum over delays from the memory's predictions, per sequence.
+
+    ``sum_tau lambda_tau (1/H) sum_i ||prediction_{tau,i} - v^w_{t-tau,i}||^2``.
+
+    Args:
+      predictions: ``[batch, delay + 1, heads, D_L]``, ``f_{phi_t}`` of the write keys of
+        steps t, t-1, ... (`meta_loss` reads them; a caller that reads other keys in the
+        same pass passes its own).
+      value_history: ``[batch, delay + 1, heads, D_L]``.
+      decay: the weights ``lambda_tau`` (default all ones).
+      valid: optional ``[batch, delay + 1]`` mask, 1 where step t - tau exists.
+
+    Returns:
+      ``[batch]``.
+    """
+    steps = value_history.shape[1]
+    if steps is None:
+        raise ValueError("`value_history` must have a static delay axis (axis 1).")
+    if decay is None:
+        decay = [1.0] * steps
+    decay = list(decay)
+    if len(decay) != steps:
+        raise ValueError(
+            f"`decay` must hold one weight per recall delay 0..{steps - 1} ({steps}); "
+            f"received {len(decay)}."
+        )
+    squared = tf.reduce_sum(tf.square(predictions - value_history), axis=-1)
+    per_delay = tf.reduce_mean(squared, axis=-1)  # [batch, delay + 1]
+    weighting = tf.constant(decay, dtype=per_delay.dtype)[None, :]
+    if valid is not None:
+        weighting = weighting * tf.cast(valid, per_delay.dtype)
+    return tf.reduce_sum(per_delay * weighting, axis=-1)
+
+
 def meta_loss(
     weights: Sequence[tf.Tensor],
     key_history: tf.Tensor,
@@ -649,24 +690,12 @@ def meta_loss(
     steps = key_history.shape[1]
     if steps is None:
         raise ValueError("`key_history` must have a static delay axis (axis 1).")
-    if decay is None:
-        decay = [1.0] * steps
-    decay = list(decay)
-    if len(decay) != steps:
-        raise ValueError(
-            f"`decay` must hold one weight per recall delay 0..{steps - 1} ({steps}); "
-            f"received {len(decay)}."
-        )
     batch = tf.shape(key_history)[0]
     heads = tf.shape(key_history)[2]
     keys = tf.reshape(key_history, [batch, steps * heads, key_history.shape[-1]])
-    values = tf.reshape(value_history, [batch, steps * heads, value_history.shape[-1]])
     weights, keys = _check_memory(weights, keys)
-    values = _check_values(weights, values, "value_history")
+    values = tf.reshape(value_history, [batch, steps * heads, value_history.shape[-1]])
+    _check_values(weights, values, "value_history")
     prediction = read(weights, keys, hidden_activation, output_activation)
-    squared = tf.reduce_sum(tf.square(prediction - values), axis=-1)
-    per_delay = tf.reduce_mean(tf.reshape(squared, [batch, steps, heads]), axis=-1)
-    weighting = tf.constant(decay, dtype=per_delay.dtype)[None, :]
-    if valid is not None:
-        weighting = weighting * tf.cast(valid, per_delay.dtype)
-    return tf.reduce_sum(per_delay * weighting, axis=-1)
+    prediction = tf.reshape(prediction, tf.shape(value_history))
+    return weighted_recall_error(prediction, value_history, decay, valid)

@@ -84,6 +84,9 @@ class MNMCell(ControllerCell):
       rate_bias_initializer: initial bias of the rate projection (default -2.0, i.e. a
         small initial rate sigmoid(-2) = 0.12 so early writes do not overshoot).
       kernel_regularizer, bias_regularizer: of every trainable kernel and bias.
+      jit_compile: compile the step (and `mnm_keras.MNM`'s whole loop with its backward
+        pass) with XLA (default True; on a CPU a training step is then about 2x faster,
+        docs/performance.md); ``False`` runs the same operations without XLA.
       controller_dtype: dtype policy of the sublayers (default: ``dtype`` or the global
         policy); the cell itself always computes in float32 (see above).
 
@@ -128,6 +131,7 @@ class MNMCell(ControllerCell):
         kernel_regularizer=None,
         bias_regularizer=None,
         controller_dtype=None,
+        jit_compile=True,
         **kwargs,
     ):
         # keras.layers.RNN casts every state to the cell's compute dtype, so the cell itself
@@ -180,6 +184,11 @@ class MNMCell(ControllerCell):
             raise ValueError(
                 f"`meta_loss_weight` must be a non-negative number; received {meta_loss_weight!r}."
             )
+        if not isinstance(jit_compile, bool):
+            raise ValueError(
+                f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."
+            )
+        self.jit_compile = jit_compile
         self.memory_units = memory_units
         self.memory_layers = memory_layers
         self.write_rule = write_rule
@@ -289,8 +298,12 @@ class MNMCell(ControllerCell):
     # ------------------------------------------------------------------------------ call
     def call(self, inputs, states, training=False):
         """One MNM step (`core.step`); returns ``y_t`` and the new state list."""
-        y, new_state, _ = core.step(
-            self.config, self.params(), inputs, core.unpack(self.config, states)
+        y, new_state = core.compiled_step(
+            self.config,
+            self.params(),
+            inputs,
+            core.unpack(self.config, states),
+            jit_compile=self.jit_compile,
         )
         return y, core.pack(self.config, new_state)
 
@@ -314,6 +327,7 @@ class MNMCell(ControllerCell):
                 "memory_initializer": keras.initializers.serialize(self.memory_initializer),
                 "rate_bias_initializer": keras.initializers.serialize(self.rate_bias_initializer),
                 "controller_dtype": keras.dtype_policies.serialize(self.sublayer_dtype),
+                "jit_compile": self.jit_compile,
             }
         )
         return config

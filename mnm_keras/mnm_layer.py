@@ -120,7 +120,13 @@ class MNM(keras.layers.Layer):
             else:
                 state = core.unpack(config, initial_state)
             outputs, final = core.unroll(
-                config, params, sequences, state, mask=mask, reverse=self.go_backwards
+                config,
+                params,
+                sequences,
+                state,
+                mask=mask,
+                reverse=self.go_backwards,
+                jit_compile=cell.jit_compile,
             )
             output = outputs if self.return_sequences else outputs[:, -1]
             states = core.pack(config, final)

@@ -83,9 +83,15 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         rate_bias_initializer=-2.0,
         kernel_regularizer=None,
         bias_regularizer=None,
+        jit_compile=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not isinstance(jit_compile, bool):
+            raise ValueError(
+                f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."
+            )
+        self.jit_compile = jit_compile
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
         self.memory_activation = tf.keras.activations.get(memory_activation)
@@ -240,12 +246,13 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
 
     def call(self, inputs, states, training=False):
         """One MNM step (`mnm_keras.core.step`); returns ``y_t`` and the new state list."""
-        y, new_state, _ = core.step(
+        y, new_state = core.compiled_step(
             self.config,
             self.params(),
             inputs,
             core.unpack(self.config, states),
             compute_meta_loss=bool(training),
+            jit_compile=self.jit_compile,
         )
         return y, core.pack(self.config, new_state)
 
@@ -281,6 +288,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
                 ),
                 "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer),
+                "jit_compile": self.jit_compile,
             }
         )
         return config

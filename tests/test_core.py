@@ -1,0 +1,185 @@
+"""`mnm_keras.core`: the state's packing, one step compiled or not, and one unroll for all.
+
+The NumPy reference of one step is in `tests/test_mnm_cell.py` (through `MNMCell.call`,
+which runs `core.compiled_step`); the memory-efficient backward pass against
+`keras.layers.RNN` is in `tests/test_mnm_layer.py`. Here: that every way of running the
+core computes the same thing.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import mnm_keras
+from mnm_keras import core, memory
+
+BATCH, TIME, FEATURES = 3, 6, 4
+OPTIONS = [
+    dict(write_rule="local"),
+    dict(write_rule="gradient", normalize_writes=True),
+    dict(write_rule="local", recall_delay=2, targets_from_values=True),
+    dict(write_rule="gradient", recall_delay=1, memory_activation="sigmoid"),
+]
+IDS = ["local", "gradient-normalized", "local-delay2-targets", "gradient-delay1-sigmoid"]
+
+
+def _cell(**options):
+    sizes = dict(memory_units=5, key_size=4, value_size=3, num_heads=2, seed=4)
+    cell = mnm_keras.MNMCell(6, **{**sizes, **options})
+    cell.build((None, FEATURES))
+    return cell
+
+
+def _inputs(seed=0, time=TIME):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.normal(size=(BATCH, time, FEATURES)).astype("float32"))
+
+
+def _random_state(config, seed=1):
+    """A state with every entry non-trivial (so that packing mistakes show)."""
+    rng = np.random.default_rng(seed)
+    sizes = core.state_sizes(config)
+    flat = [tf.constant(rng.normal(size=(BATCH, size)).astype("float32")) for size in sizes]
+    if config.recall_delay:
+        flat[-1] = tf.constant(rng.integers(0, 2, size=(BATCH, sizes[-1])).astype("float32"))
+    return core.unpack(config, flat), flat
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=IDS)
+def test_pack_and_unpack_are_inverse(options):
+    config = _cell(**options).config
+    state, flat = _random_state(config)
+    assert len(state.memory) == config.memory_layers
+    for matrix, rows, columns in zip(
+        state.memory, config.memory_sizes[1:], config.memory_sizes[:-1]
+    ):
+        assert matrix.shape == (BATCH, rows, columns)
+    assert len(state.history) == (3 if config.recall_delay else 0)
+    for packed, original in zip(core.pack(config, state), flat):
+        np.testing.assert_array_equal(packed, original)
+    with pytest.raises(ValueError, match="has 7 tensors"):
+        core.unpack(_cell().config, flat[:3])
+
+
+def test_memory_layout_is_row_major_per_sequence():
+    cell = _cell()
+    state = core.initial_state(cell.config, cell.params(), BATCH)
+    flat = core.pack(cell.config, state)
+    for index, matrix in enumerate(cell.initial_memory):
+        np.testing.assert_array_equal(
+            np.asarray(flat[3 + index]).reshape((BATCH,) + tuple(matrix.shape))[1],
+            np.asarray(matrix),
+        )
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=IDS)
+def test_compiled_step_equals_the_plain_step(options):
+    cell = _cell(**options)
+    config, params = cell.config, cell.params()
+    state, _ = _random_state(config)
+    x = _inputs()[:, 0]
+    y, new_state, interactions = core.step(config, params, x, state)
+    compiled_y, compiled_state = core.compiled_step(config, params, x, state)
+    np.testing.assert_allclose(compiled_y, y, rtol=1e-5, atol=1e-5)
+    for a, b in zip(tf.nest.flatten(compiled_state), tf.nest.flatten(new_state)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # The interactions describe the write that was made.
+    written = memory.apply_write(list(state.memory), interactions.write_factors)
+    for a, b in zip(written, new_state.memory):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=IDS)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_every_unroll_equals_keras_rnn(options, reverse):
+    """The memory-efficient loop (XLA or not), the Python loop of ``on_step`` and
+    ``keras.layers.RNN(cell)`` agree, with Keras' masking (leading masked steps give
+    zero outputs, later ones repeat the previous output and keep the state)."""
+    cell = _cell(**options)
+    config, params = cell.config, cell.params()
+    x = _inputs(2)
+    mask = np.ones((BATCH, TIME), bool)
+    mask[0, :2] = False  # leading padding
+    mask[1, 3] = False  # a gap
+    mask[2, -2:] = False  # trailing padding
+    rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True, go_backwards=reverse)
+    expected = rnn(x, mask=tf.constant(mask))
+    expected_outputs, expected_states = expected[0], expected[1:]
+    start = core.initial_state(config, params, BATCH)
+    calls = []
+    results = {
+        "xla": core.unroll(config, params, x, start, mask=mask, reverse=reverse),
+        "no_xla": core.unroll(
+            config, params, x, start, mask=mask, reverse=reverse, jit_compile=False
+        ),
+        "on_step": core.unroll(
+            config,
+            params,
+            x,
+            start,
+            mask=mask,
+            reverse=reverse,
+            on_step=lambda t, *_: calls.append(t),
+        ),
+    }
+    assert calls == list(range(TIME))
+    for name, (outputs, final) in results.items():
+        np.testing.assert_allclose(outputs, expected_outputs, rtol=1e-5, atol=1e-5, err_msg=name)
+        for a, b in zip(core.pack(config, final), expected_states):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
+    if not reverse:  # the padding is processed first
+        np.testing.assert_array_equal(results["xla"][0].numpy()[0, :2], 0.0)
+
+
+@pytest.mark.parametrize("options", OPTIONS[:2], ids=IDS[:2])
+def test_memory_efficient_gradients_equal_plain_autodiff(options):
+    cell = _cell(**options)
+    config = cell.config
+    x = _inputs(3)
+
+    def loss_and_gradients(**kwargs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            params = cell.params()
+            start = core.initial_state(config, params, BATCH)
+            outputs, final = core.unroll(config, params, x, start, **kwargs)
+            loss = tf.reduce_sum(tf.sin(outputs)) + tf.reduce_sum(final.meta[:, 0])
+            loss += sum(tf.reduce_sum(tf.cos(m)) for m in final.memory)
+        return loss, tape.gradient(loss, [x] + cell.trainable_variables)
+
+    plain_loss, plain = loss_and_gradients(on_step=lambda *_: None)
+    for kwargs in ({}, {"jit_compile": False}):
+        loss, grads = loss_and_gradients(**kwargs)
+        np.testing.assert_allclose(loss, plain_loss, rtol=1e-5)
+        for a, b in zip(grads, plain):
+            scale = float(np.max(np.abs(b))) + 1e-6
+            np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=2e-5)
+
+
+def test_config_errors_name_the_argument():
+    with pytest.raises(ValueError, match="`write_rule`.*'hebbian'"):
+        core.make_config(4, write_rule="hebbian")
+    with pytest.raises(ValueError, match="`recall_decay` must hold recall_delay \\+ 1 = 2"):
+        core.make_config(4, recall_delay=1, recall_decay=[1.0])
+    with pytest.raises(ValueError, match="`memory_layers`"):
+        core.make_config(4, memory_layers=0)
+    with pytest.raises(ValueError, match="`targets_from_values=True` applies"):
+        core.make_config(4, write_rule="gradient", targets_from_values=True)
+    with pytest.raises(ValueError, match="`jit_compile` must be True or False"):
+        mnm_keras.MNMCell(4, jit_compile="yes")
+    with pytest.raises(ValueError, match="`inputs` must have shape"):
+        cell = _cell()
+        core.unroll(cell.config, cell.params(), tf.zeros([2, 4]), None)
+
+
+def test_mnm_without_xla_computes_the_same():
+    x = _inputs(5)
+    compiled = mnm_keras.MNM(6, memory_units=5, key_size=4, value_size=3, seed=0)
+    plain = mnm_keras.MNM(6, memory_units=5, key_size=4, value_size=3, seed=0, jit_compile=False)
+    compiled(x)
+    plain(x)
+    plain.set_weights(compiled.get_weights())
+    np.testing.assert_allclose(plain(x), compiled(x), rtol=1e-5, atol=1e-5)
+    assert plain.get_config()["jit_compile"] is False
+    assert mnm_keras.MNM.from_config(plain.get_config()).cell.jit_compile is False
