@@ -1,7 +1,8 @@
 r"""Training-step time and peak memory of LSTM, SALU, MNM-p and MNM-g against sequence length.
 
-    python benchmarks/benchmark.py                       # the full grid (long on a CPU)
-    python benchmarks/benchmark.py --lengths=16,64 --xla=false --steps=3
+    python benchmarks/benchmark.py                       # the table of docs/performance.md
+    python benchmarks/benchmark.py --lengths=16,64 --steps=3 --skip_memory
+    python benchmarks/benchmark.py --render              # docs/performance.md from the JSON
 
 For every sequence length, all models are timed in this one process, interleaved
 repetition by repetition, so that their ratios hold on a noisy shared machine: one
@@ -12,7 +13,10 @@ each (model, length, xla) runs a few training steps in a fresh child process who
 resident set size (``VmHWM``, see `own_peak_rss`) is reported as ``peak_memory_bytes``; a child that only
 imports TensorFlow and Keras gives the runtime's own baseline, and
 ``training_memory_bytes`` = peak - baseline is what the model's training adds (the memory
-ratios use it). ``--skip_memory`` leaves memory out.
+ratios use it). ``--skip_memory`` leaves memory out. Models: ``mnm_p`` / ``mnm_g`` are
+`mnm_keras.MNM` (its compiled memory-efficient loop, the default), ``mnm_p_cell`` /
+``mnm_g_cell`` are ``keras.layers.RNN(MNMCell(...))`` (the line users write), every model
+compiled with Keras' default ``compile()`` unless ``--xla=true``.
 
 Writes ``--out_dir/<model>.json`` (per length and XLA setting: ``seconds_per_step``,
 ``peak_memory_bytes``, ``training_memory_bytes``, ``ratio_to_lstm``,
@@ -38,12 +42,12 @@ def define_flags():
     """Defines the command-line flags (only when run as a script)."""
     flags.DEFINE_list(
         "models",
-        ["lstm", "salu", "mnm_p", "mnm_g"],
-        "Models to compare: lstm, salu, mnm_p, mnm_g (MNM's memory-efficient path, the "
-        "default of mnm_keras.MNM), mnm_p_plain, mnm_g_plain (keras.layers.RNN(MNMCell)).",
+        ["lstm", "mnm_p", "mnm_g", "mnm_p_cell", "mnm_g_cell"],
+        "Models to compare: lstm, salu, mnm_p, mnm_g (mnm_keras.MNM), mnm_p_cell, "
+        "mnm_g_cell (keras.layers.RNN(MNMCell)).",
     )
-    flags.DEFINE_list("lengths", ["16", "32", "64", "128", "256", "512", "1024"], "Lengths.")
-    flags.DEFINE_list("xla", ["false", "true"], "jit_compile settings to run.")
+    flags.DEFINE_list("lengths", ["16", "64", "256", "1024"], "Lengths.")
+    flags.DEFINE_list("xla", ["false"], "Keras compile(jit_compile=...) settings to run.")
     flags.DEFINE_integer("batch_size", 32, "Batch size.")
     flags.DEFINE_integer("units", 100, "Controller / LSTM units.")
     flags.DEFINE_integer("memory_units", 100, "Memory width, key and value size.")
@@ -57,12 +61,25 @@ def define_flags():
         "Skip SALU above this length: its table, kept for backprop at every step, needs "
         "batch x T^2 x (d_k + d_v) x 4 bytes (about 26 GB at T = 1024, batch 32).",
     )
-    flags.DEFINE_string("out_dir", "benchmarks/results", "Where the JSON and PNG go.")
+    flags.DEFINE_string("out_dir", RESULTS, "Where the JSON and PNG go.")
+    flags.DEFINE_bool("render", False, "Only rewrite docs/performance.md's table from out_dir.")
     flags.DEFINE_string("child", "", "Internal: 'model,length,xla' to run in a child process.")
 
 
-# MNM without its memory-efficient sequence path, for comparison.
-PLAIN_MODELS = ("mnm_p_plain", "mnm_g_plain")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join("benchmarks", "results", "train_step")
+DOC = os.path.join("docs", "performance.md")
+TABLE_START, TABLE_END = "<!-- benchmark table: start -->", "<!-- benchmark table: end -->"
+# MNM through keras.layers.RNN(MNMCell): the cell's path, every phi_t kept for backprop.
+CELL_MODELS = ("mnm_p_cell", "mnm_g_cell")
+NAMES = {
+    "lstm": "`keras.layers.LSTM`",
+    "salu": "SALU",
+    "mnm_p": "`MNM`, MNM-p",
+    "mnm_g": "`MNM`, MNM-g",
+    "mnm_p_cell": "`RNN(MNMCell)`, MNM-p",
+    "mnm_g_cell": "`RNN(MNMCell)`, MNM-g",
+}
 
 
 def build(model, length, units, memory_units, features, jit_compile):
@@ -73,8 +90,8 @@ def build(model, length, units, memory_units, features, jit_compile):
 
     inputs = keras.Input((length, features))
     options = {}
-    if model in PLAIN_MODELS:  # MNM through keras.layers.RNN(MNMCell), every phi_t kept
-        model, options = model.removesuffix("_plain"), {"memory_efficient": False}
+    if model in CELL_MODELS:  # MNM through keras.layers.RNN(MNMCell), every phi_t kept
+        model, options = model.removesuffix("_cell"), {"memory_efficient": False}
     core = models.recurrent_layer(
         model,
         units=units,
@@ -140,8 +157,7 @@ def peak_memory(model, length, jit_compile, config):
         f"--memory_units={config['memory_units']}",
         f"--features={config['features']}",
     ]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         # E.g. killed for memory: reported as missing, not as a number, and said why.
@@ -239,6 +255,84 @@ def _write(results, config, out_dir):
     plot(results, os.path.join(out_dir, "benchmark.png"))
 
 
+def log_log_slope(rows):
+    """Least-squares slope of log(seconds per step) against log(length)."""
+    import numpy as np
+
+    lengths = np.log([r["length"] for r in rows])
+    seconds = np.log([r["seconds_per_step"] for r in rows])
+    return float(np.polyfit(lengths, seconds, 1)[0]) if len(rows) > 1 else float("nan")
+
+
+def load_results(out_dir):
+    """``{model: rows}`` from the ``<model>.json`` files of a benchmark run."""
+    results = {}
+    for name in sorted(os.listdir(out_dir)):
+        if name.endswith(".json"):
+            with open(os.path.join(out_dir, name)) as f:
+                record = json.load(f)
+            results[record["model"]] = record["results"]
+    return results
+
+
+def render_table(results, xla=False):
+    """The markdown table of docs/performance.md: time and memory ratios to the LSTM.
+
+    One row per model (in `NAMES` order), one column per length with the ratio of the
+    training-step time to ``keras.layers.LSTM``'s in the same run, then the training
+    memory at the longest length (MiB and ratio) and the log-log slope of time against
+    length.
+    """
+    models = [m for m in NAMES if m in results]
+    rows = {m: [r for r in results[m] if r["xla"] == xla] for m in models}
+    lengths = sorted({r["length"] for m in models for r in rows[m]})
+    longest = lengths[-1]
+    header = ["model"] + [f"T = {n}" for n in lengths]
+    header += [f"memory at T = {longest}, MiB (x LSTM)", "slope"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for m in models:
+        by_length = {r["length"]: r for r in rows[m]}
+        cells = [NAMES[m]]
+        for n in lengths:
+            row = by_length.get(n)
+            cells.append(
+                "-"
+                if row is None
+                else f"{row['ratio_to_lstm']:.1f}x ({row['seconds_per_step']:.3f} s)"
+            )
+        last = by_length.get(longest)
+        if last and last["training_memory_bytes"]:
+            ratio = last.get("memory_ratio_to_lstm")
+            memory = f"{last['training_memory_bytes'] / 2**20:.0f}"
+            cells.append(memory + ("" if ratio is None else f" ({ratio:.1f}x)"))
+        else:
+            cells.append("-")
+        cells.append(f"{log_log_slope(rows[m]):.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_doc(out_dir=RESULTS, doc=DOC, write=True):
+    """Puts `render_table` of ``out_dir`` between the table markers of ``doc``.
+
+    Returns ``(current text, rendered text)``; writes the rendered one when ``write``.
+    """
+    path = doc if os.path.isabs(doc) else os.path.join(ROOT, doc)
+    out_dir = out_dir if os.path.isabs(out_dir) else os.path.join(ROOT, out_dir)
+    with open(path) as f:
+        text = f.read()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise ValueError(f"{doc} has no '{TABLE_START}' ... '{TABLE_END}' block.")
+    before, rest = text.split(TABLE_START, 1)
+    _, after = rest.split(TABLE_END, 1)
+    table = render_table(load_results(out_dir))
+    rendered = f"{before}{TABLE_START}\n{table}{TABLE_END}{after}"
+    if write:
+        with open(path, "w") as f:
+            f.write(rendered)
+    return text, rendered
+
+
 def run_benchmark(
     models, lengths, xla_settings, config, out_dir, measure_memory=True, salu_max_length=None
 ):
@@ -283,7 +377,9 @@ def run_benchmark(
                     flush=True,
                 )
             _write(results, config, out_dir)
-    print(f"\nwrote {out_dir}/<model>.json and {out_dir}/benchmark.png")
+    print(f"\nwrote {out_dir}/<model>.json and {out_dir}/benchmark.png\n")
+    for xla in xla_settings:
+        print(render_table(results, xla))
     return results
 
 
@@ -291,6 +387,10 @@ def main(argv):
     del argv
     if FLAGS.child:
         run_child(FLAGS.child)
+        return
+    if FLAGS.render:
+        render_doc(FLAGS.out_dir)
+        print(f"rewrote the table of {DOC} from {FLAGS.out_dir}")
         return
     config = {
         "batch_size": FLAGS.batch_size,

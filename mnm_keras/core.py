@@ -476,16 +476,54 @@ def _flat_step(config, compute_meta_loss, inputs, flat_state, flat_params):
     return y, tf.nest.flatten(new_state)
 
 
+def _flat_step_vjp(config, compute_meta_loss, inputs, flat_state, flat_params, d_y, d_state):
+    """The vector-Jacobian product of `_flat_step`, recomputing the step under a tape."""
+    with tf.GradientTape() as tape:
+        tape.watch([inputs, flat_state, flat_params])
+        y, new_flat = _flat_step(config, compute_meta_loss, inputs, flat_state, flat_params)
+    return tape.gradient(
+        [y] + list(new_flat),
+        [inputs, list(flat_state), list(flat_params)],
+        output_gradients=[d_y] + list(d_state),
+        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    )
+
+
 def compiled_step(config, params, inputs, state, compute_meta_loss=True, jit_compile=True):
     """`step` compiled with XLA (``jit_compile``), without the interactions:
-    ``(y_t, new_state)``. What `MNMCell.call` runs inside `keras.layers.RNN`'s loop."""
+    ``(y_t, new_state)``. What `MNMCell.call` runs inside `keras.layers.RNN`'s loop.
+
+    Its gradient recomputes the step (also compiled) instead of keeping the step's
+    intermediate tensors, so a loop over it (`keras.layers.RNN`) keeps for
+    back-propagation only each step's inputs and state, not the written weights phi_t
+    beside phi_{t-1}.
+    """
     if not jit_compile:
         y, new_state, _ = step(config, params, inputs, state, compute_meta_loss)
         return y, new_state
-    y, flat = _compiled(_flat_step, True)(
-        config, compute_meta_loss, inputs, tf.nest.flatten(state), tf.nest.flatten(params)
-    )
-    return y, tf.nest.pack_sequence_as(state, flat)
+    flat_state, flat_params = tf.nest.flatten(state), tf.nest.flatten(params)
+    n_state = len(flat_state)
+    forward = _compiled(_flat_step, True)
+    backward = _compiled(_flat_step_vjp, True)
+
+    @tf.custom_gradient
+    def run(inputs, *flat):
+        flat = [tf.stop_gradient(x) for x in flat]
+        inputs = tf.stop_gradient(inputs)
+        y, new_flat = forward(config, compute_meta_loss, inputs, flat[:n_state], flat[n_state:])
+
+        def grad_fn(d_y, *d_new):
+            d_y = tf.zeros_like(y) if d_y is None else d_y
+            d_new = [tf.zeros_like(n) if d is None else d for n, d in zip(new_flat, d_new)]
+            d_inputs, d_state, d_params = backward(
+                config, compute_meta_loss, inputs, flat[:n_state], flat[n_state:], d_y, d_new
+            )
+            return [d_inputs] + list(d_state) + list(d_params)
+
+        return [y] + list(new_flat), grad_fn
+
+    results = run(inputs, *flat_state, *flat_params)
+    return results[0], tf.nest.pack_sequence_as(state, list(results[1:]))
 
 
 # --------------------------------------------------------------------------- sequence

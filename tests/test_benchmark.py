@@ -11,7 +11,7 @@ CONFIG = dict(batch_size=2, units=4, memory_units=3, features=3, warmup=1, steps
 
 def test_benchmark_writes_json_and_png(tmp_path, capsys):
     results = benchmark.run_benchmark(
-        ["mnm_p", "mnm_g", "mnm_p_plain", "salu"],
+        ["mnm_p", "mnm_g", "mnm_p_cell", "salu"],
         [4, 8],
         [False],
         CONFIG,
@@ -19,7 +19,7 @@ def test_benchmark_writes_json_and_png(tmp_path, capsys):
         measure_memory=False,
         salu_max_length=4,
     )
-    assert set(results) == {"lstm", "mnm_p", "mnm_g", "mnm_p_plain", "salu"}
+    assert set(results) == {"lstm", "mnm_p", "mnm_g", "mnm_p_cell", "salu"}
     for model in results:
         with open(tmp_path / f"{model}.json") as f:
             rows = json.load(f)["results"]
@@ -29,7 +29,30 @@ def test_benchmark_writes_json_and_png(tmp_path, capsys):
             assert row["ratio_to_lstm"] > 0
     assert all(row["ratio_to_lstm"] == 1.0 for row in results["lstm"])
     assert (tmp_path / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
-    assert "mnm_p" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mnm_p" in printed
+    # The table: one row per model, one column per length, read back from the JSON.
+    table = benchmark.render_table(benchmark.load_results(str(tmp_path)))
+    assert table in printed
+    lines = table.strip().splitlines()
+    assert lines[0].startswith("| model | T = 4 | T = 8 |")
+    assert len(lines) == 2 + 5
+    lstm_row = next(line for line in lines if line.startswith("| `keras.layers.LSTM`"))
+    assert lstm_row.count("1.0x") == 2
+    salu_row = next(line for line in lines if line.startswith("| SALU"))
+    assert "| - |" in salu_row  # not run at length 8
+
+
+def test_log_log_slope():
+    rows = [{"length": n, "seconds_per_step": 0.5 * n**1.5} for n in (16, 64, 256)]
+    np.testing.assert_allclose(benchmark.log_log_slope(rows), 1.5)
+
+
+def test_performance_doc_shows_the_committed_benchmark():
+    """docs/performance.md's table is `render_table` of benchmarks/results/train_step/
+    (`python benchmarks/benchmark.py --render` rewrites it)."""
+    current, rendered = benchmark.render_doc(write=False)
+    assert current == rendered
 
 
 def test_peak_memory_of_a_fresh_process():
