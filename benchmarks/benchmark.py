@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def define_flags():
         "models",
         ["lstm", "mnm_p", "mnm_g", "mnm_p_cell", "mnm_g_cell"],
         "Models to compare: lstm, salu, mnm_p, mnm_g (mnm_keras.MNM), mnm_p_cell, "
-        "mnm_g_cell (keras.layers.RNN(MNMCell)).",
+        "mnm_g_cell (keras.layers.RNN(MNMCell)); an MNM model with the suffix _no_xla "
+        "runs with jit_compile=False.",
     )
     flags.DEFINE_list("lengths", ["16", "64", "256", "1024"], "Lengths.")
     flags.DEFINE_list("xla", ["false"], "Keras compile(jit_compile=...) settings to run.")
@@ -62,14 +64,16 @@ def define_flags():
         "batch x T^2 x (d_k + d_v) x 4 bytes (about 26 GB at T = 1024, batch 32).",
     )
     flags.DEFINE_string("out_dir", RESULTS, "Where the JSON and PNG go.")
-    flags.DEFINE_bool("render", False, "Only rewrite docs/performance.md's table from out_dir.")
+    flags.DEFINE_bool(
+        "render", False, "Only rewrite docs/performance.md's tables from their records."
+    )
     flags.DEFINE_string("child", "", "Internal: 'model,length,xla' to run in a child process.")
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join("benchmarks", "results", "train_step")
 DOC = os.path.join("docs", "performance.md")
-TABLE_START, TABLE_END = "<!-- benchmark table: start -->", "<!-- benchmark table: end -->"
+TABLE_START, TABLE_END = "<!-- benchmark table: ", "<!-- end of benchmark table -->"
 # MNM through keras.layers.RNN(MNMCell): the cell's path, every phi_t kept for backprop.
 CELL_MODELS = ("mnm_p_cell", "mnm_g_cell")
 NAMES = {
@@ -79,6 +83,10 @@ NAMES = {
     "mnm_g": "`MNM`, MNM-g",
     "mnm_p_cell": "`RNN(MNMCell)`, MNM-p",
     "mnm_g_cell": "`RNN(MNMCell)`, MNM-g",
+    "mnm_p_no_xla": "`MNM(jit_compile=False)`, MNM-p",
+    "mnm_g_no_xla": "`MNM(jit_compile=False)`, MNM-g",
+    "mnm_p_cell_no_xla": "`RNN(MNMCell(jit_compile=False))`, MNM-p",
+    "mnm_g_cell_no_xla": "`RNN(MNMCell(jit_compile=False))`, MNM-g",
 }
 
 
@@ -90,8 +98,10 @@ def build(model, length, units, memory_units, features, jit_compile):
 
     inputs = keras.Input((length, features))
     options = {}
-    if model in CELL_MODELS:  # MNM through keras.layers.RNN(MNMCell), every phi_t kept
-        model, options = model.removesuffix("_cell"), {"memory_efficient": False}
+    if model.endswith("_no_xla"):  # the same layer with its loops not compiled
+        model, options = model.removesuffix("_no_xla"), {"jit_compile": False}
+    if model in CELL_MODELS:  # MNM through keras.layers.RNN(MNMCell)
+        model, options = model.removesuffix("_cell"), {**options, "memory_efficient": False}
     core = models.recurrent_layer(
         model,
         units=units,
@@ -307,26 +317,33 @@ def render_table(results, xla=False):
             cells.append(memory + ("" if ratio is None else f" ({ratio:.1f}x)"))
         else:
             cells.append("-")
-        cells.append(f"{log_log_slope(rows[m]):.2f}")
+        cells.append(f"{log_log_slope(rows[m]):.2f}" if len(rows[m]) > 1 else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def render_doc(out_dir=RESULTS, doc=DOC, write=True):
-    """Puts `render_table` of ``out_dir`` between the table markers of ``doc``.
+def render_doc(doc=DOC, write=True):
+    """Renders every benchmark table of ``doc`` from its records.
 
-    Returns ``(current text, rendered text)``; writes the rendered one when ``write``.
+    A table is the text between ``<!-- benchmark table: DIR -->`` and `TABLE_END`, where
+    DIR (relative to the repository) holds a run's ``<model>.json``; it becomes
+    `render_table` of that run. Returns ``(current text, rendered text)`` and writes the
+    rendered one when ``write``.
     """
     path = doc if os.path.isabs(doc) else os.path.join(ROOT, doc)
-    out_dir = out_dir if os.path.isabs(out_dir) else os.path.join(ROOT, out_dir)
     with open(path) as f:
         text = f.read()
-    if TABLE_START not in text or TABLE_END not in text:
-        raise ValueError(f"{doc} has no '{TABLE_START}' ... '{TABLE_END}' block.")
-    before, rest = text.split(TABLE_START, 1)
-    _, after = rest.split(TABLE_END, 1)
-    table = render_table(load_results(out_dir))
-    rendered = f"{before}{TABLE_START}\n{table}{TABLE_END}{after}"
+
+    def table(match):
+        out_dir = os.path.join(ROOT, match.group(1))
+        return (
+            f"{TABLE_START}{match.group(1)} -->\n{render_table(load_results(out_dir))}{TABLE_END}"
+        )
+
+    pattern = re.escape(TABLE_START) + r"(\S+) -->\n.*?" + re.escape(TABLE_END)
+    rendered, count = re.subn(pattern, table, text, flags=re.S)
+    if not count:
+        raise ValueError(f"{doc} has no '{TABLE_START}DIR -->' ... '{TABLE_END}' block.")
     if write:
         with open(path, "w") as f:
             f.write(rendered)
@@ -389,8 +406,8 @@ def main(argv):
         run_child(FLAGS.child)
         return
     if FLAGS.render:
-        render_doc(FLAGS.out_dir)
-        print(f"rewrote the table of {DOC} from {FLAGS.out_dir}")
+        render_doc()
+        print(f"rewrote the tables of {DOC} from their records")
         return
     config = {
         "batch_size": FLAGS.batch_size,

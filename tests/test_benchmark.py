@@ -49,8 +49,8 @@ def test_log_log_slope():
 
 
 def test_performance_doc_shows_the_committed_benchmark():
-    """docs/performance.md's table is `render_table` of benchmarks/results/train_step/
-    (`python benchmarks/benchmark.py --render` rewrites it)."""
+    """docs/performance.md's tables are `render_table` of the records they name
+    (`python benchmarks/benchmark.py --render` rewrites them)."""
     current, rendered = benchmark.render_doc(write=False)
     assert current == rendered
 
