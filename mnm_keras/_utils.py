@@ -2,15 +2,9 @@
 
 import keras
 
+from mnm_keras.core import check_bool, check_positive_int
 
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
-
-
-def check_bool(name, value):
-    if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
+__all__ = ["check_bool", "check_positive_int", "seeded"]
 
 
 def seeded(initializer, seed):

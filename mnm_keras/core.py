@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -102,12 +103,12 @@ class MNMConfig:
         return 2 * heads * dk + heads * dv + dk
 
 
-def _check_positive_int(name, value):
+def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
 
 
-def _check_bool(name, value):
+def check_bool(name, value):
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
 
@@ -138,9 +139,9 @@ def make_config(
         ("value_size", value_size),
         ("num_heads", num_heads),
     ):
-        _check_positive_int(name, value)
+        check_positive_int(name, value)
     if output_units is not None:
-        _check_positive_int("output_units", output_units)
+        check_positive_int("output_units", output_units)
     if write_rule not in WRITE_RULES:
         raise ValueError(
             f"`write_rule` must be one of {WRITE_RULES} ('local' = MNM-p, 'gradient' = "
@@ -158,8 +159,8 @@ def make_config(
             f"`recall_decay` must hold recall_delay + 1 = {recall_delay + 1} weights "
             f"(lambda_0..lambda_{recall_delay}); received {list(recall_decay)!r}."
         )
-    _check_bool("targets_from_values", targets_from_values)
-    _check_bool("normalize_writes", normalize_writes)
+    check_bool("targets_from_values", targets_from_values)
+    check_bool("normalize_writes", normalize_writes)
     if targets_from_values and write_rule != "local":
         raise ValueError(
             "`targets_from_values=True` applies to write_rule='local' (MNM-p) only; "
@@ -180,6 +181,15 @@ def make_config(
         memory_output_activation=memory_output_activation,
         compute_dtype=str(compute_dtype),
     )
+
+
+def config_arguments(arguments, **overrides):
+    """The `make_config` arguments found in ``arguments`` (a cell's constructor's
+    ``locals()``), updated with ``overrides``: every cell passes every option to the core
+    by construction."""
+    names = inspect.signature(make_config).parameters
+    chosen = {name: value for name, value in arguments.items() if name in names}
+    return {**chosen, **overrides}
 
 
 class MNMParams(NamedTuple):

@@ -86,6 +86,8 @@ def _activation_kind(activation: Activation) -> str:
         if any(activation is function for function in functions):
             return kind
     name = getattr(activation, "__name__", None)
+    if name == "linear":  # Keras' identity (keras.activations.get(None) returns it)
+        return "identity"
     return name if name in _KNOWN_ACTIVATIONS else "other"
 
 
@@ -154,6 +156,18 @@ def _check_memory(weights: Sequence[tf.Tensor], keys: tf.Tensor) -> tuple:
                 f"{weights[index].shape} do not chain."
             )
     return weights, keys
+
+
+def _check_layer_outputs(name: str, weights: Sequence[tf.Tensor], tensors: Sequence) -> None:
+    """Checks that ``tensors[l]`` is ``[batch, heads, D_{l+1}]``, the size layer l outputs."""
+    for index, (matrix, tensor) in enumerate(zip(weights, tensors)):
+        _check_rank(f"{name}[{index}]", tensor, 3, "[batch, heads, D_{l+1}]")
+        size, out = tensor.shape[-1], matrix.shape[1]
+        if size is not None and out is not None and size != out:
+            raise ValueError(
+                f"`{name}[{index}]` has size {size} in its last axis but layer {index} "
+                f"outputs {out}."
+            )
 
 
 def _check_values(weights: list, values: tf.Tensor, name: str = "values") -> tf.Tensor:
@@ -323,14 +337,7 @@ def recall_deltas(
             f"`pre_activations` must hold one tensor per memory layer ({layers}); "
             f"received {len(pre_activations)}."
         )
-    for index, (matrix, pre) in enumerate(zip(weights, pre_activations)):
-        _check_rank(f"pre_activations[{index}]", pre, 3, "[batch, heads, D_{l+1}]")
-        if pre.shape[-1] is not None and matrix.shape[1] is not None:
-            if pre.shape[-1] != matrix.shape[1]:
-                raise ValueError(
-                    f"`pre_activations[{index}]` has size {pre.shape[-1]} in its last axis "
-                    f"but layer {index} outputs {matrix.shape[1]}."
-                )
+    _check_layer_outputs("pre_activations", weights, pre_activations)
     heads = tf.cast(tf.shape(values)[1], values.dtype)
     upstream = (2.0 / heads) * (activations[-1] - values)  # dL / dz^L
     deltas = [None] * layers
@@ -593,14 +600,7 @@ def local_write_factors(
             f"`rates` must have one column per memory layer ({len(weights)}); received "
             f"shape {rates.shape}."
         )
-    for index, (matrix, target) in enumerate(zip(weights, layer_targets)):
-        _check_rank(f"layer_targets[{index}]", target, 3, "[batch, heads, D_{l+1}]")
-        if target.shape[-1] is not None and matrix.shape[1] is not None:
-            if target.shape[-1] != matrix.shape[1]:
-                raise ValueError(
-                    f"`layer_targets[{index}]` has size {target.shape[-1]} in its last axis "
-                    f"but layer {index} outputs {matrix.shape[1]}."
-                )
+    _check_layer_outputs("layer_targets", weights, layer_targets)
     activations = forward(weights, keys, hidden_activation, output_activation)
     heads = tf.cast(tf.shape(keys)[1], keys.dtype)
     factors = []

@@ -340,6 +340,7 @@ def test_activations_are_recognised_by_identity_and_by_keras_name():
     for fn in [tf.nn.relu, keras.activations.get("relu")]:
         assert memory._activation_kind(fn) == "relu"
     assert memory._activation_kind(None) == "identity"
+    assert memory._activation_kind(keras.activations.get(None)) == "identity"  # "linear"
     assert memory._activation_kind(swish) == "other"
     assert memory._activation_kind(lambda x: x) == "other"
 

@@ -97,20 +97,11 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         self.memory_activation = tf.keras.activations.get(memory_activation)
         self.memory_output_activation = tf.keras.activations.get(memory_output_activation)
         self.config = core.make_config(
-            units,
-            memory_units=memory_units,
-            memory_layers=memory_layers,
-            key_size=key_size,
-            value_size=value_size,
-            num_heads=num_heads,
-            write_rule=write_rule,
-            output_units=output_units,
-            recall_delay=recall_delay,
-            recall_decay=recall_decay,
-            targets_from_values=targets_from_values,
-            normalize_writes=normalize_writes,
-            memory_activation=self.memory_activation,
-            memory_output_activation=self.memory_output_activation,
+            **core.config_arguments(
+                locals(),
+                memory_activation=self.memory_activation,
+                memory_output_activation=self.memory_output_activation,
+            )
         )
         self.units = units
         self.memory_units = memory_units
