@@ -96,7 +96,9 @@ def resumable_callbacks(model_dir):
     * `keras.callbacks.BackupAndRestore` in ``model_dir/backup``, kept after a finished run
       (``delete_checkpoint=False``) so that a rerun continues from the last finished epoch
       instead of starting again (after an interruption: the same run; after a finished
-      run: only the epochs a larger budget adds);
+      run: only the epochs a larger budget adds), with the previous epoch's checkpoint
+      beside the latest (``double_checkpoint``), so that a process killed while it writes
+      a checkpoint resumes from the one before;
     * `KeepLearningRate`: a rerun trains at the learning rate the new command compiled
       (a finished run can be continued at a lower one), logged per epoch;
     * `EpochTimer` and `keras.callbacks.CSVLogger`, appending one row per epoch (with its
@@ -106,7 +108,11 @@ def resumable_callbacks(model_dir):
     os.makedirs(model_dir, exist_ok=True)
     _add_history_column(os.path.join(model_dir, "history.csv"), "learning_rate")
     return [
-        keras.callbacks.BackupAndRestore(backup_dir(model_dir), delete_checkpoint=False),
+        # double_checkpoint: a kill while the latest checkpoint is written leaves an
+        # unreadable file; the rerun then resumes from the previous one.
+        keras.callbacks.BackupAndRestore(
+            backup_dir(model_dir), delete_checkpoint=False, double_checkpoint=True
+        ),
         KeepLearningRate(),  # after the restore; before the CSV logger
         EpochTimer(),  # before the CSV logger, which writes the logs it adds
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),

@@ -89,3 +89,16 @@ def test_warm_start_errors_name_the_source(tmp_path):
     wider = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match=r"`init_from` \('.*source'\): the checkpoint .* does not"):
         training.warm_start(wider, source)
+
+
+def test_a_checkpoint_cut_short_by_a_kill_resumes_from_the_previous_one(tmp_path):
+    model_dir = str(tmp_path)
+    _fit(_model(1e-2), model_dir, epochs=2)
+    latest = training.checkpoint_path(model_dir)
+    with open(latest, "r+b") as f:  # as a process killed while writing it leaves it
+        f.truncate(96)
+    model = _model(1e-2)
+    _fit(model, model_dir, epochs=3)
+    # The rerun restored the checkpoint of the first epoch and trained epochs 1 and 2.
+    assert int(model.optimizer.iterations.numpy()) == 6
+    assert [row["epoch"] for row in training.read_history(model_dir)] == [0, 1, 2]
