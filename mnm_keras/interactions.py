@@ -6,8 +6,9 @@ stored at ``t1`` is retrieved or overwritten at ``t2``.
 
 * `trace_interactions` runs an `MNMCell` (or the `MNM` layer holding it) over sequences and
   returns, beside the outputs, every step's read keys ``k^r_t``, write keys ``k^w_t``,
-  written (target) values ``v^w_t``, rates ``beta_t`` and read values ``v^r_t``; it calls
-  `MNMCell.step`, the computation `MNMCell.call` runs, so the outputs are those of
+  written (target) values ``v^w_t``, rates ``beta_t`` and read values ``v^r_t``; it runs
+  `mnm_keras.core.unroll` with a callback at every step, the computation of `MNM` and of
+  `MNMCell.call`, so the outputs are those of
   ``keras.layers.RNN(cell, return_sequences=True)``.
 * `cosine_similarity_matrix` and `similarity_maps` turn one sequence's trace into the three
   maps of figure 5b (`MAPS`), as NumPy arrays with NaN where ``t1`` is not earlier.

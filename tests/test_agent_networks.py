@@ -1,7 +1,7 @@
-"""tf-keras MNM cell and the recurrent actor-critic networks of tf_agents_ext.
+"""`TFKerasMNMCell` and the recurrent actor-critic networks of tf_agents_ext.
 
-The cell's step is checked against the Keras 3 `mnm_keras.MNMCell` on the same weights
-(both call `mnm_keras.memory`). Runs in the suite's single pytest process;
+The cell's steps are checked against the Keras 3 `mnm_keras.MNMCell` on the same weights,
+with several option sets (both call `mnm_keras.core.step`). Runs in the suite's single pytest process;
 ``tests/conftest.py`` sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is imported, so
 ``tf.keras`` is tf-keras here while ``import keras`` is Keras 3.
 """
