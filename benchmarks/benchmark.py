@@ -1,7 +1,7 @@
 r"""Training-step time and peak memory of LSTM, SALU, MNM-p and MNM-g against sequence length.
 
-    python benchmarks/benchmark.py                       # the table of docs/performance.md
-    python benchmarks/benchmark.py --lengths=16,64 --steps=3 --skip_memory
+    python benchmarks/benchmark.py                       # the tables of docs/performance.md
+    python benchmarks/benchmark.py --lengths=16,64 --steps=3 --skip_memory --maze=false
     python benchmarks/benchmark.py --render              # docs/performance.md from the JSON
 
 For every sequence length, all models are timed in this one process, interleaved
@@ -64,6 +64,15 @@ def define_flags():
         "batch x T^2 x (d_k + d_v) x 4 bytes (about 26 GB at T = 1024, batch 32).",
     )
     flags.DEFINE_string("out_dir", RESULTS, "Where the JSON and PNG go.")
+    flags.DEFINE_bool(
+        "maze",
+        True,
+        "Then run benchmarks/maze_throughput.py (the maze agents' episodes/s; needs the "
+        "agents extra) in a child process, with --maze_args.",
+    )
+    flags.DEFINE_multi_string(
+        "maze_args", [], "A flag for maze_throughput.py (repeatable), e.g. --iterations=2."
+    )
     flags.DEFINE_bool(
         "render", False, "Only rewrite docs/performance.md's tables from their records."
     )
@@ -400,6 +409,18 @@ def run_benchmark(
     return results
 
 
+def run_maze(args):
+    """Runs benchmarks/maze_throughput.py with ``args`` in a child process (TF-Agents needs
+    ``TF_USE_LEGACY_KERAS`` set before TensorFlow loads); its table goes to this output.
+    Returns its exit status."""
+    command = [sys.executable, os.path.join(ROOT, "benchmarks", "maze_throughput.py"), *args]
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    print("\n".join(table) if table else result.stderr.strip()[-2000:], flush=True)
+    return result.returncode
+
+
 def main(argv):
     del argv
     if FLAGS.child:
@@ -426,6 +447,10 @@ def main(argv):
         measure_memory=not FLAGS.skip_memory,
         salu_max_length=FLAGS.salu_max_length,
     )
+    if FLAGS.maze:
+        print("\nmaze agents (benchmarks/maze_throughput.py):")
+        if run_maze(FLAGS.maze_args):
+            raise SystemExit("benchmarks/maze_throughput.py failed (see above).")
 
 
 if __name__ == "__main__":

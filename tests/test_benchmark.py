@@ -81,3 +81,16 @@ def test_write_strength_ratios():
     np.testing.assert_allclose(ratio[False, 30.0], 29.0**2, rtol=1e-3)
     table = write_strength.format_table(rows)
     assert table.count("\n") == 1 + len(rows)
+
+
+def test_the_maze_throughput_runs_from_the_benchmark(tmp_path, capsys):
+    args = [
+        "--networks=lstm",
+        "--num_parallel_episodes=2",
+        "--iterations=1",
+        "--episode_length=4",
+        f"--out_dir={tmp_path}",
+    ]
+    assert benchmark.run_maze(args) == 0
+    assert "| lstm | 2 |" in capsys.readouterr().out
+    assert (tmp_path / "maze_throughput.json").exists()
