@@ -819,7 +819,7 @@ def unroll(
       on_step: optional callback, see above.
       compute_meta_loss: as in `recurrent_step`.
       jit_compile: compile the loop and its backward pass with XLA (default True: on
-        CPU a training step is about 2.5x faster so; see docs/performance.md). Without
+        CPU a training step is about 3x faster so; see docs/performance.md). Without
         effect with ``on_step``.
     """
     inputs = tf.convert_to_tensor(inputs)

@@ -85,7 +85,7 @@ class MNMCell(ControllerCell):
         small initial rate sigmoid(-2) = 0.12 so early writes do not overshoot).
       kernel_regularizer, bias_regularizer: of every trainable kernel and bias.
       jit_compile: compile the step (and `mnm_keras.MNM`'s whole loop with its backward
-        pass) with XLA (default True; on a CPU a training step is then about 2x faster,
+        pass) with XLA (default True; on a CPU a training step of `MNM` is then about 3x faster,
         docs/performance.md); ``False`` runs the same operations without XLA.
       controller_dtype: dtype policy of the sublayers (default: ``dtype`` or the global
         policy); the cell itself always computes in float32 (see above).
