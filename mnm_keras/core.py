@@ -827,6 +827,15 @@ def unroll(
         raise ValueError(
             f"`inputs` must have shape [batch, time, features]; received shape {inputs.shape}."
         )
+    empty = (
+        f"`inputs` must have at least one time step; received shape {inputs.shape} "
+        "[batch, time, features]."
+    )
+    if inputs.shape[1] == 0:
+        raise ValueError(empty)
+    if inputs.shape[1] is None:
+        with tf.control_dependencies([tf.debugging.assert_positive(tf.shape(inputs)[1], empty)]):
+            inputs = tf.identity(inputs)
     time_major = tf.transpose(inputs, [1, 0, 2])
     keeps = None if mask is None else tf.transpose(tf.cast(mask, tf.bool), [1, 0])
     if reverse:

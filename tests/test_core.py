@@ -168,9 +168,22 @@ def test_config_errors_name_the_argument():
         core.make_config(4, write_rule="gradient", targets_from_values=True)
     with pytest.raises(ValueError, match="`jit_compile` must be True or False"):
         mnm_keras.MNMCell(4, jit_compile="yes")
+    cell = _cell()
     with pytest.raises(ValueError, match="`inputs` must have shape"):
-        cell = _cell()
         core.unroll(cell.config, cell.params(), tf.zeros([2, 4]), None)
+    start = core.initial_state(cell.config, cell.params(), 2)
+    with pytest.raises(ValueError, match=r"at least one time step; received shape \(2, 0, 4\)"):
+        core.unroll(cell.config, cell.params(), tf.zeros([2, 0, 4]), start)
+    with pytest.raises(ValueError, match="at least one time step"):
+        mnm_keras.MNM(6, memory_units=5, key_size=4, value_size=3)(tf.zeros([2, 0, 4]))
+
+    @tf.function(input_signature=[tf.TensorSpec([2, None, 4])])
+    def unknown_length(x):
+        return core.unroll(cell.config, cell.params(), x, start)[0]
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one time step"):
+        unknown_length(tf.zeros([2, 0, 4]))
+    assert unknown_length(tf.zeros([2, 3, 4])).shape == (2, 3, 6)
 
 
 def test_mnm_without_xla_computes_the_same():
