@@ -2,26 +2,51 @@
 
 from __future__ import annotations
 
-import csv
+import dataclasses
+import datetime
 import json
+import math
 import os
+import platform
+import subprocess
+import sys
 import time
+import typing
 
 import keras
 import numpy as np
 
-from mnm_keras.plotting import plot_curves
+from mnm_keras.core import check_positive_int
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Adds ``epoch_seconds`` (the epoch's wall time, evaluation included) to the logs."""
+class RunProgress(keras.callbacks.Callback):
+    """Logs each epoch's wall time and step; stops training after ``train_steps`` steps.
+
+    Adds ``epoch_seconds`` (the epoch's wall time, evaluation included) and ``step`` (the
+    optimizer steps taken so far, over every invocation of a resumed run) to the epoch's
+    logs. With ``train_steps``, training stops once the optimizer has taken that many
+    steps: a budget that is not a whole number of epochs ends with a shorter epoch, which
+    is evaluated, logged and checkpointed like the others.
+    """
+
+    def __init__(self, train_steps=None):
+        super().__init__()
+        self._train_steps = train_steps
+
+    def _step(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
+    def on_train_batch_end(self, batch, logs=None):
+        if self._train_steps is not None and self._step() >= self._train_steps:
+            self.model.stop_training = True
+
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_seconds"] = time.perf_counter() - self._start
+            logs["step"] = self._step()
 
 
 class KeepLearningRate(keras.callbacks.Callback):
@@ -67,30 +92,7 @@ def _rate_variable(model):
     return rate if isinstance(rate, keras.Variable) else None
 
 
-def _add_history_column(path, name):
-    """Adds an empty column ``name`` to an existing ``history.csv`` that lacks it.
-
-    `keras.callbacks.CSVLogger` appends rows under the file's first header with its keys in
-    sorted order; a log written before ``name`` was logged would otherwise get misaligned
-    rows.
-    """
-    if not os.path.exists(path) or not os.path.getsize(path):
-        return
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    header = rows[0]
-    if name in header:
-        return
-    new_header = ["epoch", *sorted([*header[1:], name])]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(new_header)
-        for row in rows[1:]:
-            values = dict(zip(header, row))
-            writer.writerow([values.get(key, "") for key in new_header])
-
-
-def resumable_callbacks(model_dir):
+def resumable_callbacks(model_dir, train_steps=None):
     """Callbacks that make a rerun of the same command resume, and log the run.
 
     * `keras.callbacks.BackupAndRestore` in ``model_dir/backup``, kept after a finished run
@@ -101,12 +103,13 @@ def resumable_callbacks(model_dir):
       a checkpoint resumes from the one before;
     * `KeepLearningRate`: a rerun trains at the learning rate the new command compiled
       (a finished run can be continued at a lower one), logged per epoch;
-    * `EpochTimer` and `keras.callbacks.CSVLogger`, appending one row per epoch (with its
-      ``epoch_seconds`` and ``learning_rate``) to ``model_dir/history.csv``;
+    * `RunProgress` and `keras.callbacks.CSVLogger`, appending one row per epoch (with its
+      ``epoch_seconds``, ``step`` and ``learning_rate``) to ``model_dir/history.csv``;
+      with ``train_steps``, training stops after that many optimizer steps (see
+      `plan_budget` for the number of epochs to pass to `fit`);
     * `keras.callbacks.TensorBoard` logs in ``model_dir/logs``.
     """
     os.makedirs(model_dir, exist_ok=True)
-    _add_history_column(os.path.join(model_dir, "history.csv"), "learning_rate")
     return [
         # double_checkpoint: a kill while the latest checkpoint is written leaves an
         # unreadable file; the rerun then resumes from the previous one.
@@ -114,7 +117,7 @@ def resumable_callbacks(model_dir):
             backup_dir(model_dir), delete_checkpoint=False, double_checkpoint=True
         ),
         KeepLearningRate(),  # after the restore; before the CSV logger
-        EpochTimer(),  # before the CSV logger, which writes the logs it adds
+        RunProgress(train_steps),  # before the CSV logger, which writes the logs it adds
         keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
     ]
@@ -183,32 +186,6 @@ def completed_epochs(model_dir):
         return int(json.load(f)["epoch"])
 
 
-def check_budget(model_dir, train_steps, steps_per_epoch):
-    """Raises unless ``train_steps`` is a whole number of epochs not below the finished ones.
-
-    The example scripts call it first, before building data or models. Below the steps
-    that ``model_dir`` has already trained, `fit` would train nothing and the run would be
-    reported as ``train_steps`` long while its weights are those of its last checkpoint. A
-    budget equal to the finished steps evaluates the run without training it.
-
-    Returns:
-      The steps already trained (0 for a new run).
-    """
-    if train_steps % steps_per_epoch:
-        raise ValueError(
-            f"`train_steps` ({train_steps}) must be a multiple of `steps_per_epoch` "
-            f"({steps_per_epoch})."
-        )
-    done = completed_epochs(model_dir) * steps_per_epoch
-    if done > train_steps:
-        raise ValueError(
-            f"`train_steps` ({train_steps}) is below the {done} steps that {model_dir!r} "
-            f"has already trained ({done // steps_per_epoch} epochs of {steps_per_epoch}); "
-            f"pass `train_steps` >= {done} (equal evaluates the run without training)."
-        )
-    return done
-
-
 def read_history(model_dir):
     """Per-epoch rows of ``model_dir/history.csv``, one per epoch, in order.
 
@@ -228,36 +205,184 @@ def read_history(model_dir):
     return [rows[k] for k in sorted(rows)]
 
 
-def finish_run(model_dir, metrics, steps_per_epoch, curves, title, ylabel, reference=None):
-    """Writes ``metrics.json`` (with the per-epoch ``history``) and ``curve.png``.
+class Budget(typing.NamedTuple):
+    """How a run of ``train_steps`` optimizer steps continues (`plan_budget`).
 
-    ``curve.png`` has a linear panel and a log-scale one (the tail of an error near zero).
-
-    ``wall_seconds`` becomes the sum of the logged epoch times, so that a resumed run
-    reports all of its training time (this invocation's time is kept as
-    ``session_wall_seconds``).
-
-    Args:
-      curves: dict from legend label to a function of a history row giving its y value.
+    Attributes:
+      done_steps: steps already trained in ``model_dir`` (0 for a new run); a data stream
+        that is not part of the checkpoint skips the batches of these steps.
+      epochs: the ``epochs`` argument of `fit` (it counts the restored epochs too).
     """
-    history = read_history(model_dir)
-    metrics = {**metrics, "history": history}
-    if history and all("epoch_seconds" in row for row in history):
-        # Training time over every invocation of a resumed run, not only the last one.
-        metrics["session_wall_seconds"] = metrics.get("wall_seconds")
-        metrics["wall_seconds"] = round(sum(row["epoch_seconds"] for row in history), 1)
-    with open(os.path.join(model_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
-    if history:
-        steps = [(row["epoch"] + 1) * steps_per_epoch for row in history]
-        plot_curves(
-            os.path.join(model_dir, "curve.png"),
-            steps,
-            {label: [fn(row) for row in history] for label, fn in curves.items()},
-            title=title,
-            xlabel="training step",
-            ylabel=ylabel,
-            reference=reference,
-            log_panel=True,
+
+    done_steps: int
+    epochs: int
+
+
+def plan_budget(model_dir, train_steps, steps_per_epoch):
+    """The `Budget` of a run of ``train_steps`` steps in epochs of ``steps_per_epoch``.
+
+    The example scripts call it first, before building data or models. The last epoch is
+    shorter when ``train_steps`` is not a multiple of ``steps_per_epoch`` (`RunProgress`
+    stops it). A budget below the steps ``model_dir`` has already trained is refused: `fit`
+    would train nothing and the run would be reported as ``train_steps`` long while its
+    weights are those of its last checkpoint. A budget equal to them evaluates the run
+    without training it.
+
+    Raises:
+      ValueError: ``train_steps`` or ``steps_per_epoch`` is not a positive integer, or
+        ``train_steps`` is below the steps already trained.
+    """
+    check_positive_int("train_steps", train_steps)
+    check_positive_int("steps_per_epoch", steps_per_epoch)
+    epochs = completed_epochs(model_dir)
+    done = epochs * steps_per_epoch
+    for row in read_history(model_dir):
+        # The logged step of the last restored epoch (shorter when it ended a budget).
+        if row["epoch"] == epochs - 1 and row.get("step") is not None:
+            done = int(row["step"])
+    if done > train_steps:
+        raise ValueError(
+            f"`train_steps` ({train_steps}) is below the {done} steps that {model_dir!r} "
+            f"has already trained ({epochs} epochs); pass `train_steps` >= {done} (equal "
+            "evaluates the run without training)."
         )
-    return metrics
+    return Budget(done, epochs + math.ceil((train_steps - done) / steps_per_epoch))
+
+
+def _commit():
+    """The checkout's commit (with ``-dirty`` for uncommitted changes), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(
+            ["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
+def hardware():
+    """What ran the run: CPU, cores, accelerators, Python, TensorFlow and Keras versions."""
+    import tensorflow as tf
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def _config_dict(config):
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+
+
+class RunRecorder:
+    """Writes a run's record, ``model_dir/metrics.json``, from its config and results.
+
+    Made at the start of every invocation of a run (the first and each resume): it adds
+    the invocation (command line, configuration, commit, hardware, the step it started
+    from) to ``model_dir/invocations.json``; `finish` adds its wall time and writes the
+    record:
+
+    * ``task``, ``config`` (every field of the run's config), ``results`` (the final
+      evaluation), ``train_steps`` (the steps trained), ``wall_seconds`` (the training time
+      over every invocation: the sum of the logged epoch times);
+    * ``history``: the per-epoch rows of ``history.csv``;
+    * ``invocations``: every invocation, resumes included, each with its command line,
+      configuration, commit, hardware, first step and wall time (None for one that was
+      killed before it finished);
+    * ``commit`` and ``hardware`` of the last invocation.
+
+    `mnm_keras.results` renders the documentation's tables and figures from these records.
+    """
+
+    def __init__(self, model_dir, task, config, start_step=0):
+        self.model_dir = model_dir
+        self.task = task
+        self.config = _config_dict(config)
+        os.makedirs(model_dir, exist_ok=True)
+        self._start = time.perf_counter()
+        self._invocations = self._read_invocations()
+        self._invocations.append(
+            {
+                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds"
+                ),
+                "argv": list(sys.argv),
+                "config": self.config,
+                "start_step": int(start_step),
+                "commit": _commit(),
+                "hardware": hardware(),
+                "wall_seconds": None,
+            }
+        )
+        self._write_invocations()
+
+    @property
+    def _invocations_path(self):
+        return os.path.join(self.model_dir, "invocations.json")
+
+    def _read_invocations(self):
+        if not os.path.exists(self._invocations_path):
+            return []
+        with open(self._invocations_path) as f:
+            return json.load(f)
+
+    def _write_invocations(self):
+        with open(self._invocations_path, "w") as f:
+            json.dump(self._invocations, f, indent=2)
+
+    def finish(self, results, curves=None, title=None, ylabel=None, reference=None, history=None):
+        """Writes ``metrics.json`` and, with ``curves``, ``curve.png``; returns the record.
+
+        Args:
+          results: the final evaluation, a dict of metric name to number.
+          history: the per-epoch rows, for a run that does not train with `fit` and
+            `resumable_callbacks` (default: ``model_dir/history.csv``); each row has an
+            ``epoch``, the ``step`` it ended at and its ``epoch_seconds``.
+          curves: dict from legend label to a function of a history row giving its y value;
+            ``curve.png`` has a linear panel and a log-scale one (the tail of an error
+            near zero).
+        """
+        self._invocations[-1]["wall_seconds"] = round(time.perf_counter() - self._start, 1)
+        self._write_invocations()
+        if history is None:
+            history = read_history(self.model_dir)
+        last = self._invocations[-1]
+        record = {
+            "task": self.task,
+            "config": self.config,
+            "results": results,
+            "train_steps": int(history[-1]["step"]) if history else 0,
+            "wall_seconds": round(sum(row["epoch_seconds"] for row in history), 1),
+            "commit": last["commit"],
+            "hardware": last["hardware"],
+            "invocations": self._invocations,
+            "history": history,
+        }
+        with open(os.path.join(self.model_dir, "metrics.json"), "w") as f:
+            json.dump(record, f, indent=2)
+        if history and curves:
+            from mnm_keras.plotting import plot_curves
+
+            plot_curves(
+                os.path.join(self.model_dir, "curve.png"),
+                [row["step"] for row in history],
+                {label: [fn(row) for row in history] for label, fn in curves.items()},
+                title=title,
+                xlabel="training step",
+                ylabel=ylabel,
+                reference=reference,
+                log_panel=True,
+            )
+        return record

@@ -1,5 +1,6 @@
-"""examples/algorithmic.py: every task with every model, metrics and curve, kill and resume."""
+"""examples/algorithmic.py: every task with every model, the run record, budgets, resume."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -15,27 +16,43 @@ from examples import algorithmic
 from mnm_keras import datasets, models, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(units=8, memory_units=6, key_size=6, eval_episodes=8, batch_size=4, verbose=0)
+TINY = dict(units=8, memory_units=6, key_size=6, eval_episodes=8, batch_size=4)
+
+
+def train(model_dir, callbacks=(), **fields):
+    config = algorithmic.Config(model_dir=str(model_dir), **fields)
+    return algorithmic.run(config, verbose=0, callbacks=callbacks)
 
 
 @pytest.mark.parametrize("task", sorted(datasets.TASKS))
 @pytest.mark.parametrize("model", models.MODEL_NAMES)
 def test_every_task_and_model_trains_and_reports(tmp_path, task, model):
     # MNM-g runs with normalised writes, MNM-p with the paper's writes (both options covered).
-    metrics = algorithmic.train_and_evaluate(
-        str(tmp_path), task=task, model=model, train_steps=2, steps_per_epoch=1,
-        normalize_writes=(model == "mnm_g"), **TINY,
-    )  # fmt: skip
+    normalize = model == "mnm_g"
+    record = train(
+        tmp_path,
+        task=task,
+        model=model,
+        train_steps=2,
+        steps_per_epoch=1,
+        normalize_writes=normalize,
+        **TINY,
+    )
     with open(tmp_path / "metrics.json") as f:
         written = json.load(f)
-    for key in ("task", "model", "train_steps", "wall_seconds"):
-        assert written[key] == metrics[key]
+    assert written == json.loads(json.dumps(record))
     for key in ("eval_sequence_error", "eval_symbol_error"):
-        assert 0.0 <= written[key] <= 1.0
-    assert written["task"] == task and written["model"] == model
-    assert written["normalize_writes"] == (model == "mnm_g")
-    assert (written["units"], written["memory_units"], written["memory_layers"]) == (8, 6, 3)
+        assert 0.0 <= written["results"][key] <= 1.0
+    config = written["config"]
+    assert written["task"] == "algorithmic" and written["train_steps"] == 2
+    assert config["task"] == task and config["model"] == model
+    assert config["normalize_writes"] == normalize
+    assert (config["units"], config["memory_units"], config["memory_layers"]) == (8, 6, 3)
     assert [row["epoch"] for row in written["history"]] == [0, 1]
+    assert [row["step"] for row in written["history"]] == [1, 2]
+    (invocation,) = written["invocations"]
+    assert invocation["config"] == config and invocation["start_step"] == 0
+    assert invocation["wall_seconds"] > 0 and invocation["hardware"]["cpu_count"] >= 1
     assert (tmp_path / "curve.png").stat().st_size > 1000
     assert os.listdir(tmp_path / "logs")  # TensorBoard
 
@@ -51,10 +68,10 @@ def test_resumed_run_continues_the_training_stream(tmp_path):
     # would train its second epoch on the first epoch's episodes again).
     args = dict(task="double_copy", model="lstm", steps_per_epoch=2, **TINY)
     straight, resumed = _FinalWeights(), _FinalWeights()
-    algorithmic.train_and_evaluate(str(tmp_path / "a"), train_steps=4, callbacks=[straight], **args)
-    algorithmic.train_and_evaluate(str(tmp_path / "b"), train_steps=2, **args)
+    train(str(tmp_path / "a"), train_steps=4, callbacks=[straight], **args)
+    train(str(tmp_path / "b"), train_steps=2, **args)
     assert training.completed_epochs(str(tmp_path / "b")) == 1
-    algorithmic.train_and_evaluate(str(tmp_path / "b"), train_steps=4, callbacks=[resumed], **args)
+    train(str(tmp_path / "b"), train_steps=4, callbacks=[resumed], **args)
     assert training.completed_epochs(str(tmp_path / "b")) == 2
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -71,30 +88,38 @@ def test_curriculum_run_starts_from_another_runs_weights(tmp_path):
     args = dict(task="dictionary", model="mnm_g", steps_per_epoch=1, **TINY)
     first, second = str(tmp_path / "first"), str(tmp_path / "second")
     finished = _FinalWeights()
-    algorithmic.train_and_evaluate(first, train_steps=2, callbacks=[finished], **args)
+    train(first, train_steps=2, callbacks=[finished], **args)
     start = _StartWeights()
-    metrics = algorithmic.train_and_evaluate(
-        second, support_size=8, sequence_length=4, train_steps=1, init_from=first,
-        callbacks=[start], **args,
-    )  # fmt: skip
+    record = train(
+        second,
+        support_size=8,
+        sequence_length=4,
+        train_steps=1,
+        init_from=first,
+        callbacks=[start],
+        **args,
+    )
     for a, b in zip(start.weights, finished.weights):
         np.testing.assert_array_equal(a, b)
-    assert metrics["init_from"] == first and metrics["support_size"] == 8
-    assert [row["epoch"] for row in metrics["history"]] == [0]
+    assert record["config"]["init_from"] == first and record["config"]["support_size"] == 8
+    assert [row["epoch"] for row in record["history"]] == [0]
     # Resuming uses the run's own checkpoint: the source is no longer read.
     os.rename(first, str(tmp_path / "moved"))
     resumed = _StartWeights()
-    algorithmic.train_and_evaluate(
-        second, support_size=8, sequence_length=4, train_steps=2, init_from=first,
-        callbacks=[resumed], **args,
-    )  # fmt: skip
+    train(
+        second,
+        support_size=8,
+        sequence_length=4,
+        train_steps=2,
+        init_from=first,
+        callbacks=[resumed],
+        **args,
+    )
     assert training.completed_epochs(second) == 2
     assert not all(np.array_equal(a, b) for a, b in zip(resumed.weights, finished.weights))
     # A new run from a missing source is an error that names it.
     with pytest.raises(FileNotFoundError, match="init_from"):
-        algorithmic.train_and_evaluate(
-            str(tmp_path / "third"), train_steps=1, init_from=first, **args
-        )
+        train(str(tmp_path / "third"), train_steps=1, init_from=first, **args)
 
 
 class _ClipBound(keras.callbacks.Callback):
@@ -111,24 +136,26 @@ def test_gradient_clipping_bounds_the_step_and_a_rerun_may_change_it(tmp_path):
     for bound in (None, 1e-9):
         start, finished = _StartWeights(), _FinalWeights()
         model_dir = str(tmp_path / f"clip_{bound}")
-        metrics = algorithmic.train_and_evaluate(
+        record = train(
             model_dir, train_steps=1, gradient_clipping=bound, callbacks=[start, finished], **args
         )
-        assert metrics["gradient_clipping"] == bound
+        assert record["config"]["gradient_clipping"] == bound
         moves[bound] = max(np.abs(a - b).max() for a, b in zip(start.weights, finished.weights))
     assert moves[None] > 0.5e-2 and moves[1e-9] < 0.2e-3
     # A rerun that continues the clipped run trains under the bound it is given.
     probe = _ClipBound()
-    algorithmic.train_and_evaluate(
-        str(tmp_path / "clip_1e-09"), train_steps=2, gradient_clipping=5.0, callbacks=[probe],
+    train(
+        str(tmp_path / "clip_1e-09"),
+        train_steps=2,
+        gradient_clipping=5.0,
+        callbacks=[probe],
         **args,
-    )  # fmt: skip
+    )
     assert probe.bound == 5.0
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError, match=r"`gradient_clipping`.*" + str(bad)):
-            algorithmic.train_and_evaluate(
-                str(tmp_path / "bad"), train_steps=1, gradient_clipping=bad, **args
-            )
+            train(tmp_path / "bad", train_steps=1, gradient_clipping=bad, **args)
+    assert not os.path.exists(tmp_path / "bad")
 
 
 class _CountBatches(keras.callbacks.Callback):
@@ -142,20 +169,78 @@ def test_a_budget_below_the_finished_steps_is_an_error(tmp_path):
     # A 2-step run rerun with --train_steps=1 would train nothing and be reported as a
     # 1-step run with its 2-step weights; with --train_steps=2 it is evaluated, not trained.
     args = dict(task="dictionary", model="lstm", steps_per_epoch=1, **TINY)
-    first = algorithmic.train_and_evaluate(str(tmp_path), train_steps=2, **args)
+    first = train(str(tmp_path), train_steps=2, **args)
     with pytest.raises(ValueError, match=r"`train_steps` \(1\) is below the 2 steps"):
-        algorithmic.train_and_evaluate(str(tmp_path), train_steps=1, **args)
+        train(str(tmp_path), train_steps=1, **args)
     count = _CountBatches()
-    again = algorithmic.train_and_evaluate(str(tmp_path), train_steps=2, callbacks=[count], **args)
+    again = train(str(tmp_path), train_steps=2, callbacks=[count], **args)
     assert count.batches == 0 and again["train_steps"] == 2
-    assert again["eval_sequence_error"] == first["eval_sequence_error"]
-    assert again["eval_symbol_error"] == first["eval_symbol_error"]
-    # A budget that is not a whole number of epochs is refused before anything is built.
-    with pytest.raises(ValueError, match=r"`train_steps` \(3\) must be a multiple"):
-        algorithmic.train_and_evaluate(
-            str(tmp_path / "odd"), train_steps=3, **{**args, "steps_per_epoch": 2}
-        )
-    assert not os.path.exists(tmp_path / "odd")
+    assert again["results"] == first["results"]
+    assert [i["start_step"] for i in again["invocations"]] == [0, 2]
+
+
+def test_a_budget_that_is_not_whole_epochs_ends_with_a_shorter_epoch(tmp_path):
+    # 2 steps in epochs of 500, then 7 steps in epochs of 3: the last epoch of each is
+    # short, evaluated and logged, and the rerun continues from the step where it stopped.
+    args = dict(task="dictionary", model="lstm", **TINY)
+    count = _CountBatches()
+    record = train(tmp_path, train_steps=2, steps_per_epoch=500, callbacks=[count], **args)
+    assert count.batches == 2 and record["train_steps"] == 2
+    assert [row["step"] for row in record["history"]] == [2]
+    assert "val_sequence_error" in record["history"][0]
+    assert training.plan_budget(str(tmp_path), 7, 3) == training.Budget(2, 3)
+    count = _CountBatches()
+    record = train(tmp_path, train_steps=7, steps_per_epoch=3, callbacks=[count], **args)
+    assert count.batches == 5 and record["train_steps"] == 7
+    assert [row["step"] for row in record["history"]] == [2, 5, 7]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("train_steps", -1),
+        ("train_steps", 0),
+        ("batch_size", 0),
+        ("units", 2.5),
+        ("learning_rate", 0.0),
+        ("task", "sorting"),
+        ("model", "gru"),
+    ],
+)
+def test_a_config_that_makes_no_sense_is_refused_by_name(tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"`{field}`.*{value}"):
+        algorithmic.Config(model_dir=str(tmp_path), **{field: value})
+
+
+def test_flags_are_the_config_fields_and_a_bad_value_ends_with_usage(tmp_path):
+    from absl import flags
+
+    from examples import config_flags
+
+    values = flags.FlagValues()
+    config_flags.define_flags(algorithmic.Config, values)
+    names = {field.name for field in dataclasses.fields(algorithmic.Config)}
+    assert names <= set(values)
+    values(["prog", "--train_steps=7", "--gradient_clipping=1.5", "--nonormalize_writes"])
+    config = config_flags.config_from_flags(algorithmic.Config, values)
+    assert config == algorithmic.Config(train_steps=7, gradient_clipping=1.5)
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "algorithmic.py"),
+            "--train_steps=-1",
+            f"--model_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    # absl's usage message: the script's docstring, then the config's error.
+    assert algorithmic.__doc__.splitlines()[0] in done.stderr
+    assert "`train_steps` must be a positive integer; received train_steps=-1" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not os.path.exists(tmp_path / "metrics.json")
 
 
 def _history_rows(model_dir):
