@@ -6,9 +6,9 @@ matplotlib setting changed), like `mnm_keras.plotting`.
 
 from __future__ import annotations
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
+
+from mnm_keras.plotting import _figure_class
 
 
 def _window(window, length, argument):
@@ -58,7 +58,9 @@ def plot_similarity_map(path, matrix, words, title="", rows=None, columns=None):
     cell_inches = 0.16
     width = min(max(4.0, 2.5 + cell_inches * len(column_words)), 60.0)
     height = min(max(3.0, 1.8 + cell_inches * len(row_words)), 60.0)
-    figure = Figure(figsize=(width, height), dpi=100)
+    import matplotlib
+
+    figure = _figure_class()(figsize=(width, height), dpi=100)
     axes = figure.subplots()
     finite = shown[np.isfinite(shown)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)

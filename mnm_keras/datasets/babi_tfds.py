@@ -19,9 +19,17 @@ Splits: ``train`` and ``validation`` (a seeded 10% of each task's training stori
 from __future__ import annotations
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from mnm_keras.datasets import babi
+
+try:
+    # Optional (the ``babi`` extra): this module's builder subclasses a TFDS class, so the
+    # import cannot wait until a function runs; nothing else in mnm_keras imports it.
+    import tensorflow_datasets as tfds
+except ImportError as error:
+    raise ImportError(
+        "mnm_keras.datasets.babi_tfds needs tensorflow-datasets: pip install 'mnm_keras[babi]'"
+    ) from error
 
 
 class Babi(tfds.core.GeneratorBasedBuilder):

@@ -1,0 +1,437 @@
+r"""The documentation's result tables and figures, rendered from committed run records.
+
+Every training result in the docs comes from a run record,
+``results/<task>/<run>/metrics.json`` (written by `mnm_keras.training.RunRecorder` and
+copied there with ``collect``). The docs mark where a table goes:
+
+    <!-- results table: NAME -->
+    ... (written by this tool) ...
+    <!-- end of results table -->
+
+and a figure is ``docs/figures/NAME.png`` beside ``docs/figures/NAME.json``, the data it
+plots. ``render`` rewrites both from the records; ``check`` (run by the test suite) fails
+when the docs and the records differ::
+
+    python -m mnm_keras.results collect runs/my_run results/algorithmic/my_run
+    python -m mnm_keras.results render
+    python -m mnm_keras.results check
+
+A table cell holds one metric: the mean and standard deviation over the seeds of a
+configuration, with the number of seeds and how many solved the task (zero held-out
+error); the curves of training hold the intermediate errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import sys
+
+import numpy as np
+
+DOCS = ("README.md", "docs")
+TABLE = re.compile(
+    r"(<!-- results table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end of results table -->)",
+    re.S,
+)
+NO_RECORD = "No run of this table has a committed record yet."
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """One run record: where it lies and what its ``metrics.json`` holds."""
+
+    path: str
+    task: str
+    config: dict
+    results: dict
+    train_steps: int
+    wall_seconds: float
+    history: list
+
+    @property
+    def run(self):
+        return os.path.basename(os.path.dirname(self.path))
+
+
+def load_records(root="."):
+    """Every ``results/<task>/<run>/metrics.json`` under ``root``, sorted by path."""
+    records = []
+    base = os.path.join(root, "results")
+    if not os.path.isdir(base):
+        return records
+    for task in sorted(os.listdir(base)):
+        task_dir = os.path.join(base, task)
+        if not os.path.isdir(task_dir):
+            continue
+        for run in sorted(os.listdir(task_dir)):
+            path = os.path.join(task_dir, run, "metrics.json")
+            if not os.path.exists(path):
+                continue
+            with open(path) as f:
+                data = json.load(f)
+            for key in ("task", "config", "results", "history"):
+                if key not in data:
+                    raise ValueError(f"{path}: a run record has no {key!r} (see RunRecorder).")
+            records.append(
+                Record(
+                    os.path.relpath(path, root),
+                    data["task"],
+                    data["config"],
+                    data["results"],
+                    int(data.get("train_steps", 0)),
+                    float(data.get("wall_seconds", 0.0)),
+                    data["history"],
+                )
+            )
+    return records
+
+
+def collect(run_dir, destination):
+    """Copies a finished run's record (``run_dir/metrics.json``) to ``destination``.
+
+    Only the record travels: checkpoints, logs and curves stay in ``run_dir``.
+    """
+    source = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(source):
+        raise FileNotFoundError(f"`run_dir` ({run_dir!r}) has no metrics.json: is it finished?")
+    os.makedirs(destination, exist_ok=True)
+    shutil.copyfile(source, os.path.join(destination, "metrics.json"))
+
+
+# ----------------------------------------------------------------------------- tables
+
+MODEL_LABELS = {"mnm_p": "MNM-p", "mnm_g": "MNM-g", "salu": "LSTM+SALU", "lstm": "LSTM"}
+MODEL_ORDER = tuple(MODEL_LABELS)
+
+
+def _task_label(config):
+    if config.get("task") == "dictionary":
+        return f"dictionary inference ({config['support_size']}, {config['sequence_length']})"
+    return str(config.get("task", "")).replace("_", " ")
+
+
+def _writes_label(config):
+    if config.get("model") not in ("mnm_p", "mnm_g"):
+        return "-"
+    return "normalised" if config.get("normalize_writes") else "paper"
+
+
+def _mean_std(values, digits=3):
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def _group(records, key):
+    groups = {}
+    for record in records:
+        groups.setdefault(key(record), []).append(record)
+    return groups
+
+
+def _markdown(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _algorithmic_key(record):
+    config = record.config
+    model = config.get("model")
+    return (
+        _task_label(config),
+        MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER),
+        _writes_label(config),
+        record.train_steps,
+    )
+
+
+def algorithmic_table(records):
+    """Held-out errors of the algorithmic tasks: one row per task, model, writes, budget."""
+    records = [r for r in records if r.task == "algorithmic"]
+    if not records:
+        return NO_RECORD + "\n"
+    rows = []
+    for key, group in sorted(_group(records, _algorithmic_key).items()):
+        task, _, writes, steps = key
+        sequence = [r.results["eval_sequence_error"] for r in group]
+        symbol = [r.results["eval_symbol_error"] for r in group]
+        seconds = np.mean([r.wall_seconds for r in group])
+        rows.append(
+            [
+                task,
+                MODEL_LABELS.get(group[0].config["model"], group[0].config["model"]),
+                writes,
+                f"{steps:,}",
+                len(group),
+                _mean_std(sequence),
+                _mean_std(symbol),
+                f"{sum(value == 0 for value in sequence)}/{len(group)}",
+                f"{seconds:.0f}",
+            ]
+        )
+    return _markdown(
+        [
+            "task",
+            "model",
+            "writes",
+            "steps",
+            "seeds",
+            "held-out sequence error",
+            "held-out symbol error",
+            "solved",
+            "training s (mean)",
+        ],
+        rows,
+    )
+
+
+def normalize_writes_table(records):
+    """Dictionary inference (4, 1) at 2,000 steps: the paper's writes against normalised."""
+    return algorithmic_table(
+        [
+            r
+            for r in records
+            if r.task == "algorithmic"
+            and r.config.get("task") == "dictionary"
+            and (r.config.get("support_size"), r.config.get("sequence_length")) == (4, 1)
+            and r.config.get("model") in ("mnm_p", "mnm_g")
+            and r.train_steps == 2000
+        ]
+    )
+
+
+def _generic_table(task):
+    def table(records):
+        records = [r for r in records if r.task == task]
+        if not records:
+            return NO_RECORD + "\n"
+        metrics = sorted({name for r in records for name in r.results})
+        rows = [
+            [r.run, r.config.get("model", "-"), f"{r.train_steps:,}", r.config.get("seed", "-")]
+            + [_format(r.results.get(name)) for name in metrics]
+            for r in records
+        ]
+        return _markdown(["run", "model", "steps", "seed", *metrics], rows)
+
+    table.__doc__ = f"Every {task} record, one row per run."
+    return table
+
+
+def _format(value):
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "-" if value is None else str(value)
+
+
+# The paper's numbers the summary sets beside ours (paper section 4).
+PAPER = {
+    "dictionary inference (4, 1)": "every model solves it (figure 2)",
+    "dictionary inference (8, 4)": "memory-augmented models solve it (figure 2)",
+    "double copy": "MNM solves it quickly (figure 4)",
+    "priority sort": "LSTM+SALU best (figure 4)",
+}
+
+
+def summary_table(records):
+    """The README's summary: per task and model, the paper's result beside ours."""
+    records = [r for r in records if r.task == "algorithmic"]
+    if not records:
+        return NO_RECORD + "\n"
+    rows = []
+    for key, group in sorted(_group(records, _algorithmic_key).items()):
+        task, _, writes, steps = key
+        sequence = [r.results["eval_sequence_error"] for r in group]
+        model = MODEL_LABELS.get(group[0].config["model"], group[0].config["model"])
+        rows.append(
+            [
+                task,
+                PAPER.get(task, "-"),
+                f"{model} ({writes} writes)" if writes != "-" else model,
+                _mean_std(sequence),
+                f"{sum(value == 0 for value in sequence)}/{len(group)}",
+                f"{steps:,}",
+                "[algorithmic](docs/tasks/algorithmic.md)",
+            ]
+        )
+    return _markdown(
+        [
+            "task",
+            "paper",
+            "ours: model",
+            "held-out sequence error",
+            "seeds solved",
+            "steps",
+            "details",
+        ],
+        rows,
+    )
+
+
+TABLES = {
+    "summary": summary_table,
+    "algorithmic": algorithmic_table,
+    "normalize_writes": normalize_writes_table,
+    "babi": _generic_table("babi"),
+    "maze": _generic_table("maze"),
+}
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def normalize_writes_figure(records):
+    """Held-out sequence error of dictionary inference (4, 1) against steps, per setting."""
+    selected = [
+        r
+        for r in records
+        if r.task == "algorithmic"
+        and r.config.get("task") == "dictionary"
+        and (r.config.get("support_size"), r.config.get("sequence_length")) == (4, 1)
+        and r.config.get("model") in ("mnm_p", "mnm_g")
+        and r.train_steps == 2000
+    ]
+    curves = {}
+    for key, group in sorted(_group(selected, _algorithmic_key).items()):
+        label = f"{MODEL_LABELS[group[0].config['model']]}, {key[2]} writes"
+        steps = [row["step"] for row in group[0].history]
+        values = np.mean([[row["val_sequence_error"] for row in r.history] for r in group], axis=0)
+        curves[label] = {"x": [int(s) for s in steps], "y": [round(float(v), 6) for v in values]}
+    return {
+        "title": "dictionary inference (4, 1): mean over seeds",
+        "xlabel": "training step",
+        "ylabel": "held-out sequence error",
+        "curves": curves,
+        "sources": sorted(r.path for r in selected),
+    }
+
+
+FIGURES = {"dictionary_4_1_normalize_writes": normalize_writes_figure}
+
+
+def _draw(path, figure):
+    from mnm_keras.plotting import plot_curves
+
+    first = next(iter(figure["curves"].values()))
+    plot_curves(
+        path,
+        first["x"],
+        {label: curve["y"] for label, curve in figure["curves"].items()},
+        title=figure["title"],
+        xlabel=figure["xlabel"],
+        ylabel=figure["ylabel"],
+    )
+
+
+# ----------------------------------------------------------------------------- render
+
+
+def _doc_files(root):
+    files = []
+    for entry in DOCS:
+        path = os.path.join(root, entry)
+        if os.path.isfile(path):
+            files.append(path)
+        for directory, _, names in sorted(os.walk(path)):
+            files += [os.path.join(directory, n) for n in sorted(names) if n.endswith(".md")]
+    return files
+
+
+def rendered_docs(root="."):
+    """{path: text} of every doc file with a results table, its tables rendered anew."""
+    records = load_records(root)
+    out = {}
+    for path in _doc_files(root):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+
+        def fill(match, path=path):
+            name = match.group("name")
+            if name not in TABLES:
+                raise ValueError(f"{path}: unknown results table {name!r}; known: {list(TABLES)}")
+            return match.group(1) + TABLES[name](records) + match.group(4)
+
+        new = TABLE.sub(fill, text)
+        if new != text or TABLE.search(text):
+            out[path] = new
+    return out
+
+
+def figure_data(root="."):
+    """{name: data} of every figure whose records exist (``docs/figures/NAME.json``)."""
+    records = load_records(root)
+    data = {name: function(records) for name, function in FIGURES.items()}
+    return {name: value for name, value in data.items() if value["curves"]}
+
+
+def render(root="."):
+    """Rewrites the docs' tables and ``docs/figures`` from the records; returns the paths."""
+    changed = []
+    for path, text in rendered_docs(root).items():
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text:
+                continue
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        changed.append(path)
+    figures = os.path.join(root, "docs", "figures")
+    for name, data in figure_data(root).items():
+        os.makedirs(figures, exist_ok=True)
+        with open(os.path.join(figures, f"{name}.json"), "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        _draw(os.path.join(figures, f"{name}.png"), data)
+        changed.append(os.path.join(figures, f"{name}.png"))
+    return changed
+
+
+def stale(root="."):
+    """What ``render`` would change: doc files and figures that differ from the records."""
+    out = []
+    for path, text in rendered_docs(root).items():
+        with open(path, encoding="utf-8") as f:
+            if f.read() != text:
+                out.append(path)
+    for name, data in figure_data(root).items():
+        path = os.path.join(root, "docs", "figures", f"{name}.json")
+        png = path[: -len(".json")] + ".png"
+        if not os.path.exists(path) or not os.path.exists(png):
+            out.append(png)
+            continue
+        with open(path) as f:
+            if json.load(f) != json.loads(json.dumps(data)):
+                out.append(png)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m mnm_keras.results", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("render", help="rewrite the docs' tables and figures from results/")
+    commands.add_parser("check", help="exit 1 if the docs differ from results/")
+    copy = commands.add_parser("collect", help="copy a finished run's record into results/")
+    copy.add_argument("run_dir")
+    copy.add_argument("destination", help="results/<task>/<run>")
+    parser.add_argument("--root", default=".", help="the repository's root")
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        collect(args.run_dir, args.destination)
+    elif args.command == "render":
+        for path in render(args.root):
+            print(f"rendered {path}")
+    else:
+        out = stale(args.root)
+        for path in out:
+            print(f"out of date: {path} (run: python -m mnm_keras.results render)")
+        return 1 if out else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

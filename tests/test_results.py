@@ -1,0 +1,107 @@
+"""mnm_keras.results: the docs' tables and figures agree with the committed run records."""
+
+import json
+import os
+
+import pytest
+
+from mnm_keras import results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_docs_are_rendered_from_the_committed_records():
+    assert results.stale(ROOT) == [], "run: python -m mnm_keras.results render"
+
+
+def test_every_committed_record_is_complete():
+    for record in results.load_records(ROOT):
+        assert record.history, record.path
+        assert record.train_steps == record.history[-1]["step"], record.path
+        with open(os.path.join(ROOT, record.path)) as f:
+            data = json.load(f)
+        assert data["invocations"] and data["commit"] and data["hardware"], record.path
+        assert data["invocations"][-1]["wall_seconds"] is not None, record.path
+
+
+def _write(root, run, model, seed, error, normalize=False, steps=2000):
+    history = [
+        {"epoch": 0, "step": steps // 2, "epoch_seconds": 1.0, "val_sequence_error": 0.5},
+        {"epoch": 1, "step": steps, "epoch_seconds": 1.0, "val_sequence_error": error},
+    ]
+    record = {
+        "task": "algorithmic",
+        "config": {
+            "task": "dictionary",
+            "support_size": 4,
+            "sequence_length": 1,
+            "model": model,
+            "seed": seed,
+            "normalize_writes": normalize,
+        },
+        "results": {"eval_sequence_error": error, "eval_symbol_error": error / 2},
+        "train_steps": steps,
+        "wall_seconds": 2.0,
+        "history": history,
+    }
+    path = os.path.join(root, "results", "algorithmic", run)
+    os.makedirs(path)
+    with open(os.path.join(path, "metrics.json"), "w") as f:
+        json.dump(record, f)
+
+
+def test_tables_give_mean_spread_and_solved_seeds(tmp_path):
+    _write(tmp_path, "p0", "mnm_p", 0, 0.0)
+    _write(tmp_path, "p1", "mnm_p", 1, 0.2)
+    _write(tmp_path, "p2", "mnm_p", 2, 0.4)
+    _write(tmp_path, "g0", "mnm_g", 0, 0.0, normalize=True)
+    _write(tmp_path, "short", "mnm_g", 0, 0.9, normalize=True, steps=10)
+    doc = tmp_path / "docs" / "design.md"
+    doc.parent.mkdir()
+    doc.write_text(
+        "x\n<!-- results table: normalize_writes -->\nold\n<!-- end of results table -->\n"
+    )
+    assert results.stale(str(tmp_path)) == [
+        str(doc),
+        str(tmp_path / "docs/figures/dictionary_4_1_normalize_writes.png"),
+    ]
+    results.render(str(tmp_path))
+    text = doc.read_text()
+    assert "old" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| dictionary")]
+    # MNM-p first (model order), then MNM-g; the 10-step run is not in this table.
+    assert len(rows) == 2
+    assert "| MNM-p | paper | 2,000 | 3 | 0.200 ± 0.200 | 0.100 ± 0.100 | 1/3 |" in rows[0]
+    assert "| MNM-g | normalised | 2,000 | 1 | 0.000 | 0.000 | 1/1 |" in rows[1]
+    figure = json.loads(
+        (tmp_path / "docs/figures/dictionary_4_1_normalize_writes.json").read_text()
+    )
+    assert figure["curves"]["MNM-p, paper writes"] == {"x": [1000, 2000], "y": [0.5, 0.2]}
+    assert (tmp_path / "docs/figures/dictionary_4_1_normalize_writes.png").stat().st_size > 1000
+    assert results.stale(str(tmp_path)) == []
+    # A record changed after rendering makes the docs stale.
+    _write(tmp_path, "p3", "mnm_p", 3, 1.0)
+    assert str(doc) in results.stale(str(tmp_path))
+
+
+def test_a_table_without_records_says_so_and_unknown_names_are_refused(tmp_path):
+    doc = tmp_path / "README.md"
+    doc.write_text("<!-- results table: babi -->\n<!-- end of results table -->\n")
+    results.render(str(tmp_path))
+    assert results.NO_RECORD in doc.read_text()
+    doc.write_text("<!-- results table: nonsense -->\n<!-- end of results table -->\n")
+    with pytest.raises(ValueError, match="unknown results table 'nonsense'"):
+        results.render(str(tmp_path))
+
+
+def test_collect_copies_only_the_record_and_incomplete_records_are_refused(tmp_path):
+    run = tmp_path / "runs" / "a"
+    (run / "backup").mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"task": "maze", "config": {}}))
+    (run / "backup" / "latest.weights.h5").write_text("weights")
+    results.collect(str(run), str(tmp_path / "results" / "maze" / "a"))
+    assert os.listdir(tmp_path / "results" / "maze" / "a") == ["metrics.json"]
+    with pytest.raises(ValueError, match="has no 'results'"):
+        results.load_records(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="run_dir"):
+        results.collect(str(tmp_path / "runs" / "missing"), str(tmp_path / "x"))
