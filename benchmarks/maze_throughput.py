@@ -14,7 +14,8 @@ puts that goal beside the work it implies. For each network it
   meta loss's read); the training backward pass is counted as twice its forward pass (the
   usual rule for matrix products: one product for the inputs' gradient, one for the
   weights'); the heads ``[units] -> 4 logits + 1 value`` are added by hand;
-* times `examples/maze_a2c.py`'s iteration (one compiled `tf.function`: the rollout of
+* times the maze training's iteration (`tf_agents_ext.training.make_iteration`, as
+  `examples/maze_a2c.py` trains: one compiled `tf.function`, the rollout of
   ``B`` whole episodes in the batched maze, then one A2C update on them), the networks
   interleaved iteration by iteration in this one process, so that their ratios hold on a
   noisy shared machine; the median over ``--iterations`` after one untimed warm-up;
@@ -32,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import time
 
 from absl import app, flags
@@ -191,24 +191,21 @@ def parse_network(spec):
 
 
 def build_iteration(spec, batch, normalize_writes=True, seed=0, episode_length=250, **sizes):
-    """``(iteration, network)``: `examples/maze_a2c.py`'s compiled rollout + update.
+    """``(iteration, network)``: the maze training's compiled rollout + update.
 
-    Built by `maze_a2c.build_agent` and `maze_a2c.make_iteration`, as `maze_a2c.train_eval`
-    builds them; ``sizes``: ``units``, ``memory_units``, ``num_heads``.
+    Built by `tf_agents_ext.training.build_agent` and `make_iteration`, as
+    `tf_agents_ext.training.train` (and so `examples/maze_a2c.py`) builds them; ``sizes``:
+    ``units``, ``memory_units``, ``num_heads``.
     """
     from tf_agents.environments import tf_py_environment
 
     from tf_agents_ext import maze
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from examples import maze_a2c
+    from tf_agents_ext import training as maze_training
 
     core, layers = parse_network(spec)
     if layers is not None:
         sizes["memory_layers"] = layers
-    agent, _ = maze_a2c.build_agent(
+    agent, _ = maze_training.build_agent(
         core,
         1e-4,
         seed,
@@ -219,7 +216,7 @@ def build_iteration(spec, batch, normalize_writes=True, seed=0, episode_length=2
     env = tf_py_environment.TFPyEnvironment(
         maze.BatchedMazeEnvironment(batch, episode_length=episode_length, seed=seed)
     )
-    return maze_a2c.make_iteration(env, agent, episode_length), agent.network
+    return maze_training.make_iteration(env, agent, episode_length), agent.network
 
 
 def dense_rate(batch, inner, cols, steps=EPISODE_LENGTH):

@@ -155,6 +155,42 @@ def test_batched_equals_single_for_same_seeds_and_actions(options):
     assert hits > 0  # the comparison covered goal hits and teleports
 
 
+def _goals_and_rewards(env, actions):
+    """Goals after each reset and every reward of ``actions`` (rows: episodes of steps)."""
+    goals, rewards = [], []
+    for episode in actions:
+        env.reset()
+        goals.append(np.array(env.goals if env.batched else env.goal))
+        rewards.append([env.step(a).reward for a in episode])
+    return np.array(goals), np.array(rewards)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_seed_replays_the_episodes_of_a_new_environment(batched):
+    """`seed` restarts the draws: the same goals and teleports as a fresh environment."""
+
+    def make(seed):
+        if batched:
+            return maze.BatchedMazeEnvironment(3, episode_length=30, seed=seed)
+        return maze.MazeEnvironment(episode_length=30, seed=seed)
+
+    shape = (3, 30, 3) if batched else (3, 30)  # episodes, steps (, mazes)
+    actions = np.random.default_rng(0).integers(0, 4, size=shape).astype(np.int32)
+    env = make(5)
+    first = _goals_and_rewards(env, actions)
+    env.seed(5)
+    again = _goals_and_rewards(env, actions)
+    fresh = _goals_and_rewards(make(5), actions)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(first, fresh):
+        np.testing.assert_array_equal(a, b)
+    env.seed(6)
+    assert not np.array_equal(_goals_and_rewards(env, actions)[0], first[0])
+    with pytest.raises(ValueError, match="seed"):
+        env.seed(1.5 if not batched else [1, 2])
+
+
 def test_random_policy_collects_about_9_3():
     """1,000 episodes of a uniformly random policy (reference: about +9.3)."""
     env = maze.BatchedMazeEnvironment(1000, seed=0)

@@ -9,6 +9,12 @@ Modules (paper section 4.3):
   constructors `mnm_actor_critic` and `lstm_actor_critic`.
 * `tf_agents_ext.a2c_agent`: `A2CAgent`, the reference A2C learning rule as a `TFAgent`, and
   its loss pieces as functions.
+* `tf_agents_ext.training`: training on the maze: `build_agent`, `make_rollout`,
+  `make_iteration`, `make_evaluation` (greedy and sampling policy on held-out mazes) and
+  `train`, the resumable loop with its history rows (``examples/maze_a2c.py`` runs it).
+
+The modules are imported on first use (``tf_agents_ext.training``, or ``from tf_agents_ext
+import training``), so that ``import tf_agents_ext`` only sets up tf.keras (below).
 
 **Process-wide side effect.** TF-Agents is built on Keras 2 (tf-keras), which TensorFlow
 serves as ``tf.keras`` only when the environment variable ``TF_USE_LEGACY_KERAS=1`` is set
@@ -22,8 +28,11 @@ another value), importing this package raises an `ImportError` that says what to
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+
+__all__ = ["a2c_agent", "maze", "networks", "training"]
 
 _VARIABLE = "TF_USE_LEGACY_KERAS"
 
@@ -52,3 +61,10 @@ def _check_legacy_keras():
 
 
 _check_legacy_keras()
+
+
+def __getattr__(name):
+    """The submodules of `__all__`, imported on first use (``tf_agents_ext.training``)."""
+    if name in __all__:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

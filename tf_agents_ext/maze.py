@@ -104,6 +104,21 @@ def _check_seed(name, seed):
         raise ValueError(f"`{name}` must be an integer or None; received {name}={seed!r}.")
 
 
+def _batch_seeds(seed, batch_size):
+    """The ``batch_size`` per-maze seeds of `BatchedMazeEnvironment`'s ``seed`` argument."""
+    if seed is None or isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return [None] * batch_size if seed is None else [int(seed) + i for i in range(batch_size)]
+    seeds = list(seed)
+    if len(seeds) != batch_size:
+        raise ValueError(
+            f"`seed` must be an integer, None or a sequence of batch_size={batch_size} "
+            f"integers; received {len(seeds)} seeds."
+        )
+    for index, value in enumerate(seeds):
+        _check_seed(f"seed[{index}]", value)
+    return seeds
+
+
 def _specs():
     observation_spec = array_spec.ArraySpec((OBSERVATION_SIZE,), np.float32, name="observation")
     action_spec = array_spec.BoundedArraySpec(
@@ -165,6 +180,15 @@ class MazeEnvironment(py_environment.PyEnvironment):
 
     def action_spec(self):
         return self._action_spec
+
+    def seed(self, seed):
+        """Restarts the goal and teleport draws from ``seed`` (as the constructor's ``seed``).
+
+        The next episode (after `reset`) is then the one a new ``MazeEnvironment(seed=seed)``
+        would play first.
+        """
+        _check_seed("seed", seed)
+        self._rng = np.random.default_rng(seed)
 
     @property
     def position(self):
@@ -253,19 +277,7 @@ class BatchedMazeEnvironment(py_environment.PyEnvironment):
             raise ValueError(f"`batch_size` must be a positive integer; received {batch_size!r}.")
         _check_size(size)
         _check_episode_length(episode_length)
-        if seed is None or isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            seeds = (
-                [None] * batch_size if seed is None else [int(seed) + i for i in range(batch_size)]
-            )
-        else:
-            seeds = list(seed)
-            if len(seeds) != batch_size:
-                raise ValueError(
-                    f"`seed` must be an integer, None or a sequence of batch_size={batch_size} "
-                    f"integers; received {len(seeds)} seeds."
-                )
-            for index, value in enumerate(seeds):
-                _check_seed(f"seed[{index}]", value)
+        seeds = _batch_seeds(seed, batch_size)
         super().__init__(handle_auto_reset=True)
         self._batch_size = int(batch_size)
         self.size = int(size)
@@ -295,6 +307,14 @@ class BatchedMazeEnvironment(py_environment.PyEnvironment):
 
     def action_spec(self):
         return self._action_spec
+
+    def seed(self, seed):
+        """Restarts every maze's goal and teleport draws from ``seed`` (as the constructor's).
+
+        The next episodes (after `reset`) are then the ones a new environment with this
+        ``seed`` would play first: e.g. the same held-out mazes for every evaluation.
+        """
+        self._rngs = [np.random.default_rng(s) for s in _batch_seeds(seed, self._batch_size)]
 
     @property
     def positions(self):
