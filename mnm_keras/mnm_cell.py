@@ -74,7 +74,7 @@ class MNMCell(ControllerCell):
       normalize_writes: divide each write step by the squared norms of the memory layers'
         inputs (`memory.gradient_write_factors`, `memory.local_write_factors`), which
         makes the write strength independent of the scale of the keys. Not in the paper
-        (default False); the README's design notes give the measurements behind it.
+        (default False); docs/design.md gives the measurements behind it.
       memory_activation: hidden activation of the memory (default ``"tanh"``).
       memory_output_activation: activation of the memory's last layer (default linear).
       memory_initializer: initializer of phi_0 (default ``"glorot_uniform"``).
