@@ -30,6 +30,7 @@ class MNM(keras.layers.Layer):
         rather than only the last (``[batch, output_units]``).
       return_state: also return the final state list of the cell.
       go_backwards, unroll: as in `keras.layers.RNN`.
+      stateful: must be False (the attribute exists for `keras.layers.Bidirectional`).
       memory_efficient: run the sequence with the memory-efficient backward pass
         (default True): instead of keeping every step's memory weights for
         back-propagation, it keeps the rank-H factors of each write and rebuilds the
@@ -68,8 +69,15 @@ class MNM(keras.layers.Layer):
         go_backwards=False,
         unroll=False,
         memory_efficient=True,
+        stateful=False,
         **kwargs,
     ):
+        if stateful:
+            raise ValueError(
+                "`stateful=True` is not supported by MNM: every sequence starts from the "
+                "initial state (phi_0); pass the state explicitly with `initial_state` and "
+                "`return_state=True` to carry it across batches."
+            )
         layer_kwargs = {k: kwargs.pop(k) for k in self._LAYER_KWARGS if k in kwargs}
         # Mixed precision: the requested policy (``controller_dtype``, else ``dtype``, else
         # the global policy) goes to the cell's controller and projections; the layer
@@ -85,6 +93,7 @@ class MNM(keras.layers.Layer):
         self.return_sequences = return_sequences
         self.return_state = return_state
         self.go_backwards = go_backwards
+        self.stateful = False  # read by keras.layers.Bidirectional
         self.unroll = unroll
         self.memory_efficient = bool(memory_efficient)
         self.rnn = keras.layers.RNN(
@@ -142,6 +151,14 @@ class MNM(keras.layers.Layer):
         self.meta_loss_tracker.update_state(meta_loss)
         if self.return_state:
             return [output] + states
+        return output
+
+    def compute_output_shape(self, sequences_shape):
+        batch, time = sequences_shape[0], sequences_shape[1]
+        size = self.cell.output_size
+        output = (batch, time, size) if self.return_sequences else (batch, size)
+        if self.return_state:
+            return [output] + [(batch, n) for n in self.cell.state_size]
         return output
 
     def compute_mask(self, sequences, mask=None):

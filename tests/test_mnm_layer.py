@@ -136,3 +136,36 @@ def test_fit_and_config_round_trip():
         {**layer.get_config(), "memory_efficient": False, "name": "clone"}
     )
     assert clone.memory_efficient is False
+
+
+def test_bidirectional_mnm_trains_saves_and_loads(tmp_path):
+    import keras
+
+    layer = mnm_keras.MNM(8, memory_units=6, memory_layers=1, key_size=4, value_size=4, seed=0)
+    inputs = keras.Input((None, 3))
+    both = keras.layers.Bidirectional(layer, merge_mode="concat")
+    model = keras.Model(inputs, keras.layers.Dense(2)(both(inputs)))
+    x = np.random.default_rng(0).normal(size=(4, 5, 3)).astype("float32")
+    y = np.ones((4, 2), "float32")
+    model.compile(keras.optimizers.Adam(1e-2), "mse")
+    before = model.evaluate(x, y, verbose=0)[0]
+    model.fit(x, y, epochs=5, verbose=0)
+    after = model.evaluate(x, y, verbose=0)[0]
+    assert after < before
+    assert both.backward_layer.go_backwards and not both.forward_layer.go_backwards
+    # The backward layer reads the sequence from its end: not the forward layer's output.
+    forward, backward = both.forward_layer(x), both.backward_layer(x)
+    assert not np.allclose(forward, backward)
+    path = str(tmp_path / "bidirectional.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_stateful_is_refused_and_output_shapes_are_declared():
+    with pytest.raises(ValueError, match="stateful=True"):
+        mnm_keras.MNM(4, stateful=True)
+    layer = mnm_keras.MNM(4, memory_units=6, key_size=5, value_size=3, return_state=True)
+    shapes = layer.compute_output_shape((2, 7, 3))
+    outputs = layer(np.zeros((2, 7, 3), "float32"))
+    assert [tuple(o.shape) for o in outputs] == [tuple(s) for s in shapes]
