@@ -150,7 +150,7 @@ class MNM(keras.layers.Layer):
             self.add_loss(cell.meta_loss_weight * meta_loss)
         self.meta_loss_tracker.update_state(meta_loss)
         if self.return_state:
-            return [output] + states
+            return (output, *states)
         return output
 
     def compute_output_shape(self, sequences_shape):
@@ -158,7 +158,7 @@ class MNM(keras.layers.Layer):
         size = self.cell.output_size
         output = (batch, time, size) if self.return_sequences else (batch, size)
         if self.return_state:
-            return [output] + [(batch, n) for n in self.cell.state_size]
+            return (output, *[(batch, n) for n in self.cell.state_size])
         return output
 
     def compute_mask(self, sequences, mask=None):

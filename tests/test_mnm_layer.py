@@ -169,3 +169,30 @@ def test_stateful_is_refused_and_output_shapes_are_declared():
     shapes = layer.compute_output_shape((2, 7, 3))
     outputs = layer(np.zeros((2, 7, 3), "float32"))
     assert [tuple(o.shape) for o in outputs] == [tuple(s) for s in shapes]
+
+
+@pytest.mark.parametrize("return_state", [False, True])
+def test_keras_layer_conformance(return_state):
+    # Keras's own conformance check: build, call, serialisation, masking, one training step;
+    # with return_state the outputs are flat, (output, *states), as Keras RNN layers return.
+    from keras.src import testing
+
+    class Case(testing.TestCase):
+        def runTest(self):
+            pass
+
+    sizes = dict(units=4, memory_units=6, memory_layers=1, key_size=3, value_size=3)
+    Case().run_layer_test(
+        mnm_keras.MNM,
+        init_kwargs=dict(**sizes, return_sequences=True, return_state=return_state),
+        input_shape=(2, 5, 3),
+        expected_output_shape=None if return_state else (2, 5, 4),
+        expected_num_losses=1,
+        supports_masking=True,
+        run_mixed_precision_check=False,
+    )
+    layer = mnm_keras.MNM(**sizes, return_state=return_state)
+    outputs = layer(np.zeros((2, 5, 3), "float32"))
+    if return_state:
+        assert isinstance(outputs, tuple) and len(outputs) == 1 + len(layer.cell.state_size)
+        assert all(o.shape.rank == 2 for o in outputs)
