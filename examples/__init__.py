@@ -1,1 +1,1 @@
-"""Example scripts: each has a `train_and_evaluate(...)` function and a short absl `main`."""
+"""Example scripts: each has a frozen `Config` dataclass (its flags) and `run(config)`."""

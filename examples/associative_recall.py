@@ -6,161 +6,179 @@ The task is `mnm_keras.tasks.associative_recall`: every episode shows ``num_pair
 (key, value) pairs, one per step, then a query key; the answer is the value stored with
 it. The pairs change every episode, so only a memory of the episode answers above chance.
 
-Rerunning the same command resumes from the last finished epoch (checkpoints in
-``--model_dir/backup``); at the end the script writes ``--model_dir/metrics.json``,
-``--model_dir/curve.png`` and TensorBoard logs in ``--model_dir/logs``.
+Every flag is a field of `Config`. Rerunning the same command resumes from the last
+finished epoch (checkpoints in ``--model_dir/backup``; the training stream skips the
+batches already trained on); a budget that is not a whole number of epochs ends with a
+shorter epoch. At the end the script writes the run record ``--model_dir/metrics.json``
+(`mnm_keras.training.RunRecorder`), ``--model_dir/curve.png`` and TensorBoard logs in
+``--model_dir/logs``.
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
 
 import keras
 import tensorflow as tf
-from absl import app, flags
 
 from mnm_keras import models, tasks, training
 
-FLAGS = flags.FLAGS
+try:  # run as a script (python examples/associative_recall.py) or as a module (-m)
+    from examples.config_flags import main, option
+except ImportError:  # pragma: no cover
+    from config_flags import main, option
+
+TASK_NAME = "associative_recall"
 
 
-def define_flags():
-    """Defines the command-line flags (only when run as a script)."""
-    flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model to train.")
-    flags.DEFINE_string("model_dir", "runs/associative_recall", "Checkpoints, logs, metrics.")
-    flags.DEFINE_integer("train_steps", 1200, "Optimizer steps.")
-    flags.DEFINE_integer("steps_per_epoch", 100, "Steps between evaluations and checkpoints.")
-    flags.DEFINE_integer("batch_size", 32, "Episodes per step.")
-    flags.DEFINE_float("learning_rate", 1e-2, "Adam learning rate.")
-    flags.DEFINE_integer("num_pairs", 4, "Pairs stored per episode.")
-    flags.DEFINE_integer("num_symbols", 8, "Number of key symbols and of value symbols.")
-    flags.DEFINE_integer("units", 64, "Controller (or LSTM) units.")
-    flags.DEFINE_integer("memory_units", 32, "MNM memory width; also key and value size.")
-    flags.DEFINE_integer("seed", 0, "Seed of data, initialisation and shuffling.")
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One run of associative recall; every field is a flag of the same name."""
+
+    model: str = option("mnm_p", "Model.", choices=models.MODEL_NAMES)
+    train_steps: int = option(1200, "Optimizer steps.")
+    steps_per_epoch: int = option(100, "Steps between evaluations and checkpoints.")
+    batch_size: int = option(32, "Episodes per step.")
+    learning_rate: float = option(1e-2, "Adam learning rate.")
+    num_pairs: int = option(4, "Pairs stored per episode.")
+    num_symbols: int = option(8, "Number of key symbols and of value symbols.")
+    units: int = option(64, "Controller (or LSTM) units.")
+    memory_units: int = option(32, "MNM memory width.")
+    memory_layers: int = option(3, "MNM memory layers.")
+    key_size: int = option(32, "d_k = d_v (MNM and SALU).")
+    num_heads: int = option(1, "Heads H (MNM and SALU).")
+    normalize_writes: bool = option(False, "MNM: normalised writes.")
+    eval_episodes: int = option(1000, "Held-out episodes.")
+    seed: int = option(0, "Seed of data, initialisation and shuffling.")
+    model_dir: str = option("runs/associative_recall", "Checkpoints, logs and the run record.")
+
+    def __post_init__(self):
+        for name in (
+            "train_steps",
+            "steps_per_epoch",
+            "batch_size",
+            "num_pairs",
+            "num_symbols",
+            "units",
+            "memory_units",
+            "memory_layers",
+            "key_size",
+            "num_heads",
+            "eval_episodes",
+        ):
+            training.check_positive_int(name, getattr(self, name))
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"`learning_rate` must be positive; received learning_rate={self.learning_rate!r}."
+            )
+        if self.num_symbols < 2 or self.num_pairs > self.num_symbols:
+            raise ValueError(
+                f"`num_symbols` must be at least 2 and at least `num_pairs` ({self.num_pairs}); "
+                f"received num_symbols={self.num_symbols}."
+            )
+        if self.model not in models.MODEL_NAMES:
+            raise ValueError(
+                f"`model` must be one of {list(models.MODEL_NAMES)}; received {self.model!r}."
+            )
 
 
-def train_and_evaluate(
-    model_dir,
-    model="mnm_p",
-    train_steps=1200,
-    steps_per_epoch=100,
-    batch_size=32,
-    learning_rate=1e-2,
-    num_pairs=4,
-    num_symbols=8,
-    units=64,
-    memory_units=32,
-    seed=0,
-    eval_episodes=1000,
-    verbose=1,
-    callbacks=(),
-):
-    """Trains ``model`` on associative recall and evaluates it on held-out episodes.
+def build_model(config, length, input_size):
+    """A compiled classifier of the query step's value: recurrent layer, then logits."""
+    inputs = keras.Input((None, input_size))
+    features = models.recurrent_layer(
+        config.model,
+        units=config.units,
+        memory_units=config.memory_units,
+        memory_layers=config.memory_layers,
+        key_size=config.key_size,
+        value_size=config.key_size,
+        num_heads=config.num_heads,
+        max_length=length,
+        seed=config.seed,
+        normalize_writes=config.normalize_writes,
+    )(inputs)
+    network = keras.Model(
+        inputs, keras.layers.Dense(config.num_symbols)(features), name=config.model
+    )
+    network.compile(
+        keras.optimizers.Adam(config.learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return network
+
+
+def run(config, verbose=1, callbacks=()):
+    """Trains ``config.model`` on associative recall, evaluates it on held-out episodes.
 
     Rerunning with the same ``model_dir`` resumes from the last finished epoch: after an
     interruption it continues the same run, and after a finished run it only trains the
-    epochs that a larger ``train_steps`` adds.
+    steps that a larger ``train_steps`` adds.
 
     Args:
       callbacks: extra Keras callbacks for `fit`.
 
     Returns:
-      The metrics dict also written to ``model_dir/metrics.json``: ``model``,
-      ``train_steps``, ``wall_seconds``, ``eval_accuracy``, ``eval_error``,
-      ``chance_error`` and the per-epoch ``history``.
+      The run record written to ``model_dir/metrics.json`` (`training.RunRecorder`); its
+      ``results`` are ``eval_accuracy``, ``eval_error`` and ``chance_error``.
     """
-    training.check_budget(model_dir, train_steps, steps_per_epoch)
-    keras.utils.set_random_seed(seed)
-    task = dict(num_pairs=num_pairs, num_keys=num_symbols, num_values=num_symbols)
-    x_train, y_train = tasks.associative_recall(train_steps * batch_size, seed=seed, **task)
-    # Held-out episodes come from another seed.
-    x_eval, y_eval = tasks.associative_recall(eval_episodes, seed=seed + 10_000, **task)
-
-    inputs = keras.Input((None, x_train.shape[-1]))
-    features = models.recurrent_layer(
-        model,
-        units=units,
-        memory_units=memory_units,
-        key_size=memory_units,
-        value_size=memory_units,
-        max_length=x_train.shape[1],
-        seed=seed,
-    )(inputs)
-    network = keras.Model(inputs, keras.layers.Dense(num_symbols)(features), name=model)
-    network.compile(
-        keras.optimizers.Adam(learning_rate),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+    budget = training.plan_budget(config.model_dir, config.train_steps, config.steps_per_epoch)
+    recorder = training.RunRecorder(config.model_dir, TASK_NAME, config, budget.done_steps)
+    keras.utils.set_random_seed(config.seed)
+    task = dict(
+        num_pairs=config.num_pairs, num_keys=config.num_symbols, num_values=config.num_symbols
     )
+    x_train, y_train = tasks.associative_recall(
+        config.train_steps * config.batch_size, seed=config.seed, **task
+    )
+    # Held-out episodes come from another seed.
+    x_eval, y_eval = tasks.associative_recall(
+        config.eval_episodes, seed=config.seed + 10_000, **task
+    )
+    network = build_model(config, x_train.shape[1], x_train.shape[-1])
+    # A resumed run skips the batches of the steps already trained.
     train = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train))
-        .batch(batch_size, drop_remainder=True)
+        .batch(config.batch_size, drop_remainder=True)
         .repeat()
+        .skip(budget.done_steps)
     )
-    callbacks = [*training.resumable_callbacks(model_dir), *callbacks]
-    start = time.time()
     network.fit(
         train,
-        epochs=train_steps // steps_per_epoch,
-        steps_per_epoch=steps_per_epoch,
+        epochs=budget.epochs,
+        steps_per_epoch=config.steps_per_epoch,
         validation_data=(x_eval, y_eval),
-        callbacks=callbacks,
+        callbacks=[*training.resumable_callbacks(config.model_dir, config.train_steps), *callbacks],
         verbose=verbose,
         shuffle=False,  # the stream is already random
     )
-    wall_seconds = time.time() - start
     evaluation = network.evaluate(x_eval, y_eval, verbose=0, return_dict=True)
-    metrics = {
-        "task": "associative_recall",
-        "model": model,
-        "train_steps": train_steps,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "num_pairs": num_pairs,
-        "num_symbols": num_symbols,
-        "seed": seed,
-        "wall_seconds": round(wall_seconds, 1),
-        "eval_accuracy": float(evaluation["accuracy"]),
-        "eval_error": 1.0 - float(evaluation["accuracy"]),
-        "chance_error": 1.0 - 1.0 / num_symbols,
-    }
-    return training.finish_run(
-        model_dir,
-        metrics,
-        steps_per_epoch,
+    chance = 1.0 - 1.0 / config.num_symbols
+    return recorder.finish(
+        {
+            "eval_accuracy": float(evaluation["accuracy"]),
+            "eval_error": 1.0 - float(evaluation["accuracy"]),
+            "chance_error": chance,
+        },
         {
             "train error": lambda row: 1 - row["accuracy"],
             "held-out error": lambda row: 1 - row["val_accuracy"],
         },
-        title=f"associative recall, {model}",
+        title=f"associative recall, {config.model}",
         ylabel="error",
-        reference=("chance", metrics["chance_error"]),
+        reference=("chance", chance),
     )
 
 
-def main(argv):
-    del argv
-    metrics = train_and_evaluate(
-        FLAGS.model_dir,
-        model=FLAGS.model,
-        train_steps=FLAGS.train_steps,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        num_pairs=FLAGS.num_pairs,
-        num_symbols=FLAGS.num_symbols,
-        units=FLAGS.units,
-        memory_units=FLAGS.memory_units,
-        seed=FLAGS.seed,
-    )
-    print(
-        f"\n{metrics['model']}: held-out error {metrics['eval_error']:.3f} "
-        f"(chance {metrics['chance_error']:.3f}) after {metrics['train_steps']} steps, "
-        f"{metrics['wall_seconds']:.0f} s. Metrics: {FLAGS.model_dir}/metrics.json, "
-        f"curve: {FLAGS.model_dir}/curve.png"
+def summary(record):
+    config, results = record["config"], record["results"]
+    return (
+        f"\n{config['model']}: held-out error {results['eval_error']:.3f} "
+        f"(chance {results['chance_error']:.3f}) after {record['train_steps']} steps, "
+        f"{record['wall_seconds']:.0f} s. Metrics: {config['model_dir']}/metrics.json, "
+        f"curve: {config['model_dir']}/curve.png"
     )
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main(Config, run, summary)

@@ -11,102 +11,162 @@ training stories; early stopping watches its loss (``--patience`` evaluations) a
 best weights. A question counts as right only if all its answer words are right; a task
 fails above 5% error.
 
-Writes ``--model_dir/metrics.json`` (``task_errors``: 20 test errors in percent, ``null``
-for tasks not trained; ``mean_error``; ``failed_tasks``; ``train_steps``; ``wall_seconds``),
-``--model_dir/results.md`` (table 3 layout: our errors beside the paper's MNM-p, MNM-g,
-DNC and TPR-RNN), ``curve.png``, TensorBoard logs, the trained model ``model.keras`` (the
-best weights early stopping saw) and its word list ``vocabulary.json`` (``{"version",
-"words"}``, word id = position; for ``examples/memory_pictures.py``). Reruns resume from the
-last finished evaluation (``--model_dir/backup``).
+Every flag is a field of `Config`. Reruns resume from the last finished evaluation
+(``--model_dir/backup``); a budget that is not a whole number of epochs ends with a shorter
+epoch. Writes the run record ``--model_dir/metrics.json`` (`mnm_keras.training.RunRecorder`;
+its ``results``: ``task_errors``, 20 test errors in percent, ``null`` for tasks not trained;
+``mean_error``; ``failed_tasks``), ``--model_dir/results.md`` (table 3 layout: our errors
+beside the paper's MNM-p, MNM-g, DNC and TPR-RNN), ``curve.png``, TensorBoard logs, the
+trained model ``model.keras`` (the best weights early stopping saw) and its word list
+``vocabulary.json`` (``{"version", "words"}``, word id = position; for
+``examples/memory_pictures.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import time
 
 import keras
 import numpy as np
-from absl import app, flags
 
 from mnm_keras import models, training
 from mnm_keras.datasets import babi
 from mnm_keras.metrics import SymbolError
 
-FLAGS = flags.FLAGS
+try:  # run as a script (python examples/babi.py) or as a module (-m)
+    from examples.config_flags import main, option
+except ImportError:  # pragma: no cover
+    from config_flags import main, option
+
+TASK_NAME = "babi"
 
 
-def define_flags():
-    """Defines the command-line flags (only when run as a script)."""
-    flags.DEFINE_string("data_dir", None, "The unpacked release (folder with en/ and en-10k/).")
-    flags.DEFINE_enum("version", "en-10k", list(babi.VERSIONS), "1k or 10k training set.")
-    flags.DEFINE_list("tasks", [str(t) for t in range(1, 21)], "Tasks, trained jointly.")
-    flags.DEFINE_enum("model", "mnm_p", list(models.MODEL_NAMES), "Model.")
-    flags.DEFINE_integer("train_steps", 20000, "Maximum optimizer steps.")
-    flags.DEFINE_integer("steps_per_epoch", 500, "Steps between evaluations and checkpoints.")
-    flags.DEFINE_integer("patience", 10, "Early stopping: evaluations without improvement.")
-    flags.DEFINE_integer("batch_size", 128, "Stories per step (paper: 128).")
-    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate (paper: 1e-3).")
-    flags.DEFINE_integer("units", 256, "Controller units and embedding size (paper: 256).")
-    flags.DEFINE_integer("memory_units", 100, "Memory width (paper: 100).")
-    flags.DEFINE_integer("key_size", 100, "d_k = d_v (paper: 100).")
-    flags.DEFINE_integer("num_heads", 3, "Heads H (paper: 3).")
-    flags.DEFINE_bool("normalize_writes", False, "MNM: normalised writes (not in the paper).")
-    flags.DEFINE_integer("seed", 0, "Seed.")
-    flags.DEFINE_string("model_dir", "runs/babi", "Checkpoints, logs, metrics.")
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One joint bAbI run; every field is a flag of the same name."""
+
+    data_dir: str | None = option(
+        None, "The unpacked release (the folder with en/ and en-10k/); required."
+    )
+    version: str = option("en-10k", "1k or 10k training set.", choices=babi.VERSIONS)
+    tasks: tuple[int, ...] = option(tuple(range(1, 21)), "Tasks, trained jointly.")
+    model: str = option("mnm_p", "Model.", choices=models.MODEL_NAMES)
+    train_steps: int = option(20000, "Maximum optimizer steps (early stopping may end sooner).")
+    steps_per_epoch: int = option(500, "Steps between evaluations and checkpoints.")
+    patience: int = option(10, "Early stopping: evaluations without improvement.")
+    batch_size: int = option(128, "Stories per step (paper: 128).")
+    learning_rate: float = option(1e-3, "Adam learning rate (paper: 1e-3).")
+    units: int = option(256, "Controller units and embedding size (paper: 256).")
+    memory_units: int = option(100, "Memory width D_l (paper: 100).")
+    memory_layers: int = option(3, "Memory layers (paper: 3).")
+    key_size: int = option(100, "d_k = d_v (paper: 100).")
+    num_heads: int = option(3, "Heads H (paper: 3).")
+    normalize_writes: bool = option(False, "MNM: normalised writes (not in the paper).")
+    test_stories_per_task: int | None = option(
+        None,
+        "Evaluate only the first stories of each task's test file (quick checks; the "
+        "paper's numbers use all of them).",
+    )
+    seed: int = option(0, "Seed of initialisation and shuffling.")
+    model_dir: str = option("runs/babi", "Checkpoints, logs, the run record and the model.")
+
+    def __post_init__(self):
+        if not self.data_dir:
+            raise ValueError(
+                f"`data_dir` is required: the folder of {babi.OFFICIAL_RELEASE}, unpacked; "
+                f"received data_dir={self.data_dir!r}."
+            )
+        for name in (
+            "train_steps",
+            "steps_per_epoch",
+            "patience",
+            "batch_size",
+            "units",
+            "memory_units",
+            "memory_layers",
+            "key_size",
+            "num_heads",
+        ):
+            training.check_positive_int(name, getattr(self, name))
+        if self.test_stories_per_task is not None:
+            training.check_positive_int("test_stories_per_task", self.test_stories_per_task)
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"`learning_rate` must be positive; received learning_rate={self.learning_rate!r}."
+            )
+        if self.version not in babi.VERSIONS:
+            raise ValueError(
+                f"`version` must be one of {list(babi.VERSIONS)}; received {self.version!r}."
+            )
+        if self.model not in models.MODEL_NAMES:
+            raise ValueError(
+                f"`model` must be one of {list(models.MODEL_NAMES)}; received {self.model!r}."
+            )
+        tasks = tuple(self.tasks)
+        if (
+            not tasks
+            or len(set(tasks)) != len(tasks)
+            or not all(type(t) is int and t in babi.TASK_NAMES for t in tasks)
+        ):
+            raise ValueError(
+                f"`tasks` must be distinct bAbI task ids in 1..20; received tasks={self.tasks!r}."
+            )
+        object.__setattr__(self, "tasks", tasks)  # a list given in Python becomes a tuple
 
 
-# The paper's table 3 (best run per task, error %), in task order 1..20.
-PAPER_TABLE_3 = {
-    "DNC": [0, 0.4, 1.8, 0, 0.8, 0, 0.6, 0.3, 0.2, 0.2, 0, 0, 0, 0.4, 0, 55.1, 12.0, 0.8, 3.9, 0],
-    "TPR-RNN": [
-        0,
-        0.4,
-        3.4,
-        0.2,
-        1.0,
-        0.1,
-        1.0,
-        0.5,
-        0.3,
-        0.4,
-        1.3,
-        0.2,
-        2.1,
-        0.2,
-        0,
-        0.4,
-        0.6,
-        0,
-        4.2,
-        0,
-    ],  # fmt: skip
-    "MNM-g": [0, 0.2, 1.8, 0, 0.4, 0, 0.2, 0.2, 0, 0.1, 0, 0, 0, 0.5, 0, 51.2, 0, 0, 0.7, 0],
-    "MNM-p": [0, 0.1, 0.9, 0, 0.3, 0, 0.3, 0, 0, 0, 0, 0, 0, 0.1, 0, 0.7, 0, 0.2, 0.9, 0],
-}
+# The paper's table 3 (best run per task, error %): one row per task 1..20.
+_PAPER_COLUMNS = ("DNC", "TPR-RNN", "MNM-g", "MNM-p")
+_PAPER_ROWS = (
+    (0, 0, 0, 0),
+    (0.4, 0.4, 0.2, 0.1),
+    (1.8, 3.4, 1.8, 0.9),
+    (0, 0.2, 0, 0),
+    (0.8, 1.0, 0.4, 0.3),
+    (0, 0.1, 0, 0),
+    (0.6, 1.0, 0.2, 0.3),
+    (0.3, 0.5, 0.2, 0),
+    (0.2, 0.3, 0, 0),
+    (0.2, 0.4, 0.1, 0),
+    (0, 1.3, 0, 0),
+    (0, 0.2, 0, 0),
+    (0, 2.1, 0, 0),
+    (0.4, 0.2, 0.5, 0.1),
+    (0, 0, 0, 0),
+    (55.1, 0.4, 51.2, 0.7),
+    (12.0, 0.6, 0, 0),
+    (0.8, 0, 0, 0.2),
+    (3.9, 4.2, 0.7, 0.9),
+    (0, 0, 0, 0),
+)
+# Column name -> the 20 errors in task order.
+PAPER_TABLE_3 = {column: [row[i] for row in _PAPER_ROWS] for i, column in enumerate(_PAPER_COLUMNS)}
 
 
-def build_model(vocabulary_size, model, units, memory_units, key_size, num_heads, max_length,
-                seed, learning_rate, normalize_writes=False):  # fmt: skip
-    """Embedding -> recurrent core -> per-step word logits, compiled."""
+def build_model(vocabulary_size, config, max_length=None):
+    """Embedding -> recurrent core -> per-step word logits, compiled.
+
+    ``max_length``: the longest story (SALU's table size; other models ignore it).
+    """
     tokens = keras.Input((None,), dtype="int32")
-    embedded = keras.layers.Embedding(vocabulary_size, units)(tokens)
+    embedded = keras.layers.Embedding(vocabulary_size, config.units)(tokens)
     features = models.recurrent_layer(
-        model,
-        units=units,
-        memory_units=memory_units,
-        key_size=key_size,
-        value_size=key_size,
-        num_heads=num_heads,
+        config.model,
+        units=config.units,
+        memory_units=config.memory_units,
+        memory_layers=config.memory_layers,
+        key_size=config.key_size,
+        value_size=config.key_size,
+        num_heads=config.num_heads,
         max_length=max_length,
         return_sequences=True,
-        seed=seed,
-        normalize_writes=normalize_writes,
+        seed=config.seed,
+        normalize_writes=config.normalize_writes,
     )(embedded)
     network = keras.Model(tokens, keras.layers.Dense(vocabulary_size)(features))
     network.compile(
-        keras.optimizers.Adam(learning_rate),
+        keras.optimizers.Adam(config.learning_rate),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         weighted_metrics=[SymbolError(name="word_error")],
     )
@@ -157,135 +217,94 @@ def results_table(errors, model):
     return "\n".join(lines) + "\n"
 
 
-def train_and_evaluate(
-    data_dir,
-    model_dir,
-    version="en-10k",
-    tasks=tuple(range(1, 21)),
-    model="mnm_p",
-    train_steps=20000,
-    steps_per_epoch=500,
-    patience=10,
-    batch_size=128,
-    learning_rate=1e-3,
-    units=256,
-    memory_units=100,
-    key_size=100,
-    num_heads=3,
-    seed=0,
-    verbose=1,
-    test_stories_per_task=None,
-    normalize_writes=False,
-):
-    """Joint training on ``tasks``; returns the metrics written to ``metrics.json``.
+def run(config, verbose=1, callbacks=()):
+    """Joint training on ``config.tasks`` with `fit`, then the per-task test errors.
 
-    ``test_stories_per_task`` evaluates only the first stories of each task's test file
-    (for quick checks; the paper's numbers use all of them). ``normalize_writes`` is
-    `mnm_keras.MNMCell`'s argument (MNM models only).
+    Args:
+      callbacks: extra Keras callbacks for `fit`.
+
+    Returns:
+      The run record written to ``model_dir/metrics.json`` (`training.RunRecorder`); its
+      ``results`` are ``task_errors`` (20 errors in percent, None for tasks not trained),
+      ``mean_error`` and ``failed_tasks``.
     """
-    training.check_budget(model_dir, train_steps, steps_per_epoch)
-    tasks = [int(t) for t in tasks]
-    keras.utils.set_random_seed(seed)
+    # Missing data files are an error before anything is recorded (all 20 tasks: the
+    # vocabulary is the release's).
+    babi.check_release(config.data_dir, config.version)
+    budget = training.plan_budget(config.model_dir, config.train_steps, config.steps_per_epoch)
+    recorder = training.RunRecorder(config.model_dir, TASK_NAME, config, budget.done_steps)
+    tasks = list(config.tasks)
+    keras.utils.set_random_seed(config.seed)
     train_stories, validation_stories = babi.split_train(
-        babi.read_split(data_dir, version, "train", tasks)
+        babi.read_split(config.data_dir, config.version, "train", tasks)
     )
-    test_stories = babi.read_split(data_dir, version, "test", tasks)
-    if test_stories_per_task is not None:
+    test_stories = babi.read_split(config.data_dir, config.version, "test", tasks)
+    if config.test_stories_per_task is not None:
         test_stories = [
             s
             for t in tasks
-            for s in [s for s in test_stories if s.task == t][:test_stories_per_task]
+            for s in [s for s in test_stories if s.task == t][: config.test_stories_per_task]
         ]
     # The vocabulary of all 20 tasks (train and test), so that runs on task subsets share it.
-    vocabulary = babi.release_vocabulary(data_dir, version)
+    vocabulary = babi.release_vocabulary(config.data_dir, config.version)
     lengths = [len(s.tokens) for s in train_stories + validation_stories + test_stories]
     boundaries = babi.length_buckets(lengths)
     train_data = babi.make_dataset(
-        train_stories, vocabulary, batch_size, boundaries, shuffle_seed=seed
+        train_stories, vocabulary, config.batch_size, boundaries, shuffle_seed=config.seed
     ).repeat()
-    validation_data = babi.make_dataset(validation_stories, vocabulary, batch_size, boundaries)
-    network = build_model(
-        len(vocabulary), model, units, memory_units, key_size, num_heads, max(lengths),
-        seed, learning_rate, normalize_writes,
-    )  # fmt: skip
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, restore_best_weights=True
+    validation_data = babi.make_dataset(
+        validation_stories, vocabulary, config.batch_size, boundaries
     )
-    start = time.time()
+    network = build_model(len(vocabulary), config, max_length=max(lengths))
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
     network.fit(
         train_data,
-        epochs=train_steps // steps_per_epoch,
-        steps_per_epoch=steps_per_epoch,
+        epochs=budget.epochs,
+        steps_per_epoch=config.steps_per_epoch,
         validation_data=validation_data,
-        callbacks=[*training.resumable_callbacks(model_dir), stop],
+        callbacks=[
+            *training.resumable_callbacks(config.model_dir, config.train_steps),
+            stop,
+            *callbacks,
+        ],
         verbose=verbose,
         shuffle=False,
     )
-    wall_seconds = time.time() - start
     # The trained model and its word ids, for examples/memory_pictures.py.
-    network.save(os.path.join(model_dir, "model.keras"))
-    with open(os.path.join(model_dir, "vocabulary.json"), "w") as f:
-        json.dump({"version": version, "words": vocabulary}, f, indent=0)
-    errors = task_errors(network, test_stories, vocabulary, batch_size)
-    history = training.read_history(model_dir)
-    metrics = {
-        "model": model,
-        "version": version,
-        "tasks": tasks,
-        "task_errors": [errors.get(t) for t in range(1, 21)],
-        "mean_error": float(np.mean(list(errors.values()))),
-        "failed_tasks": [t for t, e in errors.items() if e > 5.0],
-        "train_steps": len(history) * steps_per_epoch,
-        "max_train_steps": train_steps,
-        "batch_size": batch_size,
-        "seed": seed,
-        "normalize_writes": normalize_writes,
-        "wall_seconds": round(wall_seconds, 1),
-    }
-    with open(os.path.join(model_dir, "results.md"), "w") as f:
-        f.write(results_table(errors, model))
-    return training.finish_run(
-        model_dir,
-        metrics,
-        steps_per_epoch,
+    network.save(os.path.join(config.model_dir, "model.keras"))
+    with open(os.path.join(config.model_dir, "vocabulary.json"), "w") as f:
+        json.dump({"version": config.version, "words": vocabulary}, f, indent=0)
+    errors = task_errors(network, test_stories, vocabulary, config.batch_size)
+    with open(os.path.join(config.model_dir, "results.md"), "w") as f:
+        f.write(results_table(errors, config.model))
+    return recorder.finish(
+        {
+            "task_errors": [errors.get(t) for t in range(1, 21)],
+            "mean_error": float(np.mean(list(errors.values()))),
+            "failed_tasks": [t for t, e in errors.items() if e > 5.0],
+        },
         {
             "train answer-word error": lambda row: row["word_error"],
             "validation answer-word error": lambda row: row["val_word_error"],
         },
-        title=f"bAbI {version}, {model}",
+        title=f"bAbI {config.version}, {config.model}",
         ylabel="error",
     )
 
 
-def main(argv):
-    del argv
-    if not FLAGS.data_dir:
-        raise app.UsageError(f"--data_dir is required: the folder of {babi.OFFICIAL_RELEASE}.")
-    metrics = train_and_evaluate(
-        FLAGS.data_dir,
-        FLAGS.model_dir,
-        version=FLAGS.version,
-        tasks=FLAGS.tasks,
-        model=FLAGS.model,
-        train_steps=FLAGS.train_steps,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        patience=FLAGS.patience,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        units=FLAGS.units,
-        memory_units=FLAGS.memory_units,
-        key_size=FLAGS.key_size,
-        num_heads=FLAGS.num_heads,
-        seed=FLAGS.seed,
-        normalize_writes=FLAGS.normalize_writes,
-    )
-    print(open(os.path.join(FLAGS.model_dir, "results.md")).read())
-    print(
-        f"mean error {metrics['mean_error']:.2f}%, failed tasks {metrics['failed_tasks']}, "
-        f"{metrics['train_steps']} steps, {metrics['wall_seconds']:.0f} s"
+def summary(record):
+    """The results table (``results.md``), then one line of the run's totals."""
+    config, results = record["config"], record["results"]
+    errors = {t: e for t, e in enumerate(results["task_errors"], 1) if e is not None}
+    return (
+        f"{results_table(errors, config['model'])}\n"
+        f"mean error {results['mean_error']:.2f}%, failed tasks {results['failed_tasks']}, "
+        f"{record['train_steps']} steps, {record['wall_seconds']:.0f} s. "
+        f"{config['model_dir']}/metrics.json"
     )
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main(Config, run, summary)

@@ -3,7 +3,8 @@ r"""Does a model trained on dictionary inference write, keep and address its mem
     python examples/dictionary_memory.py --model_dir=runs/dict_4_1_mnm_g
 
 Loads an MNM run of ``examples/algorithmic.py --task=dictionary`` (its configuration from
-``--model_dir/metrics.json``, its weights from the last checkpoint ``--model_dir/backup``),
+the ``config`` of its run record ``--model_dir/metrics.json``, its weights from the last
+checkpoint ``--model_dir/backup``),
 runs it over ``--episodes`` fresh episodes (`mnm_keras.interactions.trace_interactions`)
 and prints three diagnostics of the support set ``s_j EOS F(s_j) SEP ...``, the pairs the
 model must store and later look up:
@@ -22,32 +23,51 @@ It also splits the answer error by what the support set held of each query lette
 many times the letter occurs among the support sources, and in which support example it
 last occurs (1 = the first example written, k = the last): are the wrong answers the
 letters seen once, or the ones written earliest?
+
+Every flag is a field of `Config`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import numpy as np
-from absl import app, flags
 
-from examples import algorithmic
 from mnm_keras import MNM, core, memory, training
-from mnm_keras.datasets.algorithmic import DictionaryInference
 from mnm_keras.interactions import trace_interactions
 
-FLAGS = flags.FLAGS
-SIZES = ("units", "memory_units", "memory_layers", "key_size", "num_heads")
+try:  # run as a script (python examples/dictionary_memory.py) or as a module (-m)
+    from examples import algorithmic
+    from examples.config_flags import main, option
+except ImportError:  # pragma: no cover
+    import algorithmic
+    from config_flags import main, option
 
 
-def define_flags():
-    """Defines the command-line flags (only when run as a script)."""
-    flags.DEFINE_string("model_dir", None, "An examples/algorithmic.py dictionary run.")
-    flags.DEFINE_integer("episodes", 64, "Episodes to diagnose.")
-    flags.DEFINE_integer("seed", 7, "Seed of the episodes.")
-    flags.DEFINE_integer("memory_layers", None, "Override (runs whose metrics.json lacks it).")
-    flags.mark_flag_as_required("model_dir")
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What to diagnose; every field is a flag of the same name."""
+
+    model_dir: str | None = option(
+        None, "An examples/algorithmic.py run of the dictionary task (MNM); required."
+    )
+    episodes: int = option(64, "Fresh episodes to diagnose (at least 2).")
+    seed: int = option(7, "Seed of the episodes.")
+
+    def __post_init__(self):
+        if not self.model_dir:
+            raise ValueError(
+                "`model_dir` is required: an examples/algorithmic.py dictionary run; "
+                f"received model_dir={self.model_dir!r}."
+            )
+        training.check_positive_int("episodes", self.episodes)
+        if self.episodes < 2:
+            raise ValueError(
+                "`episodes` must be at least 2 (the read-out is swapped with another "
+                f"episode's); received episodes={self.episodes}."
+            )
 
 
 def query_letter_context(inputs, task):
@@ -83,32 +103,38 @@ def error_by(keys, wrong):
     return groups
 
 
-def diagnose(model_dir, episodes=64, seed=7, **overrides):
-    """The three diagnostics of the module docstring for the run in ``model_dir``.
+def run(config):
+    """The three diagnostics of the module docstring for the run in ``config.model_dir``.
 
     Returns:
-      A dict of floats: ``written`` (median ratio over support steps and episodes),
-      ``kept`` (mean relative recall error at the end of the support set), ``error`` and
-      ``swapped_error`` (fractions of wrong answer letters), ``sequence_error`` (fraction
-      of episodes with a wrong answer letter), and ``error_by_occurrences`` /
-      ``error_by_last_example``: `error_by` dicts of the answer letters grouped by
-      `query_letter_context`.
+      A dict: ``config`` (the fields of ``config``), ``run`` (the diagnosed run's config,
+      from its record) and ``results``: the floats ``written`` (median ratio over support
+      steps and episodes), ``kept`` (mean relative recall error at the end of the support
+      set), ``error`` and ``swapped_error`` (fractions of wrong answer letters),
+      ``sequence_error`` (fraction of episodes with a wrong answer letter), and
+      ``error_by_occurrences`` / ``error_by_last_example``: `error_by` dicts of the answer
+      letters grouped by `query_letter_context`.
+
+    Raises:
+      ValueError: ``model_dir`` does not hold an MNM run of the dictionary task.
     """
+    model_dir, episodes, seed = config.model_dir, config.episodes, config.seed
     with open(os.path.join(model_dir, "metrics.json")) as f:
-        config = json.load(f)
-    if config.get("task") != "dictionary" or config.get("model") not in ("mnm_p", "mnm_g"):
+        record = json.load(f)
+    trained = record.get("config", {})
+    if (
+        record.get("task") != "algorithmic"
+        or trained.get("task") != "dictionary"
+        or trained.get("model") not in ("mnm_p", "mnm_g")
+    ):
         raise ValueError(
             f"`model_dir` must hold an MNM run of the dictionary task; {model_dir} has "
-            f"task={config.get('task')!r}, model={config.get('model')!r}."
+            f"task={trained.get('task', record.get('task'))!r}, "
+            f"model={trained.get('model')!r}."
         )
-    # Runs older than the sizes in metrics.json used `build_model`'s defaults (table 2).
-    sizes = {name: config[name] for name in SIZES if name in config}
-    sizes.update({name: value for name, value in overrides.items() if value is not None})
-    k, n = config["support_size"], config["sequence_length"]
-    task = DictionaryInference(k, n)
-    network = algorithmic.build_model(
-        task, config["model"], **sizes, normalize_writes=config.get("normalize_writes", False)
-    )
+    trained_config = algorithmic.Config(**trained)
+    task = algorithmic.make_task(trained_config)
+    network = algorithmic.build_model(task, trained_config)
     training.warm_start(network, model_dir, argument="model_dir")
     layer = next(layer for layer in network.layers if isinstance(layer, MNM))
     inputs, targets, _ = task.arrays(episodes, seed=seed)
@@ -116,21 +142,22 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
     trace = {name: np.asarray(value) for name, value in trace_interactions(layer, inputs).items()}
     support_end = task.support_length
     cell = layer.cell
-    config, params = cell.config, cell.params()
-    activations = (config.memory_activation, config.memory_output_activation)
+    cell_config, params = cell.config, cell.params()
+    activations = (cell_config.memory_activation, cell_config.memory_output_activation)
     logits_layer = network.get_layer("logits")
     after = {}  # step -> the state after it
 
     def on_step(t, x_t, before, state, interactions):
         after[t] = state
 
-    state = core.initial_state(config, params, episodes)
-    outputs, _ = core.unroll(config, params, inputs, state, on_step=on_step)
+    state = core.initial_state(cell_config, params, episodes)
+    outputs, _ = core.unroll(cell_config, params, inputs, state, on_step=on_step)
     end_weights = after[support_end - 1].memory  # the memory at the end of the support
     errors = {"error": [], "swapped_error": []}
+    n = task.sequence_length
     for t in range(task.length - n, task.length):
         # The same output with the read-out v^r_t of episode b - 1 instead.
-        swapped = core.output(config, params, after[t].h, np.roll(after[t].read, 1, 0))
+        swapped = core.output(cell_config, params, after[t].h, np.roll(after[t].read, 1, 0))
         for name, features in (("error", outputs[:, t]), ("swapped_error", swapped)):
             predicted = np.argmax(logits_layer(features), -1)
             errors[name].append(predicted != targets[:, t])
@@ -146,7 +173,7 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
     ratio = trace["recall_after"][:, :support_end] / np.maximum(
         trace["recall_before"][:, :support_end], 1e-12
     )
-    return {
+    results = {
         "written": float(np.median(ratio)),
         "kept": float(np.mean(np.stack(kept, 1)) / np.mean(value_norms)),
         **{name: float(np.mean(values)) for name, values in errors.items()},
@@ -154,33 +181,30 @@ def diagnose(model_dir, episodes=64, seed=7, **overrides):
         "error_by_occurrences": error_by(occurrences, wrong),
         "error_by_last_example": error_by(last_example, wrong),
     }
+    return {"config": dataclasses.asdict(config), "run": trained, "results": results}
 
 
-def main(argv):
-    del argv
-    result = diagnose(
-        FLAGS.model_dir, FLAGS.episodes, FLAGS.seed, memory_layers=FLAGS.memory_layers
-    )
-    print(f"{FLAGS.model_dir} ({FLAGS.episodes} episodes, seed {FLAGS.seed})")
-    print(
+def summary(diagnosis):
+    """The diagnostics as markdown tables."""
+    config, result = diagnosis["config"], diagnosis["results"]
+    lines = [
+        f"{config['model_dir']} ({config['episodes']} episodes, seed {config['seed']})",
         "| written (after / before) | kept (end / |v|^2) | answer error | "
-        "answer error, read-out swapped |"
-    )
-    print("| --- | --- | --- | --- |")
-    print(
+        "answer error, read-out swapped |",
+        "| --- | --- | --- | --- |",
         f"| {result['written']:.3f} | {result['kept']:.3f} | {result['error']:.3f} | "
-        f"{result['swapped_error']:.3f} |"
-    )
-    print(f"sequence error {result['sequence_error']:.4f}")
+        f"{result['swapped_error']:.3f} |",
+        f"sequence error {result['sequence_error']:.4f}",
+    ]
     for name, title in (
         ("error_by_occurrences", "occurrences of the query letter in the support sources"),
         ("error_by_last_example", "last support example holding the query letter"),
     ):
-        print(f"\n| {title} | answer letters | answer error |\n| --- | --- | --- |")
+        lines += ["", f"| {title} | answer letters | answer error |", "| --- | --- | --- |"]
         for key, (count, rate) in result[name].items():
-            print(f"| {key} | {count} | {rate:.4f} |")
+            lines.append(f"| {key} | {count} | {rate:.4f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main(Config, run, summary)

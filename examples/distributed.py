@@ -1,6 +1,6 @@
 r"""Train an MNM model with `fit` under a `tf.distribute` strategy.
 
-One machine, two logical CPU devices (or two GPUs), synchronous data parallelism:
+One machine, two logical CPU devices, synchronous data parallelism:
 
     python examples/distributed.py --strategy=mirrored --logical_cpus=2 --model_dir=runs/mirrored
 
@@ -18,37 +18,84 @@ building; keras-team/keras#20585, open), so that strategy trains with a short cu
 over `strategy.run` with the same model, loss, meta loss (``model.losses``) and optimizer.
 
 The model is MNM on the associative-recall task (`mnm_keras.tasks`), with a fixed global
-batch; every replica gets ``global_batch / replicas`` episodes per step. The script writes
-``--model_dir/losses.json`` (the replica count and the per-step training loss, as Keras logs it: the running mean
-over the epoch) and ``--model_dir/weights.npz``
-(the trained weights), which the tests compare across strategies and workers.
+batch (``--batch_size``); every replica gets ``batch_size / replicas`` episodes per step.
+Every flag is a field of `Config`. The run trains ``--train_steps`` steps in one epoch,
+without checkpoints (it does not resume: a ``--model_dir`` that holds a run is refused),
+and writes the run record ``--model_dir/metrics.json`` (`mnm_keras.training.RunRecorder`;
+its ``results``: the ``replicas``, the ``step_losses``, each step's training loss as Keras
+logs it, the running mean over the epoch, and the ``final_loss``) and
+``--model_dir/weights.npz`` (the trained weights), which the tests compare across
+strategies and workers.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
+import time
 
-from absl import app, flags
+import keras
+import numpy as np
+import tensorflow as tf
 
-FLAGS = flags.FLAGS
+from mnm_keras import models, tasks, training
+
+try:  # run as a script (python examples/distributed.py) or as a module (-m)
+    from examples.config_flags import main, option
+except ImportError:  # pragma: no cover
+    from config_flags import main, option
+
+TASK_NAME = "distributed"
+STRATEGIES = ("one_device", "mirrored", "multi_worker")
 
 
-def define_flags():
-    """Defines the command-line flags (only when run as a script)."""
-    flags.DEFINE_enum("strategy", "one_device", ["one_device", "mirrored", "multi_worker"], "")
-    flags.DEFINE_integer("logical_cpus", 1, "Split the CPU into this many logical devices.")
-    flags.DEFINE_enum("model", "mnm_p", ["mnm_p", "mnm_g"], "Write rule.")
-    flags.DEFINE_integer("train_steps", 5, "Optimizer steps.")
-    flags.DEFINE_integer("global_batch_size", 8, "Episodes per step, over all replicas.")
-    flags.DEFINE_integer("seed", 0, "Seed.")
-    flags.DEFINE_string("model_dir", "runs/distributed", "Output directory.")
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One distributed run; every field is a flag of the same name."""
+
+    strategy: str = option("one_device", "tf.distribute strategy.", choices=STRATEGIES)
+    logical_cpus: int = option(1, "Split the CPU into this many logical devices.")
+    model: str = option("mnm_p", "Write rule.", choices=("mnm_p", "mnm_g"))
+    train_steps: int = option(5, "Optimizer steps.")
+    batch_size: int = option(
+        8, "The global batch: episodes per step over all replicas (each gets its share)."
+    )
+    learning_rate: float = option(1e-2, "Adam learning rate.")
+    units: int = option(16, "Controller units.")
+    memory_units: int = option(8, "Memory width.")
+    memory_layers: int = option(3, "Memory layers.")
+    key_size: int = option(8, "d_k = d_v.")
+    num_heads: int = option(1, "Heads H.")
+    normalize_writes: bool = option(False, "Normalised writes.")
+    seed: int = option(0, "Seed of data and initialisation.")
+    model_dir: str = option("runs/distributed", "The run record and the trained weights.")
+
+    def __post_init__(self):
+        for name in (
+            "logical_cpus",
+            "train_steps",
+            "batch_size",
+            "units",
+            "memory_units",
+            "memory_layers",
+            "key_size",
+            "num_heads",
+        ):
+            training.check_positive_int(name, getattr(self, name))
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"`learning_rate` must be positive; received learning_rate={self.learning_rate!r}."
+            )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"`strategy` must be one of {list(STRATEGIES)}; received {self.strategy!r}."
+            )
+        if self.model not in ("mnm_p", "mnm_g"):
+            raise ValueError(f"`model` must be mnm_p or mnm_g; received {self.model!r}.")
 
 
 def configure_logical_cpus(count):
     """Splits the first CPU into ``count`` logical devices (before TensorFlow starts)."""
-    import tensorflow as tf
-
     cpus = tf.config.list_physical_devices("CPU")
     if count > 1:
         tf.config.set_logical_device_configuration(
@@ -57,8 +104,6 @@ def configure_logical_cpus(count):
 
 
 def make_strategy(name):
-    import tensorflow as tf
-
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/cpu:0")
     if name == "mirrored":
@@ -67,48 +112,81 @@ def make_strategy(name):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def train(model_dir, strategy, model="mnm_p", train_steps=5, global_batch_size=8, seed=0):
-    """Trains a small MNM model under ``strategy``; returns the per-step losses."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
+def run(config, verbose=1, callbacks=()):
+    """Trains a small MNM model under ``config.strategy``.
 
-    from mnm_keras import models, tasks
+    Call it before TensorFlow has started (``config.logical_cpus`` splits the CPU first).
 
-    keras.utils.set_random_seed(seed)
-    x, y = tasks.associative_recall(train_steps * global_batch_size, seed=seed)
+    Args:
+      callbacks: extra Keras callbacks for `fit` (``one_device`` and ``mirrored`` only:
+        ``multi_worker`` trains with a custom loop).
+
+    Returns:
+      The run record written to ``model_dir/metrics.json`` (`training.RunRecorder`).
+
+    Raises:
+      ValueError: ``model_dir`` already holds a run (these runs do not resume), or
+        ``callbacks`` with ``multi_worker``.
+    """
+    if os.path.exists(os.path.join(config.model_dir, "invocations.json")):
+        raise ValueError(
+            f"`model_dir` ({config.model_dir!r}) already holds a run; distributed runs do "
+            "not resume: pass a new model_dir."
+        )
+    if callbacks and config.strategy == "multi_worker":
+        raise ValueError("`callbacks` are for `fit`; strategy='multi_worker' trains without it.")
+    configure_logical_cpus(config.logical_cpus)
+    recorder = training.RunRecorder(config.model_dir, TASK_NAME, config)
+    strategy = make_strategy(config.strategy)
+    keras.utils.set_random_seed(config.seed)
+    x, y = tasks.associative_recall(config.train_steps * config.batch_size, seed=config.seed)
     with strategy.scope():
         inputs = keras.Input((x.shape[1], x.shape[2]))
         features = models.recurrent_layer(
-            model, units=16, memory_units=8, key_size=8, value_size=8, seed=seed
+            config.model,
+            units=config.units,
+            memory_units=config.memory_units,
+            memory_layers=config.memory_layers,
+            key_size=config.key_size,
+            value_size=config.key_size,
+            num_heads=config.num_heads,
+            seed=config.seed,
+            normalize_writes=config.normalize_writes,
         )(inputs)
         network = keras.Model(inputs, keras.layers.Dense(8)(features))
         network.compile(
-            keras.optimizers.Adam(1e-2),
+            keras.optimizers.Adam(config.learning_rate),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch_size)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(config.batch_size)
     options = tf.data.Options()
     # Every worker reads the same stream and keeps its share of each global batch.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     data = data.with_options(options)
+    start = time.perf_counter()
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        losses = _custom_loop(strategy, network, data, train_steps, global_batch_size)
+        losses = _custom_loop(strategy, network, data, config.train_steps, config.batch_size)
     else:
-        losses = _fit(network, data, train_steps)
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, "losses.json"), "w") as f:
-        json.dump({"replicas": strategy.num_replicas_in_sync, "losses": losses}, f)
+        losses = _fit(network, data, config.train_steps, verbose, callbacks)
+    seconds = time.perf_counter() - start
     np.savez(
-        os.path.join(model_dir, "weights.npz"),
+        os.path.join(config.model_dir, "weights.npz"),
         *[np.asarray(w) for w in network.get_weights()],
     )
-    return losses
+    return recorder.finish(
+        {
+            "replicas": strategy.num_replicas_in_sync,
+            "final_loss": losses[-1],
+            "step_losses": losses,
+        },
+        history=[
+            {"epoch": 0, "step": config.train_steps, "epoch_seconds": seconds, "loss": losses[-1]}
+        ],
+    )
 
 
-def _fit(network, data, train_steps):
+def _fit(network, data, train_steps, verbose=0, callbacks=()):
     """`fit`; returns the loss logged after every step (the running mean of the epoch)."""
-    import keras
 
     class PerStepLoss(keras.callbacks.Callback):
         def __init__(self):
@@ -119,14 +197,18 @@ def _fit(network, data, train_steps):
             self.losses.append(float(logs["loss"]))
 
     record = PerStepLoss()
-    network.fit(data, epochs=1, steps_per_epoch=train_steps, callbacks=[record], verbose=0)
+    network.fit(
+        data,
+        epochs=1,
+        steps_per_epoch=train_steps,
+        callbacks=[record, *callbacks],
+        verbose=verbose,
+    )
     return record.losses
 
 
 def _custom_loop(strategy, network, data, train_steps, global_batch_size):
     """Synchronous data-parallel steps with `strategy.run`; returns each step's loss."""
-    import tensorflow as tf
-
     loss_fn = network.loss
     optimizer = network.optimizer
 
@@ -150,20 +232,11 @@ def _custom_loop(strategy, network, data, train_steps, global_batch_size):
     return [float(train_step(iterator)) for _ in range(train_steps)]
 
 
-def main(argv):
-    del argv
-    configure_logical_cpus(FLAGS.logical_cpus)
-    losses = train(
-        FLAGS.model_dir,
-        make_strategy(FLAGS.strategy),
-        model=FLAGS.model,
-        train_steps=FLAGS.train_steps,
-        global_batch_size=FLAGS.global_batch_size,
-        seed=FLAGS.seed,
-    )
-    print("losses:", " ".join(f"{v:.6f}" for v in losses))
+def summary(record):
+    results = record["results"]
+    losses = " ".join(f"{v:.6f}" for v in results["step_losses"])
+    return f"{results['replicas']} replica(s), losses: {losses}"
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main(Config, run, summary)

@@ -1,15 +1,14 @@
 r"""Pictures of what the memory does on a bAbI story (paper section 4.2, figure 5).
 
-    python examples/memory_pictures.py --model_path=runs/babi_mnm_p/model.keras \
-        --data_dir=/path/to/tasks_1-20_v1-2 --version=en-10k --task=1 --story_index=0 \
-        --output_dir=runs/babi_mnm_p/pictures
+    python examples/memory_pictures.py --model_dir=runs/babi_mnm_p \
+        --data_dir=/path/to/tasks_1-20_v1-2 --task=1 --story_index=0
 
-Loads a model trained by ``examples/babi.py`` (its ``model.keras``; the word ids come from
-the ``vocabulary.json`` beside it, or, if that is missing, are rebuilt the way training
-builds them), reads story ``--story_index`` of task ``--task``'s official test file, runs
-the MNM over it step by step (`mnm_keras.interactions.trace_interactions`) and writes three
-PNG heat maps of cosine similarity, with the story's words on both axes (rows: later step
-t2; columns: earlier step t1):
+Loads a model trained by ``examples/babi.py`` (its ``--model_dir/model.keras``, with the
+word ids of the ``vocabulary.json`` beside it), reads story ``--story_index`` of task
+``--task``'s official test file (of the version the model was trained on), runs the MNM
+over it step by step (`mnm_keras.interactions.trace_interactions`) and writes three PNG
+heat maps of cosine similarity to ``--output_dir`` (default ``--model_dir/pictures``), with
+the story's words on both axes (rows: later step t2; columns: earlier step t1):
 
 * ``..._read_vs_written.png``: read values ``v^r(t2)`` against written values ``v^w(t1)``,
   ``t1 <= t2`` (bright: content stored at t1 is retrieved at t2);
@@ -21,53 +20,103 @@ t2; columns: earlier step t1):
 placeholders, so the question's words are the last rows (figure 5a); ``--last_rows=N``
 shows only the last N steps as rows (figure 5b: the end of a story against all of it).
 ``--heads`` is ``mean`` (same-head similarities averaged over heads), ``pairs`` (all head
-pairs averaged) or a head index.
+pairs averaged) or a head index. Every flag is a field of `Config`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import keras
 import numpy as np
-from absl import app, flags
 
-from mnm_keras import MNM
+from mnm_keras import MNM, training
 from mnm_keras.datasets import babi
 from mnm_keras.interactions import MAP_TITLES, similarity_maps, trace_interactions
 from mnm_keras.memory_pictures import plot_similarity_map
 
-FLAGS = flags.FLAGS
+try:  # run as a script (python examples/memory_pictures.py) or as a module (-m)
+    from examples.config_flags import main, option
+except ImportError:  # pragma: no cover
+    from config_flags import main, option
 
 
-def define_flags():
-    """Defines the command-line flags (only when run as a script)."""
-    flags.DEFINE_string("model_path", None, "The model.keras written by examples/babi.py.")
-    flags.DEFINE_string("data_dir", None, "The unpacked release (folder with en/ and en-10k/).")
-    flags.DEFINE_enum("version", "en-10k", list(babi.VERSIONS), "The version trained on.")
-    flags.DEFINE_integer("task", 1, "bAbI task (1..20) of the story.")
-    flags.DEFINE_integer("story_index", 0, "Which story of the task's test file (0-based).")
-    flags.DEFINE_integer("question", None, "Stop after this question (0-based); default all.")
-    flags.DEFINE_integer("last_rows", None, "Show only the last N steps as rows.")
-    flags.DEFINE_string("heads", "mean", "'mean', 'pairs' or a head index.")
-    flags.DEFINE_string("output_dir", "memory_pictures", "Where the PNG files go.")
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Which model, story and maps; every field is a flag of the same name."""
+
+    model_dir: str | None = option(
+        None, "An examples/babi.py run (its model.keras and vocabulary.json); required."
+    )
+    data_dir: str | None = option(
+        None, "The unpacked release (the folder with en/ and en-10k/); required."
+    )
+    version: str | None = option(
+        None,
+        "The version the model was trained on (default: the one in its vocabulary.json).",
+        choices=babi.VERSIONS,
+    )
+    task: int = option(1, "bAbI task (1..20) of the story.")
+    story_index: int = option(0, "Which story of the task's test file (0-based).")
+    question: int | None = option(None, "Stop after this question (0-based); default all.")
+    last_rows: int | None = option(None, "Show only the last N steps as rows.")
+    heads: str = option("mean", "'mean', 'pairs' or a head index.")
+    output_dir: str | None = option(
+        None, "Where the PNG files go (default: the model_dir's pictures/)."
+    )
+
+    def __post_init__(self):
+        for name in ("model_dir", "data_dir"):
+            if not getattr(self, name):
+                raise ValueError(f"`{name}` is required; received {name}={getattr(self, name)!r}.")
+        if self.version is not None and self.version not in babi.VERSIONS:
+            raise ValueError(
+                f"`version` must be one of {list(babi.VERSIONS)} or None; "
+                f"received version={self.version!r}."
+            )
+        if self.task not in babi.TASK_NAMES:
+            raise ValueError(
+                f"`task` must be a bAbI task id in 1..20; received task={self.task!r}."
+            )
+        for name in ("story_index", "question"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValueError(
+                    f"`{name}` must be a non-negative integer; received {name}={value!r}."
+                )
+        if self.last_rows is not None:
+            training.check_positive_int("last_rows", self.last_rows)
+        if self.heads not in ("mean", "pairs") and not str(self.heads).isdigit():
+            raise ValueError(
+                f"`heads` must be 'mean', 'pairs' or a head index; received heads={self.heads!r}."
+            )
 
 
-def load_vocabulary(model_path, data_dir, version):
-    """The word list the model was trained with: ``vocabulary.json`` beside ``model_path``,
-    else rebuilt like `examples.babi.train_and_evaluate` does (all 20 tasks, train + test)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "vocabulary.json")
+def load_vocabulary(model_dir, version=None):
+    """``(words, version)`` of the model in ``model_dir``: its ``vocabulary.json``.
+
+    Raises:
+      FileNotFoundError: no ``vocabulary.json`` in ``model_dir``.
+      ValueError: ``version`` is not the one the model was trained on.
+    """
+    path = os.path.join(model_dir, "vocabulary.json")
     if not os.path.exists(path):
-        return babi.release_vocabulary(data_dir, version)
+        raise FileNotFoundError(
+            f"`model_dir` ({model_dir!r}): no {path!r}; expected the model_dir of an "
+            "examples/babi.py run (model.keras and vocabulary.json)."
+        )
     with open(path) as f:
         saved = json.load(f)
-    if saved.get("version") != version:
+    if version is not None and saved.get("version") != version:
         raise ValueError(
             f"`version` must be the one the model was trained on ({saved.get('version')!r}, "
             f"from {path}); received version={version!r}."
         )
-    return saved["words"]
+    return saved["words"], saved["version"]
 
 
 def truncate_story(story, question):
@@ -83,60 +132,44 @@ def truncate_story(story, question):
     return babi.Story(story.task, story.tokens[:end], story.answers[: question + 1])
 
 
-def _layers(network, model_path):
+def _layers(network, model_dir):
     recurrent = [layer for layer in network.layers if isinstance(layer, MNM)]
     embedding = [layer for layer in network.layers if isinstance(layer, keras.layers.Embedding)]
     dense = [layer for layer in network.layers if isinstance(layer, keras.layers.Dense)]
     if len(recurrent) != 1 or len(embedding) != 1 or len(dense) != 1:
         raise ValueError(
-            f"`model_path` must hold an examples/babi.py MNM model (Embedding -> MNM -> "
-            f"Dense; --model=mnm_p or mnm_g); {model_path!r} has layers "
+            f"`model_dir` must hold an examples/babi.py MNM model (Embedding -> MNM -> "
+            f"Dense; --model=mnm_p or mnm_g); {model_dir!r} has layers "
             f"{[type(layer).__name__ for layer in network.layers]}."
         )
     return embedding[0], recurrent[0], dense[0]
 
 
-def make_pictures(
-    model_path,
-    data_dir,
-    version="en-10k",
-    task=1,
-    story_index=0,
-    output_dir="memory_pictures",
-    question=None,
-    last_rows=None,
-    heads="mean",
-):
+def run(config):
     """Traces a trained bAbI MNM on one test story and writes the figure-5 heat maps.
-
-    Args:
-      model_path: a ``model.keras`` written by `examples.babi.train_and_evaluate`.
-      data_dir: the release folder (with ``en/`` and ``en-10k/``).
-      version: the version the model was trained on (``en`` or ``en-10k``).
-      task: bAbI task id of the story, 1..20.
-      story_index: which story of the task's test file, 0-based.
-      output_dir: where the PNG files are written (created if needed).
-      question: stop the story after this question (0-based); default the whole story.
-      last_rows: show only the last ``last_rows`` steps as rows (default all).
-      heads: ``"mean"``, ``"pairs"`` or a head index (`similarity_maps`).
 
     Returns:
       A dict: ``words`` (the story's tokens, the axes' labels), ``maps`` (name ->
       ``[len(words), len(words)]`` array), ``files`` (name -> PNG path), ``answers``
       (one ``(question words, answer, predicted)`` triple per question).
+
+    Raises:
+      ValueError: ``story_index``, ``question`` or ``last_rows`` is out of range for the
+        story, ``version`` is not the model's, or the model has no MNM layer.
     """
-    if task not in babi.TASK_NAMES:
-        raise ValueError(f"`task` must be a bAbI task id in 1..20; received task={task!r}.")
-    network = keras.saving.load_model(model_path, compile=False)
-    embedding, recurrent, dense = _layers(network, model_path)
-    vocabulary = load_vocabulary(model_path, data_dir, version)
-    stories = babi.read_split(data_dir, version, "test", [task])
+    model_dir, task, story_index = config.model_dir, config.task, config.story_index
+    heads = config.heads if config.heads in ("mean", "pairs") else int(config.heads)
+    output_dir = config.output_dir or os.path.join(model_dir, "pictures")
+    vocabulary, version = load_vocabulary(model_dir, config.version)
+    network = keras.saving.load_model(os.path.join(model_dir, "model.keras"), compile=False)
+    embedding, recurrent, dense = _layers(network, model_dir)
+    stories = babi.read_split(config.data_dir, version, "test", [task])
     if not 0 <= story_index < len(stories):
         raise ValueError(
             f"`story_index` must be in [0, {len(stories)}) for task {task}'s test file; "
             f"received story_index={story_index}."
         )
-    story = truncate_story(stories[story_index], question)
+    story = truncate_story(stories[story_index], config.question)
     index = babi.word_index(vocabulary)
     inputs = babi.encode(story, index)[0][None]  # [1, time]
     trace = trace_interactions(recurrent, embedding(inputs))
@@ -156,6 +189,7 @@ def make_pictures(
         )
     maps = similarity_maps(trace, 0, heads=heads)
     length = len(story.tokens)
+    last_rows = config.last_rows
     if last_rows is not None and not 1 <= last_rows <= length:
         raise ValueError(
             f"`last_rows` must be in [1, {length}] (the story's length); "
@@ -178,28 +212,13 @@ def make_pictures(
     return {"words": list(story.tokens), "maps": maps, "files": files, "answers": answers}
 
 
-def main(argv):
-    del argv
-    if not FLAGS.model_path or not FLAGS.data_dir:
-        raise app.UsageError("--model_path and --data_dir are required.")
-    heads = int(FLAGS.heads) if FLAGS.heads.lstrip("-").isdigit() else FLAGS.heads
-    result = make_pictures(
-        FLAGS.model_path,
-        FLAGS.data_dir,
-        version=FLAGS.version,
-        task=FLAGS.task,
-        story_index=FLAGS.story_index,
-        output_dir=FLAGS.output_dir,
-        question=FLAGS.question,
-        last_rows=FLAGS.last_rows,
-        heads=heads,
-    )
-    for question, answer, predicted in result["answers"]:
-        print(f"{question}  answer: {answer}, predicted: {predicted}")
-    for path in result["files"].values():
-        print(f"wrote {path}")
+def summary(result):
+    lines = [
+        f"{question}  answer: {answer}, predicted: {predicted}"
+        for question, answer, predicted in result["answers"]
+    ]
+    return "\n".join([*lines, *(f"wrote {path}" for path in result["files"].values())])
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    main(Config, run, summary)

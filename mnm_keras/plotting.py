@@ -3,8 +3,7 @@
 Uses matplotlib's object-oriented `Figure` directly, which needs no GUI backend, so importing
 mnm_keras never changes the process's matplotlib backend. matplotlib is an optional
 dependency (the ``examples`` extra) and is imported only when a plot is drawn, so that
-``import mnm_keras.plotting`` (and `mnm_keras.training`, which imports it) and
-`split_label` work without it.
+``import mnm_keras.plotting`` works without it.
 """
 
 from __future__ import annotations
@@ -19,20 +18,6 @@ def _figure_class():
             "mnm_keras.plotting needs matplotlib: pip install 'mnm_keras[examples]'"
         ) from error
     return Figure
-
-
-def split_label(item, argument, form, required=False):
-    """Splits a command-line item ``LABEL=VALUE`` at its first ``=`` into (label, value).
-
-    An item without ``=`` is ``(None, item)`` unless ``required``. ``argument`` (the flag's
-    name) and ``form`` (e.g. ``"DIR or LABEL=DIR"``) word the error on a malformed item.
-    """
-    label, sep, value = item.partition("=")
-    if not sep and not required:
-        return None, item
-    if not sep or not label or not value:
-        raise ValueError(f"`{argument}` items must be {form}; received {item!r}.")
-    return label, value
 
 
 def plot_curves(

@@ -197,7 +197,7 @@ def read_history(model_dir):
     rows = {}
     data = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
     for record in data:
-        # An empty cell (a column added to an older log) reads as NaN: kept as None.
+        # An empty cell (a value an epoch did not log) reads as NaN: kept as None.
         row = {name: float(record[name]) for name in data.dtype.names}
         row = {name: None if np.isnan(value) else value for name, value in row.items()}
         row["epoch"] = int(row["epoch"])

@@ -38,10 +38,12 @@ def _finish(process):
 
 
 def _result(model_dir):
-    with open(os.path.join(model_dir, "losses.json")) as f:
+    """The run's ``results`` (replicas, per-step losses) and its trained weights."""
+    with open(os.path.join(model_dir, "metrics.json")) as f:
         record = json.load(f)
+    assert record["task"] == "distributed" and record["train_steps"] == 5
     weights = np.load(os.path.join(model_dir, "weights.npz"))
-    return record, [weights[k] for k in weights.files]
+    return record["results"], [weights[k] for k in weights.files]
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +54,12 @@ def one_device(tmp_path_factory):
 
 
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path, one_device):
-    _finish(_run(str(tmp_path), "--strategy=mirrored", "--logical_cpus=2"))
+    _finish(_run(str(tmp_path), "--strategy=mirrored", "--logical_cpus=2", "--batch_size=8"))
     record, weights = _result(str(tmp_path))
     reference, reference_weights = one_device
     assert record["replicas"] == 2 and reference["replicas"] == 1
-    assert len(record["losses"]) == 5
-    np.testing.assert_allclose(record["losses"], reference["losses"], rtol=1e-5)
+    assert len(record["step_losses"]) == 5
+    np.testing.assert_allclose(record["step_losses"], reference["step_losses"], rtol=1e-5)
     for a, b in zip(weights, reference_weights):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -81,9 +83,20 @@ def test_two_workers_on_localhost_agree_on_the_weights(tmp_path, one_device):
         _result(str(tmp_path / f"worker{i}")) for i in range(2)
     )
     assert record0["replicas"] == record1["replicas"] == 2
-    assert record0["losses"] == record1["losses"]
+    assert record0["step_losses"] == record1["step_losses"]
     for a, b in zip(weights0, weights1):
         np.testing.assert_array_equal(a, b)
     # The same global batch on one device gives the same model.
     for a, b in zip(weights0, one_device[1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_second_run_in_the_same_model_dir_is_refused(tmp_path):
+    # Distributed runs do not resume; the refusal comes before anything is built.
+    from examples import distributed
+
+    (tmp_path / "invocations.json").write_text("[]")
+    with pytest.raises(ValueError, match="already holds a run"):
+        distributed.run(distributed.Config(model_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive integer.*=0"):
+        distributed.Config(batch_size=0)

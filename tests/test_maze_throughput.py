@@ -74,10 +74,8 @@ def test_episode_flops_of_the_lstm_network_by_hand():
 def test_episode_flops_of_the_mnm_p_network_by_hand():
     # controller 8, a one-layer memory 4 x 4 (d_k = d_v = 4), H = 2 heads
     u, d, h = 8, 4, 2
-    net = networks.mnm_actor_critic(
-        *_specs(), units=u, memory_units=d, memory_layers=1, key_size=d, value_size=d,
-        num_heads=h, seed=0,
-    )  # fmt: skip
+    sizes = dict(units=u, memory_units=d, memory_layers=1, key_size=d, value_size=d)
+    net = networks.mnm_actor_critic(*_specs(), **sizes, num_heads=h, seed=0)
     controller = 2 * (17 + d + u) * 4 * u  # [x_t; v^r_{t-1}; h] -> 4 gates
     interface = 2 * u * (2 * h * d + h * d + d)  # read keys, write keys, values, rate input
     rate = 2 * d * 1  # one rate per memory layer
@@ -96,9 +94,13 @@ def test_episode_flops_of_the_mnm_p_network_by_hand():
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("lstm:2", "takes no"), ("mnm_x:1", "must be lstm"), ("mnm_p:two", "integer"),
-     ("mnm_p:0", "at least 1")],
-)  # fmt: skip
+    [
+        ("lstm:2", "takes no"),
+        ("mnm_x:1", "must be lstm"),
+        ("mnm_p:two", "integer"),
+        ("mnm_p:0", "at least 1"),
+    ],
+)
 def test_parse_network_rejects_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
         mt.parse_network(spec)

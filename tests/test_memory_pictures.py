@@ -22,19 +22,24 @@ def saved_model(tmp_path_factory):
     vocabulary = babi.build_vocabulary(
         babi.read_split(SHARED, "en", "train") + babi.read_split(SHARED, "en", "test")
     )
-    network = babi_example.build_model(len(vocabulary), "mnm_p", 8, 8, 4, 2, None, 0, 1e-3)
+    config = babi_example.Config(
+        data_dir=SHARED, model="mnm_p", units=8, memory_units=8, key_size=4, num_heads=2
+    )
+    network = babi_example.build_model(len(vocabulary), config)
     network.save(model_dir / "model.keras")
     (model_dir / "vocabulary.json").write_text(json.dumps({"version": "en", "words": vocabulary}))
     return model_dir, network, vocabulary
 
 
 @needs_release
-def test_make_pictures_writes_three_maps_over_the_story(saved_model, tmp_path):
+def test_run_writes_three_maps_over_the_story(saved_model, tmp_path):
     model_dir, network, vocabulary = saved_model
-    result = memory_pictures.make_pictures(
-        str(model_dir / "model.keras"), SHARED, "en", task=1, story_index=2,
-        output_dir=str(tmp_path / "pictures"),
-    )  # fmt: skip
+    # The version is the one the model was trained on (its vocabulary.json).
+    result = memory_pictures.run(
+        memory_pictures.Config(
+            str(model_dir), SHARED, task=1, story_index=2, output_dir=str(tmp_path / "pictures")
+        )
+    )
     story = babi.read_split(SHARED, "en", "test", [1])[2]
     assert result["words"] == story.tokens
     assert set(result["files"]) == {
@@ -53,29 +58,45 @@ def test_make_pictures_writes_three_maps_over_the_story(saved_model, tmp_path):
         assert question.startswith("where is ") and question.endswith(" ?")
         assert answer == ",".join(words)
         assert predicted == ",".join(vocabulary[i] for i in logits[positions].argmax(-1))
+    text = memory_pictures.summary(result)
+    assert text.count("answer: ") == 5 and text.count("wrote ") == 3
 
 
 @needs_release
-def test_make_pictures_question_window_and_errors(saved_model, tmp_path):
+def test_question_window_and_errors(saved_model, tmp_path):
     model_dir, _, _ = saved_model
-    model_path = str(model_dir / "model.keras")
-    result = memory_pictures.make_pictures(
-        model_path, SHARED, "en", task=1, story_index=0, output_dir=str(tmp_path),
-        question=0, last_rows=5, heads=1,
-    )  # fmt: skip
+
+    def pictures(**fields):
+        return memory_pictures.run(memory_pictures.Config(str(model_dir), SHARED, **fields))
+
+    # No output_dir: the model_dir's pictures/.
+    result = pictures(version="en", task=1, story_index=0, question=0, last_rows=5, heads="1")
     words = result["words"]
     assert words[-2:] == ["?", "-"] and words.count("?") == 1
     assert all(m.shape == (len(words), len(words)) for m in result["maps"].values())
+    assert all(path.startswith(str(model_dir / "pictures")) for path in result["files"].values())
+    out = str(tmp_path)
     with pytest.raises(ValueError, match="`version` must be the one the model was trained on"):
-        memory_pictures.make_pictures(model_path, SHARED, "en-10k", output_dir=str(tmp_path))
+        pictures(version="en-10k", output_dir=out)
     with pytest.raises(ValueError, match="`story_index` must be in"):
-        memory_pictures.make_pictures(
-            model_path, SHARED, "en", story_index=10**6, output_dir=str(tmp_path)
-        )
+        pictures(story_index=10**6, output_dir=out)
     with pytest.raises(ValueError, match="`question` must be in"):
-        memory_pictures.make_pictures(
-            model_path, SHARED, "en", question=99, output_dir=str(tmp_path)
-        )
+        pictures(question=99, output_dir=out)
+    with pytest.raises(ValueError, match="`last_rows` must be in"):
+        pictures(last_rows=10**6, output_dir=out)
+    with pytest.raises(FileNotFoundError, match="vocabulary.json"):
+        memory_pictures.run(memory_pictures.Config(str(tmp_path), SHARED))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("task", 21), ("story_index", -1), ("question", -2), ("last_rows", 0), ("heads", "max")],
+)
+def test_a_config_that_makes_no_sense_is_refused_by_name(tmp_path, field, value):
+    with pytest.raises(ValueError, match=f"`{field}`.*{value}"):
+        memory_pictures.Config(str(tmp_path), str(tmp_path), **{field: value})
+    with pytest.raises(ValueError, match="`data_dir` is required"):
+        memory_pictures.Config(str(tmp_path))
 
 
 def test_plot_similarity_map_labels_every_word(tmp_path):

@@ -33,12 +33,14 @@ def test_plot_runs_overlays_runs(tmp_path):
     for model, epochs in (("lstm", 3), ("mnm_p", 5)):  # runs of different lengths
         run = tmp_path / model
         run.mkdir()
-        history = [{"epoch": e, "val_accuracy": 0.2 * e} for e in range(epochs)]
+        history = [
+            {"epoch": e, "step": 100 * (e + 1), "val_accuracy": 0.2 * e} for e in range(epochs)
+        ]
         metrics = {
-            "model": model,
+            "config": {"model": model},
+            "results": {"chance_error": 0.9},
             "train_steps": 100 * epochs,
             "history": history,
-            "chance_error": 0.9,
         }
         (run / "metrics.json").write_text(json.dumps(metrics))
         dirs.append(str(run))
@@ -47,6 +49,7 @@ def test_plot_runs_overlays_runs(tmp_path):
     assert out.read_bytes()[:8] == PNG_MAGIC
     assert plot_runs.held_out_error({"val_accuracy": 0.75}) == pytest.approx(0.25)
     assert plot_runs.held_out_error({"val_sequence_error": 0.004, "val_accuracy": 0.1}) == 0.004
+    assert plot_runs.held_out_error({"val_word_error": 0.03, "val_accuracy": 0.1}) == 0.03
     plot_runs.plot_runs(dirs, str(out), log_panel=True)
     with pytest.raises(ValueError, match="val_symbol_error"):
         plot_runs.plot_runs(dirs, str(out), metric="val_symbol_error")
@@ -59,8 +62,10 @@ def test_plot_runs_overlays_runs(tmp_path):
 def test_plot_runs_takes_labels_and_rejects_a_label_twice(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    history = [{"epoch": e, "val_sequence_error": 1.0 - 0.1 * e} for e in range(4)]
-    metrics = {"model": "mnm_g", "train_steps": 400, "history": history}
+    history = [
+        {"epoch": e, "step": 100 * (e + 1), "val_sequence_error": 1.0 - 0.1 * e} for e in range(4)
+    ]
+    metrics = {"config": {"model": "mnm_g"}, "results": {}, "train_steps": 400, "history": history}
     (run / "metrics.json").write_text(json.dumps(metrics))
     out = tmp_path / "labelled.png"
     figure = plot_runs.plot_runs([f"(12, 8)={run}", f"(16, 12)={run}"], str(out))

@@ -1,6 +1,8 @@
-"""mnm_keras.training: resumed runs train at the requested learning rate and log it."""
+"""mnm_keras.training: resumed runs train at the requested learning rate and log it; budgets
+that are not whole epochs; the run record over several invocations."""
 
-import csv
+import dataclasses
+import json
 import os
 
 import keras
@@ -17,12 +19,16 @@ def _model(learning_rate):
     return model
 
 
-def _fit(model, model_dir, epochs):
+def _fit(model, model_dir, epochs, train_steps=None):
     x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
     model.fit(
-        x, x[:, :1], epochs=epochs, batch_size=4, verbose=0,
-        callbacks=training.resumable_callbacks(model_dir),
-    )  # fmt: skip
+        x,
+        x[:, :1],
+        epochs=epochs,
+        batch_size=4,
+        verbose=0,
+        callbacks=training.resumable_callbacks(model_dir, train_steps),
+    )
 
 
 def test_resumed_run_trains_at_the_new_learning_rate(tmp_path):
@@ -38,27 +44,6 @@ def test_resumed_run_trains_at_the_new_learning_rate(tmp_path):
     np.testing.assert_allclose(float(model.optimizer.learning_rate.numpy()), 1e-3)
     # The restore did happen: the optimizer's step counter went on from the first run.
     assert int(model.optimizer.iterations.numpy()) == 4
-
-
-def test_older_history_without_learning_rate_gets_the_column(tmp_path):
-    model_dir = str(tmp_path)
-    _fit(_model(1e-2), model_dir, epochs=1)
-    path = os.path.join(model_dir, "history.csv")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    # Rewrite it as an older version logged it: no learning_rate column.
-    keys = [key for key in rows[0] if key != "learning_rate"]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, keys, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    _fit(_model(1e-2), model_dir, epochs=2)
-    history = training.read_history(model_dir)
-    assert [row["epoch"] for row in history] == [0, 1]
-    assert history[0]["learning_rate"] is None
-    np.testing.assert_allclose(history[1]["learning_rate"], 1e-2)
-    np.testing.assert_allclose(history[0]["loss"], float(rows[0]["loss"]))
-    assert all(np.isfinite(row["loss"]) for row in history)
 
 
 def test_warm_start_takes_the_weights_and_not_the_optimizer(tmp_path):
@@ -102,3 +87,90 @@ def test_a_checkpoint_cut_short_by_a_kill_resumes_from_the_previous_one(tmp_path
     # The rerun restored the checkpoint of the first epoch and trained epochs 1 and 2.
     assert int(model.optimizer.iterations.numpy()) == 6
     assert [row["epoch"] for row in training.read_history(model_dir)] == [0, 1, 2]
+
+
+def test_plan_budget_of_a_new_run_counts_whole_and_partial_epochs(tmp_path):
+    model_dir = str(tmp_path / "new")
+    assert training.plan_budget(model_dir, 10, 5) == training.Budget(done_steps=0, epochs=2)
+    assert training.plan_budget(model_dir, 7, 5) == training.Budget(0, 2)  # 5 + 2
+    assert training.plan_budget(model_dir, 2, 500) == training.Budget(0, 1)
+    assert not os.path.exists(model_dir)  # planning writes nothing
+    for name, value in (("train_steps", 0), ("steps_per_epoch", -1), ("train_steps", 2.5)):
+        args = {"train_steps": 4, "steps_per_epoch": 2, name: value}
+        with pytest.raises(ValueError, match=f"`{name}` must be a positive integer"):
+            training.plan_budget(model_dir, **args)
+
+
+def test_plan_budget_resumes_after_a_partial_last_epoch(tmp_path):
+    # 3 steps in epochs of 2 (an epoch of 2, then one of 1): a rerun with 6 steps starts at
+    # step 3 and needs epochs of 2 + 1, so fit's epochs count is 2 restored + 2 more.
+    model_dir = str(tmp_path)
+    budget = training.plan_budget(model_dir, 3, 2)
+    assert budget == training.Budget(0, 2)
+    model = _model(1e-2)
+    _fit(model, model_dir, budget.epochs, train_steps=3)
+    assert int(model.optimizer.iterations.numpy()) == 3
+    assert [row["step"] for row in training.read_history(model_dir)] == [2, 3]
+    assert training.completed_epochs(model_dir) == 2
+    budget = training.plan_budget(model_dir, 6, 2)
+    assert budget == training.Budget(done_steps=3, epochs=4)
+    model = _model(1e-2)
+    _fit(model, model_dir, budget.epochs, train_steps=6)
+    assert int(model.optimizer.iterations.numpy()) == 6
+    assert [row["step"] for row in training.read_history(model_dir)] == [2, 3, 5, 6]
+    # An equal budget evaluates without training; a smaller one is refused.
+    assert training.plan_budget(model_dir, 6, 2) == training.Budget(6, 4)
+    with pytest.raises(ValueError, match=r"`train_steps` \(5\) is below the 6 steps"):
+        training.plan_budget(model_dir, 5, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    learning_rate: float = 1e-2
+    model_dir: str = ""
+
+
+def test_run_recorder_keeps_every_invocation_and_a_killed_one_has_no_wall_time(tmp_path):
+    model_dir = str(tmp_path)
+    config = _Config(model_dir=model_dir)
+    # A first invocation that is killed: it is recorded, but never finishes.
+    training.RunRecorder(model_dir, "toy", config, start_step=0)
+    with open(tmp_path / "invocations.json") as f:
+        (killed,) = json.load(f)
+    assert killed["wall_seconds"] is None and killed["start_step"] == 0
+    assert killed["config"] == {"learning_rate": 1e-2, "model_dir": model_dir}
+    assert not os.path.exists(tmp_path / "metrics.json")
+    # Two more invocations (a resume from step 4, then one from step 8) that finish.
+    for start, steps in ((4, 8), (8, 12)):
+        recorder = training.RunRecorder(model_dir, "toy", config, start_step=start)
+        history = [
+            {"epoch": e, "step": 4 * (e + 1), "epoch_seconds": 1.5} for e in range(steps // 4)
+        ]
+        record = recorder.finish({"error": 0.25}, history=history)
+    with open(tmp_path / "metrics.json") as f:
+        assert json.load(f) == json.loads(json.dumps(record))
+    assert record["task"] == "toy" and record["config"] == dataclasses.asdict(config)
+    assert record["results"] == {"error": 0.25} and record["train_steps"] == 12
+    assert record["wall_seconds"] == 4.5  # the epochs' time, over every invocation
+    assert [i["start_step"] for i in record["invocations"]] == [0, 4, 8]
+    walls = [i["wall_seconds"] for i in record["invocations"]]
+    assert walls[0] is None and all(w is not None and w >= 0 for w in walls[1:])
+    assert all(i["hardware"]["cpu_count"] >= 1 for i in record["invocations"])
+    assert record["hardware"] == record["invocations"][-1]["hardware"]
+    assert record["history"] == history
+    assert not os.path.exists(tmp_path / "curve.png")  # no curves asked for
+
+
+def test_run_recorder_reads_the_fit_history_and_draws_the_curves(tmp_path):
+    model_dir = str(tmp_path)
+    recorder = training.RunRecorder(model_dir, "toy", {"learning_rate": 1e-2})
+    _fit(_model(1e-2), model_dir, epochs=2)
+    record = recorder.finish(
+        {"loss": 0.5}, {"train loss": lambda row: row["loss"]}, title="toy", ylabel="loss"
+    )
+    assert [row["step"] for row in record["history"]] == [2, 4]
+    assert record["train_steps"] == 4 and record["config"] == {"learning_rate": 1e-2}
+    assert record["wall_seconds"] == pytest.approx(
+        sum(row["epoch_seconds"] for row in record["history"]), abs=0.1
+    )
+    assert (tmp_path / "curve.png").stat().st_size > 1000

@@ -202,8 +202,7 @@ def build_vocabulary(stories):
 def release_vocabulary(data_dir, version):
     """The vocabulary of all 20 tasks of ``version``, train and test (159 words + ``<pad>``).
 
-    What `examples/babi.py` trains with, so that runs on task subsets share word ids, and
-    what `examples/memory_pictures.py` rebuilds for a model saved without its word list.
+    What `examples/babi.py` trains with, so that runs on task subsets share word ids.
     """
     return build_vocabulary(
         read_split(data_dir, version, "train") + read_split(data_dir, version, "test")
