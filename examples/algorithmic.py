@@ -52,7 +52,9 @@ class Config:
     memory_layers: int = option(3, "Memory layers (paper: 3).")
     key_size: int = option(100, "d_k = d_v (paper: 100).")
     num_heads: int = option(1, "Heads H (paper: 1).")
-    normalize_writes: bool = option(False, "MNM: normalised writes (not in the paper).")
+    normalize_writes: bool = option(
+        True, "MNM: normalised writes (default); --nonormalize_writes: the paper's writes."
+    )
     eval_episodes: int = option(500, "Held-out episodes.")
     seed: int = option(0, "Seed of data and initialisation.")
     model_dir: str = option("runs/algorithmic", "Checkpoints, logs and the run record.")

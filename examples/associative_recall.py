@@ -47,7 +47,9 @@ class Config:
     memory_layers: int = option(3, "MNM memory layers.")
     key_size: int = option(32, "d_k = d_v (MNM and SALU).")
     num_heads: int = option(1, "Heads H (MNM and SALU).")
-    normalize_writes: bool = option(False, "MNM: normalised writes.")
+    normalize_writes: bool = option(
+        True, "MNM: normalised writes (default); --nonormalize_writes: the paper's writes."
+    )
     eval_episodes: int = option(1000, "Held-out episodes.")
     seed: int = option(0, "Seed of data, initialisation and shuffling.")
     model_dir: str = option("runs/associative_recall", "Checkpoints, logs and the run record.")

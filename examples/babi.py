@@ -63,7 +63,9 @@ class Config:
     memory_layers: int = option(3, "Memory layers (paper: 3).")
     key_size: int = option(100, "d_k = d_v (paper: 100).")
     num_heads: int = option(3, "Heads H (paper: 3).")
-    normalize_writes: bool = option(False, "MNM: normalised writes (not in the paper).")
+    normalize_writes: bool = option(
+        True, "MNM: normalised writes (default); --nonormalize_writes: the paper's writes."
+    )
     test_stories_per_task: int | None = option(
         None,
         "Evaluate only the first stories of each task's test file (quick checks; the "

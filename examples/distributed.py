@@ -66,7 +66,9 @@ class Config:
     memory_layers: int = option(3, "Memory layers.")
     key_size: int = option(8, "d_k = d_v.")
     num_heads: int = option(1, "Heads H.")
-    normalize_writes: bool = option(False, "Normalised writes.")
+    normalize_writes: bool = option(
+        True, "MNM: normalised writes (default); --nonormalize_writes: the paper's writes."
+    )
     seed: int = option(0, "Seed of data and initialisation.")
     model_dir: str = option("runs/distributed", "The run record and the trained weights.")
 

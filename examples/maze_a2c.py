@@ -59,7 +59,9 @@ class Config:
     memory_units: int = option(100, "MNM memory width, d_k = d_v (paper: 100).")
     memory_layers: int = option(3, "MNM memory layers L (paper: 3).")
     num_heads: int = option(3, "MNM heads H (paper: 3).")
-    normalize_writes: bool = option(False, "MNM: normalised writes (not in the paper).")
+    normalize_writes: bool = option(
+        True, "MNM: normalised writes (default); --nonormalize_writes: the paper's writes."
+    )
     entropy_weight: float = option(0.0, "Weight of the entropy bonus (the reference: 0).")
     gradient_clipping: float | None = option(
         None, "Global-norm bound of the gradient (the reference: none)."

@@ -66,7 +66,7 @@ class MNMConfig:
     recall_delay: int = 0
     recall_decay: tuple = (1.0,)
     targets_from_values: bool = False
-    normalize_writes: bool = False
+    normalize_writes: bool = True
     memory_activation: Callable | None = tf.tanh
     memory_output_activation: Callable | None = None
     compute_dtype: str = "float32"
@@ -125,7 +125,7 @@ def make_config(
     recall_delay=0,
     recall_decay=None,
     targets_from_values=False,
-    normalize_writes=False,
+    normalize_writes=True,
     memory_activation=tf.tanh,
     memory_output_activation=None,
     compute_dtype="float32",

@@ -21,7 +21,7 @@ def recurrent_layer(
     max_length=None,
     return_sequences=False,
     seed=None,
-    normalize_writes=False,
+    normalize_writes=True,
     **mnm_kwargs,
 ):
     """A recurrent layer for one of the paper's models.
@@ -35,8 +35,8 @@ def recurrent_layer(
       max_length: SALU only: the longest sequence (table size).
       return_sequences: return every step's output.
       seed: seed of the MNM initial memory and of seedable initializers.
-      normalize_writes: MNM only: `MNMCell`'s normalised writes (ignored, like the memory
-        sizes, by ``"lstm"`` and ``"salu"``).
+      normalize_writes: MNM only: `MNMCell`'s normalised writes (default True; False: the
+        paper's writes; ignored, like the memory sizes, by ``"lstm"`` and ``"salu"``).
       **mnm_kwargs: further `MNMCell` arguments (MNM models only).
 
     Returns:

@@ -72,7 +72,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         recall_delay=0,
         recall_decay=None,
         targets_from_values=False,
-        normalize_writes=False,
+        normalize_writes=True,
         memory_activation="tanh",
         memory_output_activation=None,
         memory_initializer="glorot_uniform",
@@ -389,7 +389,7 @@ def mnm_actor_critic(
     key_size=100,
     value_size=100,
     num_heads=3,
-    normalize_writes=False,
+    normalize_writes=True,
     seed=None,
 ):
     """The paper's MNM maze agent (controller 200, memory 3 x 100, H = 3) as a network."""

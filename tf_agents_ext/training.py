@@ -88,7 +88,7 @@ def check_options(
     memory_units=100,
     memory_layers=3,
     num_heads=3,
-    normalize_writes=False,
+    normalize_writes=True,
     entropy_weight=0.0,
     gradient_clipping=None,
     gae_lambda=None,
@@ -264,7 +264,7 @@ def build_agent(
     memory_units=100,
     memory_layers=3,
     num_heads=3,
-    normalize_writes=False,
+    normalize_writes=True,
     **agent_options,
 ):
     """``(agent, optimizer)``: an `A2CAgent` on a new actor-critic network for the maze.
@@ -404,7 +404,7 @@ def train(
     memory_units=100,
     memory_layers=3,
     num_heads=3,
-    normalize_writes=False,
+    normalize_writes=True,
     entropy_weight=0.0,
     gradient_clipping=None,
     gae_lambda=None,
