@@ -207,79 +207,167 @@ def normalize_writes_table(records):
     )
 
 
-def _generic_table(task):
-    def table(records):
-        records = [r for r in records if r.task == task]
-        if not records:
-            return NO_RECORD + "\n"
-        metrics = sorted({name for r in records for name in r.results})
-        rows = [
-            [r.run, r.config.get("model", "-"), f"{r.train_steps:,}", r.config.get("seed", "-")]
-            + [_format(r.results.get(name)) for name in metrics]
-            for r in records
-        ]
-        return _markdown(["run", "model", "steps", "seed", *metrics], rows)
-
-    table.__doc__ = f"Every {task} record, one row per run."
-    return table
-
-
-def _format(value):
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return "-" if value is None else str(value)
-
-
-# The paper's numbers the summary sets beside ours (paper section 4).
+# The paper's results the summary sets beside ours (paper section 4).
 PAPER = {
+    "associative recall": "not in the paper (the demo)",
     "dictionary inference (4, 1)": "every model solves it (figure 2)",
     "dictionary inference (8, 4)": "memory-augmented models solve it (figure 2)",
     "double copy": "MNM solves it quickly (figure 4)",
     "priority sort": "LSTM+SALU best (figure 4)",
+    "bAbI": "MNM-p mean error 0.55 ± 0.74 % over 20 tasks (12 runs, table 4)",
+    "maze": "MNM-p about 175 reward per episode at 250,000 episodes (figure 6)",
 }
 
 
+def _model_label(config):
+    model = config.get("model", "-")
+    label = MODEL_LABELS.get(model, model)
+    if model in ("mnm_p", "mnm_g") and "memory_layers" in config:
+        label += f" {config['memory_layers']} x {config.get('memory_units', '?')}"
+    writes = _writes_label(config)
+    return label if writes == "-" else f"{label}, {writes} writes"
+
+
+def _summary_rows(records):
+    """(task, model, metric, values, solved, budget, link) per task and configuration."""
+    groups = {}
+    for r in records:
+        config = r.config
+        order = MODEL_ORDER.index(config["model"]) if config.get("model") in MODEL_ORDER else 9
+        if r.task == "algorithmic":
+            task, metric = _task_label(config), "held-out sequence error"
+            value, budget = r.results["eval_sequence_error"], f"{r.train_steps:,} steps"
+            link, solved = "docs/tasks/algorithmic.md", value == 0
+        elif r.task == "associative_recall":
+            task, metric = "associative recall", "held-out error"
+            value, budget = r.results["eval_error"], f"{r.train_steps:,} steps"
+            link, solved = "docs/tasks/algorithmic.md#associative-recall", value == 0
+        elif r.task == "babi":
+            tasks = config.get("tasks") or ()
+            task = "bAbI" if len(tasks) != 1 else f"bAbI task {tasks[0]}"
+            metric, value = "mean answer error %", r.results["mean_error"]
+            budget, link = f"{r.train_steps:,} steps", "docs/tasks/babi.md"
+            solved = not r.results.get("failed_tasks")
+        elif r.task == "maze":
+            task, metric = "maze", "greedy reward on held-out mazes"
+            value, budget = r.results["eval_greedy_reward"], f"{r.train_steps:,} episodes"
+            link, solved = "docs/tasks/maze.md", None
+        else:
+            continue
+        key = (task, order, _model_label(config), metric, budget, link)
+        groups.setdefault(key, []).append((value, solved))
+    return sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
+
+
 def summary_table(records):
-    """The README's summary: per task and model, the paper's result beside ours."""
-    records = [r for r in records if r.task == "algorithmic"]
-    if not records:
-        return NO_RECORD + "\n"
+    """The README's summary: per task and configuration, the paper's result beside ours."""
     rows = []
-    for key, group in sorted(_group(records, _algorithmic_key).items()):
-        task, _, writes, steps = key
-        sequence = [r.results["eval_sequence_error"] for r in group]
-        model = MODEL_LABELS.get(group[0].config["model"], group[0].config["model"])
+    for (task, _, model, metric, budget, link), values in _summary_rows(records):
+        numbers = [value for value, _ in values]
+        solved = [flag for _, flag in values]
+        paper_key = "bAbI" if task.startswith("bAbI") else task
         rows.append(
             [
                 task,
-                PAPER.get(task, "-"),
-                f"{model} ({writes} writes)" if writes != "-" else model,
-                _mean_std(sequence),
-                f"{sum(value == 0 for value in sequence)}/{len(group)}",
-                f"{steps:,}",
-                "[algorithmic](docs/tasks/algorithmic.md)",
+                PAPER.get(paper_key, "-"),
+                model,
+                metric,
+                _mean_std(numbers, 1 if task == "maze" else 3),
+                len(values),
+                "-" if None in solved else f"{sum(solved)}/{len(solved)}",
+                budget,
+                f"[details]({link})",
             ]
         )
-    return _markdown(
+    if not rows:
+        return NO_RECORD + "\n"
+    header = ["task", "paper", "ours: model", "metric", "ours", "seeds", "solved", "budget", ""]
+    return _markdown(header, rows)
+
+
+def associative_recall_table(records):
+    """Held-out error of associative recall per model (mean ± std over seeds)."""
+    records = [r for r in records if r.task == "associative_recall"]
+    if not records:
+        return NO_RECORD + "\n"
+    groups = _group(records, lambda r: (_model_label(r.config), r.train_steps))
+    rows = [
         [
-            "task",
-            "paper",
-            "ours: model",
-            "held-out sequence error",
-            "seeds solved",
-            "steps",
-            "details",
-        ],
-        rows,
-    )
+            model,
+            f"{steps:,}",
+            len(group),
+            _mean_std([r.results["eval_error"] for r in group]),
+            f"{group[0].results['chance_error']:.3f}",
+            f"{np.mean([r.wall_seconds for r in group]):.0f}",
+        ]
+        for (model, steps), group in sorted(groups.items())
+    ]
+    header = ["model", "steps", "seeds", "held-out error", "chance", "training s (mean)"]
+    return _markdown(header, rows)
+
+
+def babi_table(records):
+    """bAbI runs: mean answer error, failed tasks (error > 5 %) and each task's error."""
+    records = [r for r in records if r.task == "babi"]
+    if not records:
+        return NO_RECORD + "\n"
+    rows = []
+    for r in records:
+        errors = r.results["task_errors"]
+        per_task = ", ".join(f"{t}: {e:.1f}" for t, e in enumerate(errors, 1) if e is not None)
+        rows.append(
+            [
+                _model_label(r.config),
+                ",".join(str(t) for t in r.config.get("tasks") or ()) or "1-20",
+                f"{r.train_steps:,}",
+                r.config.get("seed", "-"),
+                f"{r.results['mean_error']:.2f}",
+                len(r.results["failed_tasks"]),
+                per_task,
+            ]
+        )
+    header = ["model", "tasks", "steps", "seed", "mean error %", "failed", "error % per task"]
+    return _markdown(header, rows)
+
+
+def maze_table(records):
+    """Maze runs: greedy and sampling rewards on held-out mazes, and the training reward."""
+    records = [r for r in records if r.task == "maze"]
+    if not records:
+        return NO_RECORD + "\n"
+    groups = _group(records, lambda r: (_model_label(r.config), r.train_steps))
+    rows = []
+    for (model, episodes), group in sorted(groups.items()):
+        rows.append(
+            [
+                model,
+                f"{episodes:,}",
+                len(group),
+                _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
+                _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
+                _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
+                f"{np.mean([r.wall_seconds for r in group]):.0f}",
+            ]
+        )
+    header = [
+        "model",
+        "episodes",
+        "seeds",
+        "greedy reward (held-out mazes)",
+        "sampling reward (held-out mazes)",
+        "training reward (last 1,000 episodes)",
+        "training s (mean)",
+    ]
+    return _markdown(header, rows)
 
 
 TABLES = {
     "summary": summary_table,
     "algorithmic": algorithmic_table,
     "normalize_writes": normalize_writes_table,
-    "babi": _generic_table("babi"),
-    "maze": _generic_table("maze"),
+    "associative_recall": associative_recall_table,
+    "babi": babi_table,
+    "maze": maze_table,
 }
 
 

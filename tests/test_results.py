@@ -105,3 +105,52 @@ def test_collect_copies_only_the_record_and_incomplete_records_are_refused(tmp_p
         results.load_records(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="run_dir"):
         results.collect(str(tmp_path / "runs" / "missing"), str(tmp_path / "x"))
+
+
+def _write_record(root, task, run, config, values, steps):
+    record = {
+        "task": task,
+        "config": config,
+        "results": values,
+        "train_steps": steps,
+        "wall_seconds": 3.0,
+        "history": [{"epoch": 0, "step": steps, "epoch_seconds": 3.0}],
+    }
+    path = os.path.join(root, "results", task, run)
+    os.makedirs(path)
+    with open(os.path.join(path, "metrics.json"), "w") as f:
+        json.dump(record, f)
+
+
+def test_summary_covers_every_task_beside_the_paper(tmp_path):
+    mnm = {"model": "mnm_p", "memory_layers": 1, "memory_units": 100, "normalize_writes": True}
+    for seed, reward in ((0, 10.0), (1, 20.0)):
+        _write_record(
+            tmp_path,
+            "maze",
+            f"m{seed}",
+            {**mnm, "seed": seed},
+            {
+                "eval_greedy_reward": reward,
+                "eval_sampling_reward": reward / 2,
+                "train_reward_last_1000": 1.0,
+            },
+            4000,
+        )
+    babi = {"task_errors": [2.5] + [None] * 19, "mean_error": 2.5, "failed_tasks": []}
+    _write_record(tmp_path, "babi", "b", {"model": "lstm", "tasks": [1], "seed": 0}, babi, 100)
+    recall = {"eval_error": 0.25, "eval_accuracy": 0.75, "chance_error": 0.875}
+    _write_record(tmp_path, "associative_recall", "a", {"model": "lstm", "seed": 0}, recall, 1200)
+    records = results.load_records(str(tmp_path))
+    summary = results.summary_table(records)
+    assert "| maze | MNM-p about 175" in summary
+    assert (
+        "| MNM-p 1 x 100, normalised writes | greedy reward on held-out mazes | 15.0 ± 7.1 | 2 | - | 4,000 episodes |"
+        in summary
+    )
+    assert "| bAbI task 1 | MNM-p mean error 0.55" in summary and "| 2.500 | 1 | 1/1 |" in summary
+    assert "| associative recall | not in the paper" in summary
+    maze = results.maze_table(records)
+    assert "| 15.0 ± 7.1 | 7.5 ± 3.5 | 1.0 ± 0.0 |" in maze
+    assert "| 1: 2.5 |" in results.babi_table(records)
+    assert "| LSTM | 1,200 | 1 | 0.250 | 0.875 | 3 |" in results.associative_recall_table(records)
