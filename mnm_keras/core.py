@@ -706,6 +706,18 @@ def _full_params_template(config):
     )
 
 
+def _may_be_differentiated():
+    """False only when no gradient tape is recording: then nothing differentiates the loop.
+
+    Under `tf.GradientTape` (eager, or traced inside a tape as in `Model.fit`'s train step)
+    it is True. TensorFlow has no public test for an active tape; this is the one its own
+    `tf.custom_gradient` machinery uses.
+    """
+    from tensorflow.python.eager import record
+
+    return record.could_possibly_record()
+
+
 @functools.cache
 def _compiled(function, jit_compile):
     return tf.function(function, jit_compile=jit_compile, reduce_retracing=False)
@@ -763,6 +775,13 @@ def _loop_memory_efficient(config, params, projected, state, keeps, compute_meta
 
         return [hs, reads] + list(final), grad_fn
 
+    if not _may_be_differentiated():
+        # Inference (a serving function being traced for export, say): the forward loop
+        # alone, so that no gradient function holding the loop's tensors is saved.
+        hs, reads, final, _, _ = forward(
+            config, compute_meta_loss, projected, keeps, flat_state, flat_params
+        )
+        return hs, reads, tf.nest.pack_sequence_as(state, list(final))
     results = run(projected, *flat_state, *flat_params)
     hs, reads = results[0], results[1]
     return hs, reads, tf.nest.pack_sequence_as(state, list(results[2:]))

@@ -196,3 +196,36 @@ def test_keras_layer_conformance(return_state):
     if return_state:
         assert isinstance(outputs, tuple) and len(outputs) == 1 + len(layer.cell.state_size)
         assert all(o.shape.rank == 2 for o in outputs)
+
+
+@pytest.mark.parametrize("memory_efficient", [True, False])
+def test_export_serves_other_batch_and_time_sizes(tmp_path, memory_efficient):
+    import keras
+
+    inputs = keras.Input((None, 3))
+    sizes = dict(memory_units=6, memory_layers=1, key_size=4, value_size=4, seed=0)
+    layer = mnm_keras.MNM(8, return_sequences=True, memory_efficient=memory_efficient, **sizes)
+    model = keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
+    path = str(tmp_path / "exported")
+    model.export(path, verbose=False)
+    served = tf.saved_model.load(path)
+    for shape in ((2, 5, 3), (3, 9, 3)):
+        x = np.random.default_rng(0).normal(size=shape).astype("float32")
+        np.testing.assert_allclose(served.serve(x).numpy(), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_inference_under_a_tape_still_has_gradients():
+    # Outside a tape the memory-efficient loop runs forward only; under one (even with
+    # training=False) its gradient is the plain RNN's.
+    fast, plain = _pair()
+    x = tf.constant(_inputs())
+    fast(x), plain(x)
+    plain.set_weights(fast.get_weights())
+    grads = []
+    for layer in (fast, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x, training=False)[0] ** 2)
+        grads.append(tape.gradient(loss, x))
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast(x)[0], plain(x)[0], rtol=1e-5, atol=1e-6)
