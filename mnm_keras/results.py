@@ -281,7 +281,7 @@ def summary_table(records):
         )
     if not rows:
         return NO_RECORD + "\n"
-    header = ["task", "paper", "ours: model", "metric", "ours", "seeds", "solved", "budget", ""]
+    header = ["task", "paper", "ours: model", "metric", "ours", "seeds", "solved", "budget", "more"]
     return _markdown(header, rows)
 
 
@@ -346,6 +346,7 @@ def maze_table(records):
                 _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
                 _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
                 _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
+                _mean_std([r.results["random_policy_reward"] for r in group], 1),
                 f"{np.mean([r.wall_seconds for r in group]):.0f}",
             ]
         )
@@ -356,6 +357,7 @@ def maze_table(records):
         "greedy reward (held-out mazes)",
         "sampling reward (held-out mazes)",
         "training reward (last 1,000 episodes)",
+        "random policy reward",
         "training s (mean)",
     ]
     return _markdown(header, rows)

@@ -196,3 +196,41 @@ def test_mnm_without_xla_computes_the_same():
     np.testing.assert_allclose(plain(x), compiled(x), rtol=1e-5, atol=1e-5)
     assert plain.get_config()["jit_compile"] is False
     assert mnm_keras.MNM.from_config(plain.get_config()).cell.jit_compile is False
+
+
+@pytest.mark.parametrize("rule", ["local", "gradient"])
+def test_recall_delay_meta_loss_against_numpy(rule):
+    # Equation 5 with T = 2 recomputed in NumPy from what each step wrote: at step t the
+    # memory phi_t (after its write) recalls the pairs written at t, t-1 and t-2 (those
+    # that exist), weighted by lambda_tau, averaged over heads.
+    decay = [1.0, 0.5, 0.25]
+    cell = _cell(write_rule=rule, recall_delay=2, recall_decay=decay)
+    config, params = cell.config, cell.params()
+    steps = []
+
+    def on_step(t, x, before, after, interactions):
+        memory_after = [np.asarray(m, np.float64) for m in after.memory]
+        keys = np.asarray(interactions.write_keys, np.float64)
+        steps.append((memory_after, keys, np.asarray(interactions.values, np.float64)))
+
+    state = core.initial_state(config, params, BATCH)
+    _, final = core.unroll(config, params, _inputs(), state, on_step=on_step)
+
+    def recall(weights, keys):  # [B, H, d_k] through the tanh MLP, linear last layer
+        z = keys
+        for layer, matrix in enumerate(weights):
+            z = np.einsum("boi,bhi->bho", matrix, z)
+            if layer < len(weights) - 1:
+                z = np.tanh(z)
+        return z
+
+    total = np.zeros(BATCH)
+    for t, (weights, _, _) in enumerate(steps):
+        for tau, weight in enumerate(decay):
+            if t - tau < 0:
+                continue
+            _, keys, values = steps[t - tau]
+            error = np.sum((recall(weights, keys) - values) ** 2, axis=-1).mean(axis=-1)
+            total += weight * error
+    np.testing.assert_allclose(final.meta[:, 0], total, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(final.meta[:, 1], np.full(BATCH, TIME))

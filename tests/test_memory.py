@@ -474,3 +474,33 @@ def test_unknown_method_names_it():
         memory.gradient_write_factors(weights, keys, values, rate, method="autodiff")
     with pytest.raises(ValueError, match=message):
         memory.gradient_write(weights, keys, values, rate, method="autodiff")
+
+
+@pytest.mark.parametrize("rule", ["gradient", "local"])
+def test_normalized_write_at_an_all_zero_key_has_finite_exact_gradients(rule):
+    # At an all-zero key every layer's input norm is 0 and the normalisation divides by
+    # its epsilon alone: the write, its gradient and a float64 numerical gradient stay
+    # finite and agree (no 0/0 anywhere).
+    rng = np.random.default_rng(3)
+    weights, _, values = random_memory(rng, dtype=np.float64)
+    weights = as_tf(weights)
+    keys = tf.zeros((BATCH, HEADS, SIZES[0]), tf.float64)
+    query = tf.constant(np.tanh(rng.standard_normal((BATCH, HEADS, SIZES[0]))))
+    probe = tf.constant(rng.standard_normal((BATCH, HEADS, SIZES[-1])))
+    rate = tf.constant(rng.uniform(0.2, 0.8, BATCH))
+    rates = tf.constant(rng.uniform(0.2, 0.8, (BATCH, len(SIZES) - 1)))
+    targets = [tf.constant(rng.standard_normal((BATCH, HEADS, size))) for size in SIZES[1:]]
+
+    def loss_of(keys, values):
+        if rule == "gradient":
+            new = memory.gradient_write(weights, keys, values, rate, normalize=True)
+        else:
+            new = memory.local_write(weights, keys, [*targets[:-1], values], rates, normalize=True)
+        return tf.reduce_sum(memory.read(new, query) * probe)
+
+    values = tf.constant(values)
+    assert np.isfinite(loss_of(keys, values).numpy())
+    theoretical, numerical = tf.test.compute_gradient(loss_of, [keys, values], delta=1e-6)
+    for t, n in zip(theoretical, numerical):
+        assert np.all(np.isfinite(t)) and np.all(np.isfinite(n))
+        np.testing.assert_allclose(t, n, rtol=1e-5, atol=1e-7)

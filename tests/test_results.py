@@ -134,6 +134,7 @@ def test_summary_covers_every_task_beside_the_paper(tmp_path):
                 "eval_greedy_reward": reward,
                 "eval_sampling_reward": reward / 2,
                 "train_reward_last_1000": 1.0,
+                "random_policy_reward": 9.0,
             },
             4000,
         )
@@ -151,6 +152,6 @@ def test_summary_covers_every_task_beside_the_paper(tmp_path):
     assert "| bAbI task 1 | MNM-p mean error 0.55" in summary and "| 2.500 | 1 | 1/1 |" in summary
     assert "| associative recall | not in the paper" in summary
     maze = results.maze_table(records)
-    assert "| 15.0 ± 7.1 | 7.5 ± 3.5 | 1.0 ± 0.0 |" in maze
+    assert "| 15.0 ± 7.1 | 7.5 ± 3.5 | 1.0 ± 0.0 | 9.0 ± 0.0 |" in maze
     assert "| 1: 2.5 |" in results.babi_table(records)
     assert "| LSTM | 1,200 | 1 | 0.250 | 0.875 | 3 |" in results.associative_recall_table(records)
