@@ -4,7 +4,7 @@ import keras
 
 from mnm_keras.core import check_bool, check_positive_int
 
-__all__ = ["check_bool", "check_positive_int", "seeded"]
+__all__ = ["check_backend", "check_bool", "check_positive_int", "seeded"]
 
 
 def seeded(initializer, seed):
@@ -15,3 +15,20 @@ def seeded(initializer, seed):
         config["seed"] = seed
         initializer = initializer.__class__.from_config(config)
     return initializer
+
+
+def check_backend(layer_name):
+    """Raises unless Keras runs on its TensorFlow backend, which mnm_keras's layers need.
+
+    The step and its memory-efficient sequence loop are TensorFlow programs (a
+    `tf.while_loop` with a custom gradient, compiled with XLA); on another backend Keras
+    would fail later inside ``call`` with an error that does not say why.
+    """
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"{layer_name} needs Keras's TensorFlow backend; Keras runs on {backend!r} "
+            f"(KERAS_BACKEND={backend}). Set KERAS_BACKEND=tensorflow before importing "
+            "keras. The pure memory functions of mnm_keras.memory and mnm_keras.core are "
+            "TensorFlow functions too."
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mnm_keras import core
+from mnm_keras import _utils, core
 from mnm_keras._controller import ControllerCell
 from mnm_keras._utils import seeded
 
@@ -137,6 +137,7 @@ class MNMCell(ControllerCell):
         jit_compile=True,
         **kwargs,
     ):
+        _utils.check_backend("MNMCell")
         # keras.layers.RNN casts every state to the cell's compute dtype, so the cell itself
         # always computes in float32 (its state holds the memory weights); the requested
         # (possibly mixed) policy applies to the controller and projection sublayers.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mnm_keras import core
+from mnm_keras import _utils, core
 from mnm_keras.mnm_cell import MNMCell
 
 
@@ -72,6 +72,7 @@ class MNM(keras.layers.Layer):
         stateful=False,
         **kwargs,
     ):
+        _utils.check_backend("MNM")
         if stateful:
             raise ValueError(
                 "`stateful=True` is not supported by MNM: every sequence starts from the "

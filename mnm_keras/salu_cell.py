@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from mnm_keras import _utils
 from mnm_keras._controller import ControllerCell
 from mnm_keras._utils import check_positive_int
 
@@ -80,6 +81,7 @@ class SALUCell(ControllerCell):
         bias_regularizer=None,
         **kwargs,
     ):
+        _utils.check_backend("SALUCell")
         super().__init__(
             units,
             key_size,

@@ -343,3 +343,10 @@ def test_recurrent_layer_names_the_models():
     with pytest.raises(ValueError, match="`max_length` is required"):
         models.recurrent_layer("salu")
     assert isinstance(models.recurrent_layer("mnm_g", units=4), mnm_keras.MNM)
+
+
+@pytest.mark.parametrize("layer", ["MNMCell", "MNM", "SALUCell"])
+def test_another_keras_backend_is_refused_at_construction_by_name(monkeypatch, layer):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(RuntimeError, match=f"{layer} needs Keras's TensorFlow backend.*'jax'"):
+        getattr(mnm_keras, layer)(4, **({"max_length": 3} if layer == "SALUCell" else {}))
