@@ -778,6 +778,10 @@ def _loop_memory_efficient(config, params, projected, state, keeps, compute_meta
     if not _may_be_differentiated():
         # Inference (a serving function being traced for export, say): the forward loop
         # alone, so that no gradient function holding the loop's tensors is saved.
+        # Tensors, not variables: the compiled loop is shared by every model with this
+        # config, so it must not capture one model's variables.
+        flat_state = [tf.convert_to_tensor(x) for x in flat_state]
+        flat_params = [tf.convert_to_tensor(x) for x in flat_params]
         hs, reads, final, _, _ = forward(
             config, compute_meta_loss, projected, keeps, flat_state, flat_params
         )

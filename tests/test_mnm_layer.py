@@ -229,3 +229,18 @@ def test_inference_under_a_tape_still_has_gradients():
         grads.append(tape.gradient(loss, x))
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(fast(x)[0], plain(x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_inference_of_a_new_model_after_another_was_deleted():
+    # The compiled forward loop is shared by every layer of the same config: it must take
+    # the weights as inputs, not capture the first layer's variables.
+    import gc
+
+    x = tf.constant(_inputs())
+    outputs = []
+    for seed in (0, 1):
+        layer = mnm_keras.MNM(7, **{**SIZES, "seed": seed})
+        outputs.append(np.asarray(layer(x)))
+        del layer
+        gc.collect()
+    assert not np.allclose(outputs[0], outputs[1])
