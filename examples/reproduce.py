@@ -1,0 +1,543 @@
+r"""One command per results table: run (or resume) its runs, collect them, render the docs.
+
+    python -m examples.reproduce normalize_writes --dry_run   # what is done, what is left
+    python -m examples.reproduce normalize_writes             # run what is left
+    python -m examples.reproduce dictionary --only=8_4-mnm_p  # some runs of a table
+
+A table is a list of `RunSpec`: a run name, an example script and the fields of its
+``Config`` that differ from the script's defaults (seeds, models, sizes, budgets and
+schedules: nothing changes between invocations). The run's ``model_dir`` is
+``--runs_dir/NAME``; its record is copied to ``--results_root/results/TASK/NAME/`` (the
+record's ``task``) and the docs' tables are rendered from the records
+(`mnm_keras.results`).
+
+A run is done when its record exists with the run's config (every field but ``model_dir``
+and, for bAbI, ``data_dir``: a path of the machine) and its budget (``train_steps``, the
+maze's ``num_episodes``); a done run is skipped. A record with another config is an error
+that names the fields (it is never overwritten). Every other run is trained in its own
+process (``python -m examples.SCRIPT --flag=value ...``, resuming its ``model_dir``), so a
+crash of one run does not stop the others, and a table command that was killed, rerun,
+trains only what is unfinished. ``--dry_run`` prints each run's status (done, partial with
+the steps its ``model_dir`` has trained, to do), its budget and an estimate of its training
+time from the committed records' speed (seconds per step of the same script and model).
+
+Tables: normalize_writes, demo, dictionary, double_copy, priority_sort, babi_task1, maze.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+import typing
+
+# isort: off
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if __package__ in (None, ""):  # run as a script (python examples/reproduce.py)
+    sys.path.insert(0, ROOT)
+import tf_agents_ext  # noqa: E402, F401  (first: TF_USE_LEGACY_KERAS=1 for the maze's script)
+# isort: on
+
+from absl import app, flags  # noqa: E402
+
+from examples.config_flags import define_flags, option  # noqa: E402
+from mnm_keras import results  # noqa: E402
+
+SEEDS = (0, 1, 2)
+MODELS = ("mnm_p", "mnm_g", "salu", "lstm")
+BABI_DATA_DIR = "../shared/data/babi/tasks_1-20_v1-2"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The table command; every field is a flag of the same name (the table: positional)."""
+
+    table: str | None = option(None, "The table (or pass it as the positional argument).")
+    runs_dir: str = option("runs/reproduce", "Parent of the runs' model_dir (NAME below it).")
+    results_root: str = option(".", "The root of results/ and docs/ (the repository).")
+    dry_run: bool = option(False, "Print the runs' status and estimated time; run nothing.")
+    only: str | None = option(None, "Only the runs whose name contains this string.")
+    babi_data_dir: str = option(
+        BABI_DATA_DIR, "bAbI: the unpacked tasks_1-20_v1-2 (relative: to the repository)."
+    )
+
+
+class RunSpec(typing.NamedTuple):
+    """One run of a table: its name, its script (``examples.X``) and its config's fields."""
+
+    name: str
+    script_module: str
+    overrides: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Script:
+    """What a script's records look like: their ``task``, the budget field, machine fields."""
+
+    task: str
+    budget: str = "train_steps"
+    machine_fields: tuple = ("model_dir",)
+
+
+SCRIPTS = {
+    "examples.algorithmic": Script("algorithmic"),
+    "examples.associative_recall": Script("associative_recall"),
+    "examples.babi": Script("babi", machine_fields=("model_dir", "data_dir")),
+    "examples.maze_a2c": Script("maze", budget="num_episodes"),
+}
+
+
+# ------------------------------------------------------------------------------ tables
+
+
+def _algorithmic(name, **overrides):
+    return RunSpec(name, "examples.algorithmic", overrides)
+
+
+def normalize_writes_table(options):
+    """Dictionary (4, 1) at 2,000 steps, MNM-p and MNM-g: the paper's against normalised."""
+    return [
+        _algorithmic(
+            f"dictionary_4_1-{model}-{writes}-seed{seed}",
+            task="dictionary",
+            support_size=4,
+            sequence_length=1,
+            train_steps=2000,
+            model=model,
+            normalize_writes=normalize,
+            seed=seed,
+        )
+        for model in ("mnm_p", "mnm_g")
+        for writes, normalize in (("paper", False), ("normalized", True))
+        for seed in SEEDS
+    ]
+
+
+def demo_table(options):
+    """Associative recall (the demo) with the script's defaults, MNM-p and LSTM."""
+    return [
+        RunSpec(
+            f"associative_recall-{model}-seed{seed}",
+            "examples.associative_recall",
+            {"model": model, "seed": seed},
+        )
+        for model in ("mnm_p", "lstm")
+        for seed in SEEDS
+    ]
+
+
+def dictionary_table(options):
+    """Dictionary inference (4, 1) at 2,000 steps and (8, 4) at 20,000, every model."""
+    return [
+        _algorithmic(
+            f"dictionary_{k}_{length}-{model}-seed{seed}",
+            task="dictionary",
+            support_size=k,
+            sequence_length=length,
+            train_steps=steps,
+            model=model,
+            seed=seed,
+        )
+        for k, length, steps in ((4, 1, 2000), (8, 4, 20000))
+        for model in MODELS
+        for seed in SEEDS
+    ]
+
+
+def _task_table(task):
+    def table(options):
+        return [
+            _algorithmic(
+                f"{task}-{model}-seed{seed}", task=task, train_steps=20000, model=model, seed=seed
+            )
+            for model in MODELS
+            for seed in SEEDS
+        ]
+
+    table.__doc__ = f"{task} at 20,000 steps, every model."
+    return table
+
+
+def babi_task1_table(options):
+    """bAbI task 1 alone at a CPU size (128 units, memory 3 x 64), 2,000 steps."""
+    return [
+        RunSpec(
+            f"babi-task1-{model}-128-seed{seed}",
+            "examples.babi",
+            dict(
+                data_dir=options.babi_data_dir,
+                tasks=(1,),
+                model=model,
+                units=128,
+                memory_units=64,
+                key_size=64,
+                batch_size=32,
+                train_steps=2000,
+                steps_per_epoch=250,
+                seed=seed,
+            ),
+        )
+        for model in MODELS
+        for seed in SEEDS
+    ]
+
+
+def maze_table(options):
+    """The maze at 4,000 episodes: LSTM, MNM-p 1 x 100 and the paper's MNM-p 3 x 100."""
+    variants = (("lstm", "lstm", 1), ("mnm_p-1x100", "mnm_p", 1), ("mnm_p-3x100", "mnm_p", 3))
+    return [
+        RunSpec(
+            f"maze-{label}-4000-seed{seed}",
+            "examples.maze_a2c",
+            dict(model=model, memory_layers=layers, num_episodes=4000, seed=seed),
+        )
+        for label, model, layers in variants
+        for seed in SEEDS
+    ]
+
+
+TABLES = {
+    "normalize_writes": normalize_writes_table,
+    "demo": demo_table,
+    "dictionary": dictionary_table,
+    "double_copy": _task_table("double_copy"),
+    "priority_sort": _task_table("priority_sort"),
+    "babi_task1": babi_task1_table,
+    "maze": maze_table,
+}
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def script_config(spec, runs_dir):
+    """The script's ``Config`` of ``spec``, with ``model_dir`` = ``runs_dir/NAME``."""
+    module = importlib.import_module(spec.script_module)
+    return module.Config(**spec.overrides, model_dir=os.path.join(runs_dir, spec.name))
+
+
+def _comparable(config, script):
+    """The config as its JSON record holds it, without the fields of the machine."""
+    values = json.loads(json.dumps(dataclasses.asdict(config)))
+    return {k: v for k, v in values.items() if k not in script.machine_fields}
+
+
+def config_difference(expected, recorded):
+    """The fields whose values differ between two config dicts, sorted."""
+    return sorted(k for k in set(expected) | set(recorded) if expected.get(k) != recorded.get(k))
+
+
+def flag_arguments(overrides, model_dir):
+    """The command-line flags of ``overrides`` and ``model_dir`` (None values omitted)."""
+    arguments = []
+    for name, value in {**overrides, "model_dir": model_dir}.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            arguments.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, tuple | list):
+            arguments.append(f"--{name}={','.join(str(v) for v in value)}")
+        else:
+            arguments.append(f"--{name}={value}")
+    return arguments
+
+
+# ------------------------------------------------------------------------------ status
+
+
+@dataclasses.dataclass
+class Run:
+    """A spec with its config, where its record goes and what state it is in."""
+
+    spec: RunSpec
+    config: typing.Any
+    script: Script
+    model_dir: str
+    destination: str
+    status: str = "to do"  # "done", "partial", "finished" (not collected), "to do", "conflict"
+    steps_done: int = 0
+    conflict: tuple = ()
+
+    @property
+    def budget(self):
+        return getattr(self.config, self.script.budget)
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def trained_steps(model_dir):
+    """Steps (maze: episodes) in ``model_dir``'s history.csv or history.jsonl; 0 if none."""
+    steps = 0
+    csv_path = os.path.join(model_dir, "history.csv")
+    if os.path.exists(csv_path):
+        with open(csv_path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("step"):
+                    steps = max(steps, int(float(row["step"])))
+    jsonl_path = os.path.join(model_dir, "history.jsonl")
+    if os.path.exists(jsonl_path):
+        with open(jsonl_path) as f:
+            for line in f:
+                if line.strip():
+                    steps = max(steps, int(json.loads(line).get("step", 0)))
+    return steps
+
+
+def _record_state(run, path):
+    """(the record at ``path``, the fields where its config differs from the run's)."""
+    record = _read_json(path)
+    recorded = {
+        k: v for k, v in record.get("config", {}).items() if k not in run.script.machine_fields
+    }
+    difference = config_difference(_comparable(run.config, run.script), recorded)
+    return record, difference
+
+
+def plan_run(spec, options):
+    """The `Run` of ``spec``: its config, and its status from the records and model_dir."""
+    script = SCRIPTS[spec.script_module]
+    model_dir = os.path.join(options.runs_dir, spec.name)
+    run = Run(
+        spec,
+        script_config(spec, options.runs_dir),
+        script,
+        model_dir,
+        os.path.join(options.results_root, "results", script.task, spec.name),
+    )
+    committed = os.path.join(run.destination, "metrics.json")
+    if os.path.exists(committed):
+        record, difference = _record_state(run, committed)
+        if difference:
+            run.status, run.conflict = "conflict", tuple(difference)
+            return run
+        if int(record.get("train_steps", -1)) == run.budget:
+            run.status, run.steps_done = "done", run.budget
+            return run
+    finished = os.path.join(model_dir, "metrics.json")
+    if os.path.exists(finished):
+        record, difference = _record_state(run, finished)
+        if not difference and int(record.get("train_steps", -1)) == run.budget:
+            run.status, run.steps_done = "finished", run.budget
+            return run
+    run.steps_done = trained_steps(model_dir)
+    run.status = "partial" if run.steps_done else "to do"
+    return run
+
+
+def table_runs(options):
+    """The `Run`s of ``options.table`` (those whose name contains ``options.only``)."""
+    specs = TABLES[options.table](options)
+    if options.only:
+        specs = [s for s in specs if options.only in s.name]
+    return [plan_run(spec, options) for spec in specs]
+
+
+# ---------------------------------------------------------------------------- estimate
+
+
+def seconds_per_step(run, records):
+    """(mean wall seconds per step of the committed records like ``run``, like) or (None, False).
+
+    Like: the same record task and model (and, for the algorithmic tasks, the same task);
+    else (``like`` False) any record of the same record task.
+    """
+
+    def speed(group):
+        values = [r.wall_seconds / r.train_steps for r in group if r.train_steps > 0]
+        return sum(values) / len(values) if values else None
+
+    same_task = [r for r in records if r.task == run.script.task]
+    like = [r for r in same_task if r.config.get("model") == run.config.model]
+    if run.script.task == "algorithmic":
+        like = [r for r in like if r.config.get("task") == run.config.task]
+    if speed(like) is not None:
+        return speed(like), True
+    return speed(same_task), False
+
+
+def format_seconds(seconds):
+    """``seconds`` as ``1 h 05 min``, ``12 min`` or ``40 s``; "unknown" for None."""
+    if seconds is None:
+        return "unknown"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
+def _status_text(run):
+    if run.status == "partial":
+        return f"partial ({run.steps_done} steps done)"
+    if run.status == "finished":
+        return "finished, to collect"
+    if run.status == "conflict":
+        return f"conflict ({', '.join(run.conflict)})"
+    return run.status
+
+
+def estimate(run, records):
+    """(seconds left or None, from records like it) of ``run``: (0, True) when it is done."""
+    remaining = 0 if run.status in ("done", "finished") else run.budget - run.steps_done
+    if not remaining:
+        return 0.0, True
+    speed, like = seconds_per_step(run, records)
+    return (None if speed is None else speed * remaining), like
+
+
+def _estimate_text(run, seconds, like):
+    if run.status in ("done", "finished"):
+        return "-"
+    return format_seconds(seconds) + ("" if like or seconds is None else " *")
+
+
+def _aligned(rows):
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def dry_run_report(runs, records):
+    """The table printed by ``--dry_run``: name, status, budget and estimate per run, and
+    the total time left (runs of unknown speed counted apart)."""
+    rows = [("run", "status", "budget", "estimate")]
+    estimates = []
+    for run in runs:
+        seconds, like = estimate(run, records)
+        estimates.append((seconds, like))
+        rows.append(
+            (
+                run.spec.name,
+                _status_text(run),
+                f"{run.budget:,}",
+                _estimate_text(run, seconds, like),
+            )
+        )
+    known = [seconds for seconds, _ in estimates if seconds is not None]
+    unknown = len(estimates) - len(known)
+    done = sum(run.status == "done" for run in runs)
+    total = format_seconds(sum(known)) if known or not unknown else "unknown"
+    summary = f"{len(runs)} runs, {done} done; estimated time left: {total}"
+    if unknown:
+        summary += f" (+ {unknown} runs of unknown speed)"
+    if any(seconds is not None and not like for seconds, like in estimates):
+        summary += "\n* from the speed of other models' or tasks' records (none like it)"
+    return "\n".join([*_aligned(rows), summary])
+
+
+# --------------------------------------------------------------------------------- run
+
+
+def launch(run):
+    """Trains (or resumes) ``run`` in its own process; returns the exit status."""
+    # The process runs in the repository: a relative model_dir is made relative to it.
+    model_dir = run.model_dir
+    if not os.path.isabs(model_dir):
+        model_dir = os.path.relpath(os.path.abspath(model_dir), ROOT)
+    command = [
+        sys.executable,
+        "-m",
+        run.spec.script_module,
+        *flag_arguments(run.spec.overrides, model_dir),
+    ]
+    print(f"[reproduce] {run.spec.name}: {' '.join(command[1:])}", flush=True)
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+def check_conflicts(runs):
+    """Raises ValueError naming every run whose committed record has another config."""
+    conflicts = [run for run in runs if run.status == "conflict"]
+    if conflicts:
+        lines = [
+            f"{run.destination}/metrics.json: differs from the run {run.spec.name!r} "
+            f"in {', '.join(run.conflict)}"
+            for run in conflicts
+        ]
+        raise ValueError(
+            "Committed records with another config (move or delete them to rerun):\n"
+            + "\n".join(lines)
+        )
+
+
+def run_table(options):
+    """Runs what is unfinished in ``options.table``, collects it and renders the docs.
+
+    Returns:
+      The names of the runs that failed (their process ended with an error).
+    """
+    runs = table_runs(options)
+    check_conflicts(runs)
+    failed = []
+    for run in runs:
+        if run.status == "done":
+            print(f"[reproduce] {run.spec.name}: done", flush=True)
+            continue
+        start = time.perf_counter()
+        if run.status != "finished" and launch(run) != 0:
+            print(f"[reproduce] {run.spec.name}: FAILED", flush=True)
+            failed.append(run.spec.name)
+            continue
+        results.collect(run.model_dir, run.destination)
+        seconds = time.perf_counter() - start
+        print(f"[reproduce] {run.spec.name}: collected ({seconds:.0f} s)", flush=True)
+    for path in results.render(options.results_root):
+        print(f"[reproduce] rendered {path}", flush=True)
+    return failed
+
+
+def run(options):
+    """Prints the dry-run table of ``options.table``, or runs it; returns the failed runs."""
+    if options.table not in TABLES:
+        raise ValueError(f"Unknown table {options.table!r}; tables: {', '.join(TABLES)}.")
+    if options.dry_run:
+        records = results.load_records(options.results_root)
+        print(dry_run_report(table_runs(options), records), flush=True)
+        return []
+    return run_table(options)
+
+
+def _options(argv, flag_values):
+    """The `Config` of the parsed flags and the positional table argument."""
+    values = {field.name: flag_values[field.name].value for field in dataclasses.fields(Config)}
+    positional = argv[1:]
+    if len(positional) > 1 or (positional and values["table"] not in (None, positional[0])):
+        raise app.UsageError(f"Pass one table; received {' '.join(positional)}.")
+    if positional:
+        values["table"] = positional[0]
+    if values["table"] not in TABLES:
+        received = (
+            "No table given" if values["table"] is None else f"Unknown table {values['table']!r}"
+        )
+        raise app.UsageError(
+            f"{received}. Usage: python -m examples.reproduce TABLE [--dry_run] "
+            f"[--only=TEXT]; tables: {', '.join(TABLES)}."
+        )
+    return Config(**values)
+
+
+def main():
+    """Defines the flags and runs the table under ``absl.app``."""
+    define_flags(Config)
+
+    def _main(argv):
+        options = _options(argv, flags.FLAGS)
+        try:
+            failed = run(options)
+        except ValueError as error:  # a conflicting record, a config a script refuses
+            sys.exit(f"reproduce: {error}")
+        if failed:
+            print(f"[reproduce] failed: {', '.join(failed)}", flush=True)
+            sys.exit(1)
+
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""examples/reproduce.py: the tables' configs, done runs, a tiny table end to end, dry run."""
+
+import dataclasses
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from examples import config_flags, reproduce
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(
+    task="dictionary",
+    model="lstm",
+    units=8,
+    memory_units=6,
+    key_size=6,
+    batch_size=4,
+    eval_episodes=8,
+    train_steps=2,
+    steps_per_epoch=1,
+)
+MARKER = "<!-- results table: algorithmic -->\n<!-- end of results table -->\n"
+RUN_COUNTS = {
+    "normalize_writes": 12,
+    "demo": 6,
+    "dictionary": 24,
+    "double_copy": 12,
+    "priority_sort": 12,
+    "babi_task1": 12,
+    "maze": 9,
+}
+
+
+def tiny_table(options):
+    """Two seeds of a tiny LSTM on dictionary inference, two steps each."""
+    return [
+        reproduce.RunSpec(f"tiny-lstm-seed{seed}", "examples.algorithmic", {**TINY, "seed": seed})
+        for seed in (0, 1)
+    ]
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """Options of the tiny table in tmp dirs (a docs/ with an algorithmic table)."""
+    monkeypatch.setitem(reproduce.TABLES, "_tiny", tiny_table)
+    root = tmp_path / "root"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "tables.md").write_text(MARKER)
+    return reproduce.Config(table="_tiny", runs_dir=str(tmp_path / "runs"), results_root=str(root))
+
+
+@pytest.mark.parametrize("table", sorted(RUN_COUNTS))
+def test_every_table_builds_configs_its_scripts_accept(table):
+    options = reproduce.Config(table=table)
+    specs = reproduce.TABLES[table](options)
+    assert len(specs) == RUN_COUNTS[table]
+    assert len({spec.name for spec in specs}) == len(specs)
+    for spec in specs:
+        config = reproduce.script_config(spec, "runs/x")
+        assert config.model_dir == os.path.join("runs/x", spec.name)
+        # The subprocess's flags parse back to the same config.
+        values = flags.FlagValues()
+        module = importlib.import_module(spec.script_module)
+        config_flags.define_flags(module.Config, values)
+        values(["prog", *reproduce.flag_arguments(spec.overrides, config.model_dir)])
+        assert config_flags.config_from_flags(module.Config, values) == config
+
+
+@pytest.mark.parametrize("table", ["normalize_writes", "demo"])
+def test_committed_records_count_as_done(table, tmp_path):
+    options = reproduce.Config(table=table, runs_dir=str(tmp_path), results_root=ROOT)
+    runs = reproduce.table_runs(options)
+    committed = [r for r in runs if os.path.exists(os.path.join(r.destination, "metrics.json"))]
+    assert committed, "no committed record of this table"
+    assert [r.spec.name for r in committed if r.status != "done"] == []
+
+
+def test_tiny_table_runs_collects_renders_then_skips(tiny, monkeypatch):
+    launched = []
+    launch = reproduce.launch
+    monkeypatch.setattr(reproduce, "launch", lambda run: launched.append(run) or launch(run))
+    assert reproduce.run(tiny) == []
+    assert len(launched) == 2
+    records = [
+        os.path.join(tiny.results_root, "results", "algorithmic", f"tiny-lstm-seed{seed}")
+        for seed in (0, 1)
+    ]
+    for seed, path in enumerate(records):
+        with open(os.path.join(path, "metrics.json")) as f:
+            record = json.load(f)
+        assert record["train_steps"] == 2 and record["config"]["seed"] == seed
+    docs = (os.path.join(tiny.results_root, "docs", "tables.md"),)
+    with open(docs[0]) as f:
+        assert "| dictionary inference (4, 1) | LSTM |" in f.read()
+    mtimes = [os.path.getmtime(os.path.join(p, "metrics.json")) for p in records]
+
+    # A rerun runs nothing.
+    assert reproduce.run(tiny) == []
+    assert len(launched) == 2
+    assert [os.path.getmtime(os.path.join(p, "metrics.json")) for p in records] == mtimes
+
+    # A committed record with another config is an error naming the run and the field.
+    path = os.path.join(records[1], "metrics.json")
+    with open(path) as f:
+        record = json.load(f)
+    record["config"]["units"] = 9
+    with open(path, "w") as f:
+        json.dump(record, f)
+    with pytest.raises(ValueError, match=r"tiny-lstm-seed1.* in units"):
+        reproduce.run(tiny)
+    assert len(launched) == 2
+
+
+def test_dry_run_lists_statuses_and_estimates(tiny, capsys):
+    done, partial = tiny_table(tiny)
+    config = reproduce.script_config(done, tiny.runs_dir)
+    destination = os.path.join(tiny.results_root, "results", "algorithmic", done.name)
+    os.makedirs(destination)
+    record = {
+        "task": "algorithmic",
+        "config": dataclasses.asdict(config),
+        "results": {"eval_sequence_error": 0.5, "eval_symbol_error": 0.25},
+        "train_steps": 2,
+        "wall_seconds": 30.0,
+        "history": [],
+    }
+    with open(os.path.join(destination, "metrics.json"), "w") as f:
+        json.dump(record, f)
+    model_dir = os.path.join(tiny.runs_dir, partial.name)
+    os.makedirs(model_dir)
+    with open(os.path.join(model_dir, "history.csv"), "w") as f:
+        f.write("epoch,epoch_seconds,step\n0,15.0,1\n")
+
+    assert reproduce.run(dataclasses.replace(tiny, dry_run=True)) == []
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run", "status", "budget", "estimate"]
+    assert lines[1].split() == ["tiny-lstm-seed0", "done", "2", "-"]
+    # 15 s per step (30 s over 2 steps), 1 step left.
+    assert lines[2].split() == [
+        "tiny-lstm-seed1",
+        "partial",
+        "(1",
+        "steps",
+        "done)",
+        "2",
+        "15",
+        "s",
+    ]
+    assert lines[3] == "2 runs, 1 done; estimated time left: 15 s"
+    assert not os.path.exists(
+        os.path.join(tiny.results_root, "results", "algorithmic", partial.name)
+    )
+
+
+def test_unknown_speed_and_format():
+    assert reproduce.format_seconds(None) == "unknown"
+    assert reproduce.format_seconds(59.4) == "59 s"
+    assert reproduce.format_seconds(600) == "10 min"
+    assert reproduce.format_seconds(3 * 3600 + 5 * 60) == "3 h 05 min"
+
+
+@pytest.mark.parametrize("entry", [["-m", "examples.reproduce"], ["examples/reproduce.py"]])
+def test_bad_table_name_gives_usage(entry):
+    result = subprocess.run(
+        [sys.executable, *entry, "no_such_table", "--dry_run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Unknown table 'no_such_table'" in output
+    assert "tables: normalize_writes, demo, dictionary" in output
+    assert "Traceback" not in output
