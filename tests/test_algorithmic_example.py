@@ -223,7 +223,9 @@ def test_flags_are_the_config_fields_and_a_bad_value_ends_with_usage(tmp_path):
     assert names <= set(values)
     values(["prog", "--train_steps=7", "--gradient_clipping=1.5", "--nonormalize_writes"])
     config = config_flags.config_from_flags(algorithmic.Config, values)
-    assert config == algorithmic.Config(train_steps=7, gradient_clipping=1.5)
+    assert config == algorithmic.Config(
+        train_steps=7, gradient_clipping=1.5, normalize_writes=False
+    )
     done = subprocess.run(
         [
             sys.executable,
