@@ -149,7 +149,10 @@ def test_summary_covers_every_task_beside_the_paper(tmp_path):
         "| MNM-p 1 x 100, normalised writes | greedy reward on held-out mazes | 15.0 ± 7.1 | 2 | - | 4,000 episodes |"
         in summary
     )
-    assert "| bAbI task 1 | 0.0 % error for MNM-p and MNM-g" in summary and "| 2.500 | 1 | 1/1 |" in summary
+    assert (
+        "| bAbI task 1 | 0.0 % error for MNM-p and MNM-g" in summary
+        and "| 2.500 | 1 | 1/1 |" in summary
+    )
     assert "| associative recall | not in the paper" in summary
     maze = results.maze_table(records)
     assert "| 15.0 ± 7.1 | 7.5 ± 3.5 | 1.0 ± 0.0 | 9.0 ± 0.0 |" in maze
