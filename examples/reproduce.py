@@ -201,6 +201,33 @@ def maze_table(options):
     ]
 
 
+def babi_paper_table(options):
+    """The paper's bAbI run: 20 tasks jointly at the paper's sizes (the script's defaults)."""
+    return [
+        RunSpec(
+            f"babi-paper-{model}-seed{seed}",
+            "examples.babi",
+            dict(data_dir=options.babi_data_dir, model=model, seed=seed),
+        )
+        for model in ("mnm_p", "mnm_g")
+        for seed in SEEDS
+    ]
+
+
+def maze_paper_table(options):
+    """The paper's maze budget: 250,000 episodes, MNM-p 3 x 100 and the LSTM."""
+    variants = (("lstm", "lstm", 1), ("mnm_p-3x100", "mnm_p", 3))
+    return [
+        RunSpec(
+            f"maze-{label}-250000-seed{seed}",
+            "examples.maze_a2c",
+            dict(model=model, memory_layers=layers, num_episodes=250_000, seed=seed),
+        )
+        for label, model, layers in variants
+        for seed in SEEDS
+    ]
+
+
 TABLES = {
     "normalize_writes": normalize_writes_table,
     "demo": demo_table,
@@ -209,6 +236,8 @@ TABLES = {
     "priority_sort": _task_table("priority_sort"),
     "babi_task1": babi_task1_table,
     "maze": maze_table,
+    "babi_paper": babi_paper_table,
+    "maze_paper": maze_paper_table,
 }
 
 
@@ -343,11 +372,21 @@ def table_runs(options):
 # ---------------------------------------------------------------------------- estimate
 
 
+def _as_json(value):
+    return json.loads(json.dumps(value))
+
+
+# A record measures the speed of a run only at the same sizes.
+SIZE_FIELDS = ("units", "memory_units", "memory_layers", "key_size", "num_heads")
+SIZE_FIELDS += ("batch_size", "tasks")
+
+
 def seconds_per_step(run, records):
     """(mean wall seconds per step of the committed records like ``run``, like) or (None, False).
 
-    Like: the same record task and model (and, for the algorithmic tasks, the same task);
-    else (``like`` False) any record of the same record task.
+    Like: the same record task, model and sizes (``SIZE_FIELDS``; for the algorithmic
+    tasks also the same task); else (``like`` False) the same task and model at other
+    sizes, else any record of the same record task.
     """
 
     def speed(group):
@@ -358,8 +397,15 @@ def seconds_per_step(run, records):
     like = [r for r in same_task if r.config.get("model") == run.config.model]
     if run.script.task == "algorithmic":
         like = [r for r in like if r.config.get("task") == run.config.task]
+    sized = [
+        r
+        for r in like
+        if all(r.config.get(f) == _as_json(getattr(run.config, f, None)) for f in SIZE_FIELDS)
+    ]
+    if speed(sized) is not None:
+        return speed(sized), True
     if speed(like) is not None:
-        return speed(like), True
+        return speed(like), False
     return speed(same_task), False
 
 
@@ -428,7 +474,7 @@ def dry_run_report(runs, records):
     if unknown:
         summary += f" (+ {unknown} runs of unknown speed)"
     if any(seconds is not None and not like for seconds, like in estimates):
-        summary += "\n* from the speed of other models' or tasks' records (none like it)"
+        summary += "\n* from the speed of records of other models, tasks or sizes (none like it)"
     return "\n".join([*_aligned(rows), summary])
 
 

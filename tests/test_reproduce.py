@@ -33,6 +33,8 @@ RUN_COUNTS = {
     "priority_sort": 12,
     "babi_task1": 12,
     "maze": 9,
+    "babi_paper": 6,
+    "maze_paper": 6,
 }
 
 
@@ -178,3 +180,18 @@ def test_bad_table_name_gives_usage(entry):
     assert "Unknown table 'no_such_table'" in output
     assert "tables: normalize_writes, demo, dictionary" in output
     assert "Traceback" not in output
+
+
+def test_an_estimate_uses_records_of_the_same_sizes_only():
+    import types
+
+    from mnm_keras.results import Record
+
+    def record(units, seconds):
+        config = {"model": "lstm", "task": "dictionary", "units": units, "batch_size": 4}
+        return Record("r", "algorithmic", config, {}, 100, seconds, [])
+
+    config = types.SimpleNamespace(model="lstm", task="dictionary", units=8, batch_size=4)
+    run = types.SimpleNamespace(script=types.SimpleNamespace(task="algorithmic"), config=config)
+    assert reproduce.seconds_per_step(run, [record(8, 10.0), record(64, 90.0)]) == (0.1, True)
+    assert reproduce.seconds_per_step(run, [record(64, 90.0)]) == (0.9, False)
