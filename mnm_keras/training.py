@@ -267,6 +267,16 @@ def _commit():
     return commit + ("-dirty" if dirty else "")
 
 
+def _command_line():
+    """``sys.argv`` with the script's path relative to the repository (``examples/X.py``),
+    so that a record names no directory of the machine that ran it."""
+    argv = list(sys.argv)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if argv and os.path.isabs(argv[0]) and argv[0].startswith(root + os.sep):
+        argv[0] = os.path.relpath(argv[0], root)
+    return argv
+
+
 def hardware():
     """What ran the run: CPU, cores, accelerators, Python, TensorFlow and Keras versions."""
     import tensorflow as tf
@@ -318,7 +328,7 @@ class RunRecorder:
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
                     timespec="seconds"
                 ),
-                "argv": list(sys.argv),
+                "argv": _command_line(),
                 "config": self.config,
                 "start_step": int(start_step),
                 "commit": _commit(),

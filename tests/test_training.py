@@ -4,6 +4,7 @@ that are not whole epochs; the run record over several invocations."""
 import dataclasses
 import json
 import os
+import sys
 
 import keras
 import numpy as np
@@ -174,3 +175,11 @@ def test_run_recorder_reads_the_fit_history_and_draws_the_curves(tmp_path):
         sum(row["epoch_seconds"] for row in record["history"]), abs=0.1
     )
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_the_record_names_the_script_relative_to_the_repository(tmp_path, monkeypatch):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(training.__file__)))
+    script = os.path.join(root, "examples", "maze_a2c.py")
+    monkeypatch.setattr(sys, "argv", [script, "--seed=1"])
+    recorder = training.RunRecorder(str(tmp_path), "maze", {"seed": 1})
+    assert recorder._invocations[-1]["argv"] == ["examples/maze_a2c.py", "--seed=1"]
