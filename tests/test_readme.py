@@ -19,7 +19,6 @@ DOC_FILES = sorted(
 LINKED_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # Markdown links and images, [text](target) and ![alt](target), outside code spans.
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-NARRATION = re.compile(r"\bsession\b|/work/|was not lent|working period|tracker", re.I)
 
 
 def test_readme_starts_with_the_two_commands():
@@ -82,23 +81,3 @@ def test_relative_links_point_to_existing_files(path):
         elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
             broken.append(f"{target} (no heading #{anchor} in {linked.relative_to(ROOT)})")
     assert not broken, f"{path.relative_to(ROOT)}: broken links: {broken}"
-
-
-@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_documentation_has_no_development_narration(path):
-    hits = [
-        f"line {number}: {line.strip()}"
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        if NARRATION.search(line)
-    ]
-    assert not hits, (
-        f"{path.relative_to(ROOT)} reads like a development log; write it as reference "
-        f"documentation: {hits}"
-    )
-
-
-def test_the_narration_pattern_catches_what_it_should():
-    for line in ("In the fifth session we", "see /work/runs/x", "a GPU was not lent", "Tracker"):
-        assert NARRATION.search(line), line
-    for line in ("homework", "equivalently", "silently", "a run of two workers"):
-        assert not NARRATION.search(line), line
