@@ -45,8 +45,13 @@ AGENTS = [
     "tensorboard",
 ]
 
+# Keras's JAX backend (KERAS_BACKEND=jax), on which the layers are tested too: 0.10 is the
+# last JAX series that installs on Python 3.11 (0.11 needs 3.12).
+JAX = ["jax>=0.10,<0.11"]
+
 EXTRAS = {
     "agents": AGENTS,
+    "jax": JAX,
     "babi": BABI,
     "examples": EXAMPLES,
     "test": [
@@ -58,9 +63,11 @@ EXTRAS = {
         # backend of pyproject.toml (setuptools>=68, wheel) must be in the test environment.
         "setuptools>=68",
         "wheel",
-        # The suite runs the example scripts and benchmarks, and tests tf_agents_ext.
+        # The suite runs the example scripts and benchmarks, tests tf_agents_ext, and runs
+        # the backend-independent tests on JAX too (tests/test_backends.py).
         *EXAMPLES,
         *AGENTS,
+        *JAX,
     ],
 }
 # Everything above: what `make demo` and `make test` install.

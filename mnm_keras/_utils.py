@@ -17,18 +17,21 @@ def seeded(initializer, seed):
     return initializer
 
 
-def check_backend(layer_name):
-    """Raises unless Keras runs on its TensorFlow backend, which mnm_keras's layers need.
+# The Keras backends the layers are tested on.
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
 
-    The step and its memory-efficient sequence loop are TensorFlow programs (a
-    `tf.while_loop` with a custom gradient, compiled with XLA); on another backend Keras
-    would fail later inside ``call`` with an error that does not say why.
+
+def check_backend(layer_name):
+    """Raises unless Keras runs on a backend that mnm_keras's layers are tested on.
+
+    The layers compute with `keras.ops` and run on TensorFlow (with the memory-efficient,
+    XLA-compiled sequence loop) and on JAX (`keras.ops.scan`); on any other backend Keras
+    would fail later inside ``call``, or compute something untested.
     """
     backend = keras.backend.backend()
-    if backend != "tensorflow":
+    if backend not in SUPPORTED_BACKENDS:
         raise RuntimeError(
-            f"{layer_name} needs Keras's TensorFlow backend; Keras runs on {backend!r} "
-            f"(KERAS_BACKEND={backend}). Set KERAS_BACKEND=tensorflow before importing "
-            "keras. The pure memory functions of mnm_keras.memory and mnm_keras.core are "
-            "TensorFlow functions too."
+            f"{layer_name} runs on Keras's TensorFlow and JAX backends; Keras runs on "
+            f"{backend!r} (KERAS_BACKEND={backend}). Set KERAS_BACKEND=tensorflow or "
+            "KERAS_BACKEND=jax before importing keras."
         )

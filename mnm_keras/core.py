@@ -1,4 +1,4 @@
-"""The MNM step and sequence as pure TensorFlow functions (paper, section 3).
+"""The MNM step and sequence as pure functions (paper, section 3).
 
 Every MNM cell and layer of mnm_keras computes through this module: the Keras 3
 `mnm_keras.MNMCell` and `mnm_keras.MNM`, the tf-keras cell of `tf_agents_ext.networks`,
@@ -14,6 +14,12 @@ own variables; they build an `MNMParams` of plain tensors from them and call `st
 * `step`: one time step; `unroll`: a whole sequence, by default with the memory-efficient
   backward pass (the memory weights of each step are rebuilt, not kept).
 
+The step is written with `keras.ops` and runs on every Keras backend (TensorFlow and JAX
+are tested). The sequence loop is backend-specific: on TensorFlow a `tf.while_loop` with a
+custom gradient (the memory-efficient backward pass) compiled with XLA, and
+`compiled_step`, the XLA-compiled step that `MNMCell` runs inside `keras.layers.RNN`; on
+other backends `keras.ops.scan` over the same step, differentiated by the backend.
+
 Shapes: B batch, T time, d_h = ``units``, d_k / d_v key and value sizes, H heads,
 D_0..D_L the memory layer sizes (``D_0 = d_k``, ``D_L = d_v``).
 """
@@ -26,7 +32,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import keras
 import tensorflow as tf
+from keras import ops
 
 from mnm_keras import memory
 
@@ -67,7 +75,7 @@ class MNMConfig:
     recall_decay: tuple = (1.0,)
     targets_from_values: bool = False
     normalize_writes: bool = True
-    memory_activation: Callable | None = tf.tanh
+    memory_activation: Callable | None = ops.tanh
     memory_output_activation: Callable | None = None
     compute_dtype: str = "float32"
 
@@ -126,7 +134,7 @@ def make_config(
     recall_decay=None,
     targets_from_values=False,
     normalize_writes=True,
-    memory_activation=tf.tanh,
+    memory_activation=ops.tanh,
     memory_output_activation=None,
     compute_dtype="float32",
 ):
@@ -279,13 +287,13 @@ def pack(config, state):
     accumulator, and with a recall delay the key, value and valid histories.
     """
     flat = [state.h, state.c, state.read]
-    flat += [tf.reshape(m, [-1, m.shape[1] * m.shape[2]]) for m in state.memory]
+    flat += [ops.reshape(m, (-1, m.shape[1] * m.shape[2])) for m in state.memory]
     flat.append(state.meta)
     if config.recall_delay:
         keys, values, valid = state.history
         flat += [
-            tf.reshape(keys, [-1, keys.shape[1] * keys.shape[2] * keys.shape[3]]),
-            tf.reshape(values, [-1, values.shape[1] * values.shape[2] * values.shape[3]]),
+            ops.reshape(keys, (-1, keys.shape[1] * keys.shape[2] * keys.shape[3])),
+            ops.reshape(values, (-1, values.shape[1] * values.shape[2] * values.shape[3])),
             valid,
         ]
     return flat
@@ -300,14 +308,14 @@ def unpack(config, flat):
             f"An MNM state has {expected} tensors ({state_sizes(config)}); received {len(flat)}."
         )
     sizes, layers = config.memory_sizes, config.memory_layers
-    weights = tuple(tf.reshape(flat[3 + i], [-1, sizes[i + 1], sizes[i]]) for i in range(layers))
+    weights = tuple(ops.reshape(flat[3 + i], (-1, sizes[i + 1], sizes[i])) for i in range(layers))
     history = ()
     if config.recall_delay:
         delay, heads = config.recall_delay, config.num_heads
         keys, values, valid = flat[-3:]
         history = (
-            tf.reshape(keys, [-1, delay, heads, config.key_size]),
-            tf.reshape(values, [-1, delay, heads, config.value_size]),
+            ops.reshape(keys, (-1, delay, heads, config.key_size)),
+            ops.reshape(values, (-1, delay, heads, config.value_size)),
             valid,
         )
     return MNMState(flat[0], flat[1], flat[2], weights, flat[3 + layers], history)
@@ -315,9 +323,9 @@ def unpack(config, flat):
 
 def initial_state(config, params, batch_size):
     """The state at the start of every sequence: zeros, and phi_0 for every sequence."""
-    zeros = lambda *shape: tf.zeros([batch_size, *shape], tf.float32)  # noqa: E731
+    zeros = lambda *shape: ops.zeros((batch_size, *shape), "float32")  # noqa: E731
     weights = tuple(
-        tf.tile(tf.cast(m, tf.float32)[None], [batch_size, 1, 1]) for m in params.initial_memory
+        ops.tile(ops.cast(m, "float32")[None], (batch_size, 1, 1)) for m in params.initial_memory
     )
     history = ()
     if config.recall_delay:
@@ -338,15 +346,23 @@ def initial_state(config, params, batch_size):
 
 
 # ------------------------------------------------------------------------------- step
+def _split(x, sizes):
+    """``x`` cut along its last axis into pieces of the given (static) sizes."""
+    bounds = [0]
+    for size in sizes:
+        bounds.append(bounds[-1] + size)
+    return [x[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
 def _dense(config, x, kernel, bias=None, activation=None):
     """``activation(x @ kernel + bias)`` in the controller's dtype, returned as float32."""
     dtype = config.compute_dtype
-    y = tf.matmul(tf.cast(x, dtype), tf.cast(kernel, dtype))
+    y = ops.matmul(ops.cast(x, dtype), ops.cast(kernel, dtype))
     if bias is not None:
-        y = y + tf.cast(bias, dtype)
+        y = y + ops.cast(bias, dtype)
     if activation is not None:
         y = activation(y)
-    return tf.cast(y, tf.float32)
+    return ops.cast(y, "float32")
 
 
 def project_inputs(config, params, inputs):
@@ -357,8 +373,8 @@ def project_inputs(config, params, inputs):
     """
     dtype = config.compute_dtype
     input_dim = inputs.shape[-1]
-    kernel = tf.cast(params.controller_kernel[:input_dim], dtype)
-    return tf.tensordot(tf.cast(inputs, dtype), kernel, axes=1)
+    kernel = ops.cast(params.controller_kernel[:input_dim], dtype)
+    return ops.tensordot(ops.cast(inputs, dtype), kernel, axes=1)
 
 
 def _controller(config, params, projected_input, state):
@@ -366,29 +382,29 @@ def _controller(config, params, projected_input, state):
     dtype = config.compute_dtype
     read_kernel = params.controller_kernel[-config.value_size :]
     gates = (
-        tf.cast(projected_input, dtype)
-        + tf.matmul(tf.cast(state.read, dtype), tf.cast(read_kernel, dtype))
-        + tf.matmul(tf.cast(state.h, dtype), tf.cast(params.controller_recurrent_kernel, dtype))
-        + tf.cast(params.controller_bias, dtype)
+        ops.cast(projected_input, dtype)
+        + ops.matmul(ops.cast(state.read, dtype), ops.cast(read_kernel, dtype))
+        + ops.matmul(ops.cast(state.h, dtype), ops.cast(params.controller_recurrent_kernel, dtype))
+        + ops.cast(params.controller_bias, dtype)
     )
-    i, f, g, o = tf.split(gates, 4, axis=-1)
-    c = tf.sigmoid(f) * tf.cast(state.c, dtype) + tf.sigmoid(i) * tf.tanh(g)
-    h = tf.sigmoid(o) * tf.tanh(c)
-    return tf.cast(h, tf.float32), tf.cast(c, tf.float32)
+    i, f, g, o = _split(gates, [config.units] * 4)
+    c = ops.sigmoid(f) * ops.cast(state.c, dtype) + ops.sigmoid(i) * ops.tanh(g)
+    h = ops.sigmoid(o) * ops.tanh(c)
+    return ops.cast(h, "float32"), ops.cast(c, "float32")
 
 
 def interface(config, params, h):
     """Equation 1: read keys, write keys, target values ``[B, H, size]`` and rates."""
     heads, dk, dv = config.num_heads, config.key_size, config.value_size
-    vectors = _dense(config, h, params.interface_kernel, params.interface_bias, tf.tanh)
-    read_keys, write_keys, values, rate_vector = tf.split(
-        vectors, [heads * dk, heads * dk, heads * dv, dk], axis=-1
+    vectors = _dense(config, h, params.interface_kernel, params.interface_bias, ops.tanh)
+    read_keys, write_keys, values, rate_vector = _split(
+        vectors, [heads * dk, heads * dk, heads * dv, dk]
     )
-    rates = _dense(config, rate_vector, params.rate_kernel, params.rate_bias, tf.sigmoid)
+    rates = _dense(config, rate_vector, params.rate_kernel, params.rate_bias, ops.sigmoid)
     return (
-        tf.reshape(read_keys, [-1, heads, dk]),
-        tf.reshape(write_keys, [-1, heads, dk]),
-        tf.reshape(values, [-1, heads, dv]),
+        ops.reshape(read_keys, (-1, heads, dk)),
+        ops.reshape(write_keys, (-1, heads, dk)),
+        ops.reshape(values, (-1, heads, dv)),
         rates,
     )
 
@@ -418,9 +434,9 @@ def _recall_history(config, state, write_keys, values):
     if not config.recall_delay:
         return write_keys[:, None], values[:, None], None, ()
     old_keys, old_values, old_valid = state.history
-    keys = tf.concat([write_keys[:, None], old_keys], axis=1)
-    vals = tf.concat([values[:, None], old_values], axis=1)
-    valid = tf.concat([tf.ones_like(old_valid[:, :1]), old_valid], axis=1)
+    keys = ops.concatenate([write_keys[:, None], old_keys], axis=1)
+    vals = ops.concatenate([values[:, None], old_values], axis=1)
+    valid = ops.concatenate([ops.ones_like(old_valid[:, :1]), old_valid], axis=1)
     return keys, vals, valid, (keys[:, :-1], vals[:, :-1], valid[:, :-1])
 
 
@@ -453,8 +469,8 @@ def recurrent_step(config, params, projected_input, state, compute_meta_loss=Tru
         step_meta = memory.meta_loss(
             weights, keys, vals, config.recall_decay, valid, hidden, output
         )
-        meta = meta + tf.stack([step_meta, tf.ones_like(step_meta)], axis=-1)
-    read_value = tf.reduce_mean(read_values, axis=1)
+        meta = meta + ops.stack([step_meta, ops.ones_like(step_meta)], axis=-1)
+    read_value = memory.mean(read_values, axis=1)
     new_state = MNMState(h, c, read_value, tuple(weights), meta, history)
     interactions = Interactions(read_keys, write_keys, values, rates, read_values, tuple(factors))
     return new_state, interactions
@@ -462,10 +478,10 @@ def recurrent_step(config, params, projected_input, state, compute_meta_loss=Tru
 
 def output(config, params, h, read):
     """Output: ``y_t = W_y [h_t; v^r_t] + b_y`` for any leading axes, float32."""
-    features = tf.concat([h, read], axis=-1)
+    features = ops.concatenate([h, read], axis=-1)
     dtype = config.compute_dtype
-    y = tf.tensordot(tf.cast(features, dtype), tf.cast(params.output_kernel, dtype), axes=1)
-    return tf.cast(y + tf.cast(params.output_bias, dtype), tf.float32)
+    y = ops.tensordot(ops.cast(features, dtype), ops.cast(params.output_kernel, dtype), axes=1)
+    return ops.cast(y + ops.cast(params.output_bias, dtype), "float32")
 
 
 def step(config, params, inputs, state, compute_meta_loss=True):
@@ -508,7 +524,7 @@ def compiled_step(config, params, inputs, state, compute_meta_loss=True, jit_com
     back-propagation only each step's inputs and state, not the written weights phi_t
     beside phi_{t-1}.
     """
-    if not jit_compile:
+    if not jit_compile or keras.backend.backend() != "tensorflow":
         y, new_state, _ = step(config, params, inputs, state, compute_meta_loss)
         return y, new_state
     flat_state, flat_params = tf.nest.flatten(state), tf.nest.flatten(params)
@@ -539,8 +555,8 @@ def compiled_step(config, params, inputs, state, compute_meta_loss=True, jit_com
 # --------------------------------------------------------------------------- sequence
 def _select(keep, new, old):
     """``new`` where ``keep`` (``[B]`` booleans), else ``old``, for any trailing shape."""
-    shape = tf.concat([tf.shape(keep), tf.ones([tf.rank(new) - 1], tf.int32)], 0)
-    return tf.where(tf.reshape(keep, shape), new, old)
+    keep = ops.reshape(keep, (-1,) + (1,) * (len(new.shape) - 1))
+    return ops.where(keep, new, old)
 
 
 def _masked_step(config, params, projected_input, state, keep, compute_meta_loss):
@@ -552,8 +568,8 @@ def _masked_step(config, params, projected_input, state, keep, compute_meta_loss
     )
     if keep is None:
         return new_state, interactions
-    new_state = tf.nest.map_structure(lambda n, o: _select(keep, n, o), new_state, state)
-    scale = tf.cast(keep, tf.float32)[:, None, None]
+    new_state = keras.tree.map_structure(lambda n, o: _select(keep, n, o), new_state, state)
+    scale = ops.cast(keep, "float32")[:, None, None]
     factors = tuple((a * scale, b) for a, b in interactions.write_factors)
     return new_state, interactions._replace(write_factors=factors)
 
@@ -804,7 +820,22 @@ def _loop_python(config, params, projected, inputs, state, keeps, compute_meta_l
         state = new
         hs.append(new.h)
         reads.append(new.read)
-    return tf.stack(hs), tf.stack(reads), state
+    return ops.stack(hs), ops.stack(reads), state
+
+
+def _loop_scan(config, params, projected, state, keeps, compute_meta_loss):
+    """The loop on a backend other than TensorFlow: `keras.ops.scan` over `_masked_step`
+    (`jax.lax.scan` on JAX), differentiated by the backend's autodiff, which keeps every
+    step's memory weights for the backward pass."""
+
+    def body(current, inputs):
+        x_t, keep = inputs if keeps is not None else (inputs, None)
+        new, _ = _masked_step(config, params, x_t, current, keep, compute_meta_loss)
+        return new, (new.h, new.read)
+
+    sequence = projected if keeps is None else (projected, keeps)
+    final, (hs, reads) = ops.scan(body, state, sequence)
+    return hs, reads, final
 
 
 def unroll(
@@ -845,8 +876,8 @@ def unroll(
         CPU a training step is about 3x faster so; see docs/performance.md). Without
         effect with ``on_step``.
     """
-    inputs = tf.convert_to_tensor(inputs)
-    if inputs.shape.rank != 3:
+    inputs = ops.convert_to_tensor(inputs)
+    if memory._rank(inputs) != 3:
         raise ValueError(
             f"`inputs` must have shape [batch, time, features]; received shape {inputs.shape}."
         )
@@ -856,28 +887,30 @@ def unroll(
     )
     if inputs.shape[1] == 0:
         raise ValueError(empty)
-    if inputs.shape[1] is None:
+    if inputs.shape[1] is None:  # a TensorFlow graph with a dynamic number of steps
         with tf.control_dependencies([tf.debugging.assert_positive(tf.shape(inputs)[1], empty)]):
             inputs = tf.identity(inputs)
-    time_major = tf.transpose(inputs, [1, 0, 2])
-    keeps = None if mask is None else tf.transpose(tf.cast(mask, tf.bool), [1, 0])
+    time_major = ops.transpose(inputs, (1, 0, 2))
+    keeps = None if mask is None else ops.transpose(ops.cast(mask, "bool"), (1, 0))
     if reverse:
-        time_major = tf.reverse(time_major, [0])
-        keeps = None if keeps is None else tf.reverse(keeps, [0])
+        time_major = ops.flip(time_major, axis=0)
+        keeps = None if keeps is None else ops.flip(keeps, axis=0)
     projected = project_inputs(config, params, time_major)  # [T, B, 4 d_h]
-    if on_step is None:
-        hs, reads, final = _loop_memory_efficient(
-            config, params, projected, state, keeps, compute_meta_loss, jit_compile
-        )
-    else:
+    if on_step is not None:
         if time_major.shape[0] is None:
             raise ValueError("`unroll` with `on_step` needs a static number of time steps.")
         hs, reads, final = _loop_python(
             config, params, projected, time_major, state, keeps, compute_meta_loss, on_step
         )
+    elif keras.backend.backend() == "tensorflow":
+        hs, reads, final = _loop_memory_efficient(
+            config, params, projected, state, keeps, compute_meta_loss, jit_compile
+        )
+    else:
+        hs, reads, final = _loop_scan(config, params, projected, state, keeps, compute_meta_loss)
     outputs = output(config, params, hs, reads)  # [T, B, d_o]
     if keeps is not None:
         # Before the first real step Keras' RNN outputs zeros.
-        seen = tf.cast(tf.math.cumsum(tf.cast(keeps, tf.int32), axis=0) > 0, outputs.dtype)
+        seen = ops.cast(ops.cumsum(ops.cast(keeps, "int32"), axis=0) > 0, outputs.dtype)
         outputs = outputs * seen[:, :, None]
-    return tf.transpose(outputs, [1, 0, 2]), final
+    return ops.transpose(outputs, (1, 0, 2)), final

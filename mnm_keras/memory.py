@@ -1,10 +1,12 @@
-"""The neural memory of MNM as pure TensorFlow functions (paper, section 3).
+"""The neural memory of MNM as pure functions of Keras 3 operations (paper, section 3).
 
 This module is the only implementation of the memory equations in mnm_keras: the Keras 3
-`MNMCell` and the tf-keras cell used by TF-Agents both call these functions. They depend on
-TensorFlow alone (no Keras), run eagerly, inside `tf.function` and under XLA
-(`jit_compile=True`), and are differentiable with respect to every argument, so a training
-loss can be back-propagated through a write (second order for `gradient_write`).
+`MNMCell`, `MNM` and the tf-keras cell used by TF-Agents all call these functions. They
+are written with `keras.ops`, so they run on every Keras backend (TensorFlow and JAX are
+tested): on TensorFlow they take and return `tf.Tensor`s and run eagerly, inside
+`tf.function` and under XLA (`jit_compile=True`); on JAX they take and return `jax.Array`s
+and run under `jax.jit`. They are differentiable with respect to every argument, so a
+training loss can be back-propagated through a write (second order for `gradient_write`).
 
 Notation (paper section 3.2). The memory is an L-layer perceptron f_phi with weights
 phi = {M^0, ..., M^{L-1}} (the paper numbers them from 1). Each sequence of a batch has its
@@ -24,16 +26,22 @@ MNM-g's write needs the gradient of the recall loss at every layer's pre-activat
 deltas of back-propagation. `recall_deltas` writes them out in closed form from the
 activations and pre-activations that `forward_with_pre_activations` returns (the default,
 ``method="closed_form"`` of `gradient_write`); ``method="tape"`` takes them with
-`tf.GradientTape` instead and is kept as the reference.
+`tf.GradientTape` instead and is kept as the reference (TensorFlow backend only).
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import keras
 import tensorflow as tf
+from keras import ops
 
-Activation = Callable[[tf.Tensor], tf.Tensor] | None
+Tensor = Any  # a tensor of the Keras backend (tf.Tensor, jax.Array, ...)
+Activation = Callable[[Tensor], Tensor] | None
 
 __all__ = [
     "forward",
@@ -61,20 +69,20 @@ DELTA_METHODS = ("closed_form", "tape")
 
 # The activations whose derivative `recall_deltas` writes out, recognised by identity (the
 # TensorFlow functions) or by name (Keras' `keras.activations.tanh` etc. are plain functions
-# of these names); any other callable is differentiated with a small tape.
+# of these names); any other callable is differentiated by the backend's autodiff.
 _KNOWN_ACTIVATIONS = {
-    "tanh": (tf.tanh, tf.math.tanh, tf.nn.tanh),
-    "sigmoid": (tf.sigmoid, tf.math.sigmoid, tf.nn.sigmoid),
-    "relu": (tf.nn.relu,),
+    "tanh": (ops.tanh, tf.tanh, tf.math.tanh, tf.nn.tanh),
+    "sigmoid": (ops.sigmoid, tf.sigmoid, tf.math.sigmoid, tf.nn.sigmoid),
+    "relu": (ops.relu, tf.nn.relu),
 }
 
 
-def _squared_norm(z: tf.Tensor) -> tf.Tensor:
+def _squared_norm(z: Tensor) -> Tensor:
     """``||z||^2 + NORMALIZATION_EPSILON`` over the last axis, kept: ``[batch, heads, 1]``."""
-    return tf.reduce_sum(tf.square(z), axis=-1, keepdims=True) + NORMALIZATION_EPSILON
+    return ops.sum(ops.square(z), axis=-1, keepdims=True) + NORMALIZATION_EPSILON
 
 
-def _apply(activation: Activation, x: tf.Tensor) -> tf.Tensor:
+def _apply(activation: Activation, x: Tensor) -> Tensor:
     return x if activation is None else activation(x)
 
 
@@ -92,48 +100,78 @@ def _activation_kind(activation: Activation) -> str:
 
 
 def _activation_backward(
-    activation: Activation, pre: tf.Tensor, out: tf.Tensor, upstream: tf.Tensor
-) -> tf.Tensor:
+    activation: Activation, pre: Tensor, out: Tensor, upstream: Tensor
+) -> Tensor:
     """Back-propagates ``upstream = dL/d(out)`` through ``out = act(pre)``: ``dL/d(pre)``.
 
     ``upstream * act'(pre)``, with the derivative from the output for tanh (``1 - out^2``)
     and sigmoid (``out (1 - out)``), the step of ``pre`` for relu and 1 for the identity.
-    Any other activation is differentiated with a small `tf.GradientTape` on the activation
-    alone (its vector-Jacobian product with ``upstream``: the elementwise derivative times
-    ``upstream`` for an elementwise activation), which an enclosing tape differentiates
-    again. All three tensors have the same shape, ``[batch, heads, D]``.
+    Any other activation is differentiated by the backend's own autodiff on the
+    activation alone (`_activation_vjp`: its vector-Jacobian product with ``upstream``,
+    the elementwise derivative times ``upstream`` for an elementwise activation), which an
+    enclosing gradient differentiates again. All three tensors have the same shape,
+    ``[batch, heads, D]``.
     """
     kind = _activation_kind(activation)
     if kind == "identity":
         return upstream
     if kind == "tanh":
-        return upstream * (1.0 - tf.square(out))
+        return upstream * (1.0 - ops.square(out))
     if kind == "sigmoid":
         return upstream * out * (1.0 - out)
     if kind == "relu":
-        return upstream * tf.cast(pre > 0, upstream.dtype)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(pre)
-        recomputed = activation(pre)
-    return tape.gradient(
-        recomputed,
-        pre,
-        output_gradients=upstream,
-        unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        return upstream * ops.cast(pre > 0, upstream.dtype)
+    return _activation_vjp(activation, pre, upstream)
+
+
+def _activation_vjp(activation: Activation, pre: Tensor, upstream: Tensor) -> Tensor:
+    """``upstream^T d act(pre) / d pre`` with the backend's autodiff (TensorFlow, JAX)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(pre)
+            recomputed = activation(pre)
+        return tape.gradient(
+            recomputed,
+            pre,
+            output_gradients=upstream,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+    if backend == "jax":
+        import jax
+
+        _, vjp = jax.vjp(activation, pre)
+        return vjp(upstream)[0]
+    raise NotImplementedError(
+        f"The derivative of the memory activation {activation!r} is written out for the "
+        "identity, tanh, sigmoid and relu only; any other activation needs the TensorFlow "
+        f"or JAX backend to differentiate it (Keras runs on {backend!r})."
     )
 
 
-def _check_rank(name: str, tensor: tf.Tensor, rank: int, layout: str) -> None:
-    if tensor.shape.rank is not None and tensor.shape.rank != rank:
+def mean(x: Tensor, axis: int) -> Tensor:
+    """The mean over ``axis`` in ``x``'s own dtype (Keras's JAX `ops.mean` computes in
+    float32 whatever the dtype, which breaks float64 gradient checks)."""
+    return ops.sum(x, axis=axis) / ops.cast(ops.shape(x)[axis], x.dtype)
+
+
+def _rank(tensor: Tensor) -> int | None:
+    """The static rank of ``tensor`` (None for a TensorFlow tensor of unknown rank)."""
+    shape = tensor.shape
+    return shape.rank if hasattr(shape, "rank") else len(shape)
+
+
+def _check_rank(name: str, tensor: Tensor, rank: int, layout: str) -> None:
+    if _rank(tensor) is not None and _rank(tensor) != rank:
         raise ValueError(
             f"`{name}` must have rank {rank} ({layout}); received shape {tensor.shape}."
         )
 
 
-def _check_memory(weights: Sequence[tf.Tensor], keys: tf.Tensor) -> tuple:
+def _check_memory(weights: Sequence[Tensor], keys: Tensor) -> tuple:
     """Converts ``weights`` and ``keys`` to tensors and checks that their shapes chain."""
-    weights = [tf.convert_to_tensor(w) for w in weights]
-    keys = tf.convert_to_tensor(keys)
+    weights = [ops.convert_to_tensor(w) for w in weights]
+    keys = ops.convert_to_tensor(keys)
     if not weights:
         raise ValueError("`weights` must hold at least one layer matrix; received none.")
     for index, matrix in enumerate(weights):
@@ -158,7 +196,7 @@ def _check_memory(weights: Sequence[tf.Tensor], keys: tf.Tensor) -> tuple:
     return weights, keys
 
 
-def _check_layer_outputs(name: str, weights: Sequence[tf.Tensor], tensors: Sequence) -> None:
+def _check_layer_outputs(name: str, weights: Sequence[Tensor], tensors: Sequence) -> None:
     """Checks that ``tensors[l]`` is ``[batch, heads, D_{l+1}]``, the size layer l outputs."""
     for index, (matrix, tensor) in enumerate(zip(weights, tensors)):
         _check_rank(f"{name}[{index}]", tensor, 3, "[batch, heads, D_{l+1}]")
@@ -170,8 +208,8 @@ def _check_layer_outputs(name: str, weights: Sequence[tf.Tensor], tensors: Seque
             )
 
 
-def _check_values(weights: list, values: tf.Tensor, name: str = "values") -> tf.Tensor:
-    values = tf.convert_to_tensor(values)
+def _check_values(weights: list, values: Tensor, name: str = "values") -> Tensor:
+    values = ops.convert_to_tensor(values)
     _check_rank(name, values, 3, "[batch, heads, value_size]")
     value_size = values.shape[-1]
     last_out = weights[-1].shape[1]
@@ -184,9 +222,9 @@ def _check_values(weights: list, values: tf.Tensor, name: str = "values") -> tf.
 
 
 def forward_with_pre_activations(
-    weights: Sequence[tf.Tensor],
-    keys: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    keys: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
 ) -> tuple:
     """The memory MLP's activations ``[z^0, ..., z^L]`` and pre-activations ``M^l z^l``.
@@ -210,7 +248,7 @@ def forward_with_pre_activations(
     last = len(weights) - 1
     z = keys
     for index, matrix in enumerate(weights):
-        pre = tf.einsum("bij,bhj->bhi", matrix, z)
+        pre = ops.einsum("bij,bhj->bhi", matrix, z)
         z = _apply(output_activation if index == last else hidden_activation, pre)
         pre_activations.append(pre)
         activations.append(z)
@@ -218,9 +256,9 @@ def forward_with_pre_activations(
 
 
 def forward(
-    weights: Sequence[tf.Tensor],
-    keys: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    keys: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
 ) -> list:
     """All activations of the memory MLP: ``[z^0, z^1, ..., z^L]`` (section 3.2).
@@ -240,11 +278,11 @@ def forward(
 
 
 def read(
-    weights: Sequence[tf.Tensor],
-    keys: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    keys: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
-) -> tf.Tensor:
+) -> Tensor:
     """Reads the memory: the forward pass ``f_phi(k)`` for every head (section 3.2).
 
     Args:
@@ -259,12 +297,12 @@ def read(
 
 
 def recall_error(
-    weights: Sequence[tf.Tensor],
-    keys: tf.Tensor,
-    values: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    keys: Tensor,
+    values: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
-) -> tf.Tensor:
+) -> Tensor:
     """Per-sequence recall error ``(1/H) sum_i ||f_phi(k_i) - v_i||_2^2`` (equation 2).
 
     With the pre-write weights phi_{t-1} this is the memory objective L^up_t of equation 2;
@@ -283,15 +321,15 @@ def recall_error(
     weights, keys = _check_memory(weights, keys)
     values = _check_values(weights, values)
     prediction = read(weights, keys, hidden_activation, output_activation)
-    return tf.reduce_mean(tf.reduce_sum(tf.square(prediction - values), axis=-1), axis=-1)
+    return mean(ops.sum(ops.square(prediction - values), axis=-1), axis=-1)
 
 
 def recall_deltas(
-    weights: Sequence[tf.Tensor],
-    activations: Sequence[tf.Tensor],
-    pre_activations: Sequence[tf.Tensor],
-    values: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    activations: Sequence[Tensor],
+    pre_activations: Sequence[Tensor],
+    values: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
 ) -> list:
     """Back-propagation of the recall loss through the memory: ``delta^{l+1} = dL/d(pre^l)``.
@@ -304,8 +342,9 @@ def recall_deltas(
       * ``delta^l = ((M^l)^T delta^{l+1}) * act_hidden'(pre^{l-1})`` for l = L-1, ..., 1.
 
     The derivatives are written out for the identity, tanh, sigmoid and relu (TensorFlow's
-    or Keras' functions) and taken with a small tape for any other activation. Built from
-    ordinary ops, so an enclosing tape differentiates the deltas again (second order).
+    or Keras' functions) and taken with the backend's autodiff for any other activation.
+    Built from ordinary ops, so an enclosing gradient differentiates the deltas again
+    (second order).
 
     Args:
       weights: L tensors, ``weights[l]`` of shape ``[batch, D_{l+1}, D_l]``.
@@ -320,8 +359,8 @@ def recall_deltas(
       L tensors ``[delta^1, ..., delta^L]``, ``delta^{l+1}`` of shape
       ``[batch, heads, D_{l+1}]``.
     """
-    activations = [tf.convert_to_tensor(z) for z in activations]
-    pre_activations = [tf.convert_to_tensor(pre) for pre in pre_activations]
+    activations = [ops.convert_to_tensor(z) for z in activations]
+    pre_activations = [ops.convert_to_tensor(pre) for pre in pre_activations]
     if not activations:
         raise ValueError("`activations` must hold z^0 .. z^L; received none.")
     weights, _ = _check_memory(weights, activations[0])
@@ -338,7 +377,7 @@ def recall_deltas(
             f"received {len(pre_activations)}."
         )
     _check_layer_outputs("pre_activations", weights, pre_activations)
-    heads = tf.cast(tf.shape(values)[1], values.dtype)
+    heads = ops.cast(ops.shape(values)[1], values.dtype)
     upstream = (2.0 / heads) * (activations[-1] - values)  # dL / dz^L
     deltas = [None] * layers
     for index in reversed(range(layers)):
@@ -349,16 +388,16 @@ def recall_deltas(
         if index > 0:
             # dL / dz^index = (M^index)^T delta^{index+1}; an einsum rather than a matrix
             # transpose, which XLA failed to differentiate.
-            upstream = tf.einsum("bij,bhi->bhj", weights[index], deltas[index])
+            upstream = ops.einsum("bij,bhi->bhj", weights[index], deltas[index])
     return deltas
 
 
 def gradient_write(
-    weights: Sequence[tf.Tensor],
-    keys: tf.Tensor,
-    values: tf.Tensor,
-    rate: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    keys: Tensor,
+    values: Tensor,
+    rate: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
     normalize: bool = False,
     method: str = "closed_form",
@@ -405,11 +444,11 @@ def gradient_write(
 
 
 def gradient_write_factors(
-    weights: Sequence[tf.Tensor],
-    keys: tf.Tensor,
-    values: tf.Tensor,
-    rate: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    keys: Tensor,
+    values: Tensor,
+    rate: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
     normalize: bool = False,
     method: str = "closed_form",
@@ -449,7 +488,7 @@ def gradient_write_factors(
         )
     weights, keys = _check_memory(weights, keys)
     values = _check_values(weights, values)
-    rate = tf.convert_to_tensor(rate, dtype=keys.dtype)
+    rate = ops.convert_to_tensor(rate, dtype=keys.dtype)
     _check_rank("rate", rate, 1, "[batch]")
     if method == "closed_form":
         activations, pre_activations = forward_with_pre_activations(
@@ -465,14 +504,14 @@ def gradient_write_factors(
         )
     step = rate[:, None, None]
     if normalize:
-        step = step / tf.add_n([_squared_norm(z_in) for z_in in inputs])
+        step = step / functools.reduce(operator.add, [_squared_norm(z_in) for z_in in inputs])
     return [(step * delta, z_in) for delta, z_in in zip(deltas, inputs)]
 
 
 def _tape_recall_deltas(
     weights: list,
-    keys: tf.Tensor,
-    values: tf.Tensor,
+    keys: Tensor,
+    values: Tensor,
     hidden_activation: Activation,
     output_activation: Activation,
 ) -> tuple:
@@ -481,24 +520,30 @@ def _tape_recall_deltas(
     Returns ``(inputs, deltas)``: the L layer inputs ``z^l`` (``[batch, heads, D_l]``) and
     the L deltas ``dL/d(M^l z^l)`` (``[batch, heads, D_{l+1}]``).
     """
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "`method='tape'` takes the deltas with tf.GradientTape and needs Keras's "
+            f"TensorFlow backend; Keras runs on {keras.backend.backend()!r}. Use "
+            "`method='closed_form'` (the default), which runs on every backend."
+        )
     last = len(weights) - 1
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         inputs, pre_activations = [], []
         z = keys
         for index, matrix in enumerate(weights):
             inputs.append(z)
-            pre = tf.einsum("bij,bhj->bhi", matrix, z)
+            pre = ops.einsum("bij,bhj->bhi", matrix, z)
             tape.watch(pre)
             pre_activations.append(pre)
             z = _apply(output_activation if index == last else hidden_activation, pre)
-        heads = tf.cast(tf.shape(keys)[1], keys.dtype)
+        heads = ops.cast(ops.shape(keys)[1], keys.dtype)
         # Each sequence's loss depends only on its own weights, so the gradient of the sum
         # over the batch is, slice by slice, the gradient of each sequence's own loss.
         total = tf.reduce_sum(tf.square(z - values)) / heads
     return inputs, tape.gradient(total, pre_activations)
 
 
-def apply_write(weights: Sequence[tf.Tensor], factors: Sequence[tuple]) -> list:
+def apply_write(weights: Sequence[Tensor], factors: Sequence[tuple]) -> list:
     """Applies a rank-H write: ``M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T``.
 
     Both write rules change every layer by H outer products (equations 3 and 4); their
@@ -518,17 +563,17 @@ def apply_write(weights: Sequence[tf.Tensor], factors: Sequence[tuple]) -> list:
             f"received {len(factors)}."
         )
     return [
-        matrix - tf.einsum("bhi,bhj->bij", left, right)
+        matrix - ops.einsum("bhi,bhj->bij", left, right)
         for matrix, (left, right) in zip(weights, factors)
     ]
 
 
 def local_write(
-    weights: Sequence[tf.Tensor],
-    keys: tf.Tensor,
-    layer_targets: Sequence[tf.Tensor],
-    rates: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    keys: Tensor,
+    layer_targets: Sequence[Tensor],
+    rates: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
     normalize: bool = False,
 ) -> list:
@@ -562,11 +607,11 @@ def local_write(
 
 
 def local_write_factors(
-    weights: Sequence[tf.Tensor],
-    keys: tf.Tensor,
-    layer_targets: Sequence[tf.Tensor],
-    rates: tf.Tensor,
-    hidden_activation: Activation = tf.tanh,
+    weights: Sequence[Tensor],
+    keys: Tensor,
+    layer_targets: Sequence[Tensor],
+    rates: Tensor,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
     normalize: bool = False,
 ) -> list:
@@ -587,8 +632,8 @@ def local_write_factors(
       L pairs ``(a^l, b^l)`` of shapes ``[batch, heads, D_{l+1}]`` and ``[batch, heads, D_l]``.
     """
     weights, keys = _check_memory(weights, keys)
-    layer_targets = [tf.convert_to_tensor(t) for t in layer_targets]
-    rates = tf.convert_to_tensor(rates, dtype=keys.dtype)
+    layer_targets = [ops.convert_to_tensor(t) for t in layer_targets]
+    rates = ops.convert_to_tensor(rates, dtype=keys.dtype)
     if len(layer_targets) != len(weights):
         raise ValueError(
             f"`layer_targets` must hold one tensor per memory layer ({len(weights)}); "
@@ -602,7 +647,7 @@ def local_write_factors(
         )
     _check_layer_outputs("layer_targets", weights, layer_targets)
     activations = forward(weights, keys, hidden_activation, output_activation)
-    heads = tf.cast(tf.shape(keys)[1], keys.dtype)
+    heads = ops.cast(ops.shape(keys)[1], keys.dtype)
     factors = []
     for index, target in enumerate(layer_targets):
         error = activations[index + 1] - target
@@ -614,11 +659,11 @@ def local_write_factors(
 
 
 def weighted_recall_error(
-    predictions: tf.Tensor,
-    value_history: tf.Tensor,
+    predictions: Tensor,
+    value_history: Tensor,
     decay: Sequence[float] | None = None,
-    valid: tf.Tensor | None = None,
-) -> tf.Tensor:
+    valid: Tensor | None = None,
+) -> Tensor:
     """Equation 5's sum over delays from the memory's predictions, per sequence.
 
     ``sum_tau lambda_tau (1/H) sum_i ||prediction_{tau,i} - v^w_{t-tau,i}||^2``.
@@ -645,23 +690,23 @@ def weighted_recall_error(
             f"`decay` must hold one weight per recall delay 0..{steps - 1} ({steps}); "
             f"received {len(decay)}."
         )
-    squared = tf.reduce_sum(tf.square(predictions - value_history), axis=-1)
-    per_delay = tf.reduce_mean(squared, axis=-1)  # [batch, delay + 1]
-    weighting = tf.constant(decay, dtype=per_delay.dtype)[None, :]
+    squared = ops.sum(ops.square(predictions - value_history), axis=-1)
+    per_delay = mean(squared, axis=-1)  # [batch, delay + 1]
+    weighting = ops.convert_to_tensor(decay, dtype=per_delay.dtype)[None, :]
     if valid is not None:
-        weighting = weighting * tf.cast(valid, per_delay.dtype)
-    return tf.reduce_sum(per_delay * weighting, axis=-1)
+        weighting = weighting * ops.cast(valid, per_delay.dtype)
+    return ops.sum(per_delay * weighting, axis=-1)
 
 
 def meta_loss(
-    weights: Sequence[tf.Tensor],
-    key_history: tf.Tensor,
-    value_history: tf.Tensor,
+    weights: Sequence[Tensor],
+    key_history: Tensor,
+    value_history: Tensor,
     decay: Sequence[float] | None = None,
-    valid: tf.Tensor | None = None,
-    hidden_activation: Activation = tf.tanh,
+    valid: Tensor | None = None,
+    hidden_activation: Activation = ops.tanh,
     output_activation: Activation = None,
-) -> tf.Tensor:
+) -> Tensor:
     """One time step's term of the meta objective (equation 5), per sequence.
 
     ``sum_{tau=0}^{T} lambda_tau (1/H) sum_i ||f_{phi_t}(k^w_{t-tau,i}) - v^w_{t-tau,i}||^2``
@@ -683,19 +728,20 @@ def meta_loss(
     Returns:
       ``[batch]``.
     """
-    key_history = tf.convert_to_tensor(key_history)
-    value_history = tf.convert_to_tensor(value_history)
+    key_history = ops.convert_to_tensor(key_history)
+    value_history = ops.convert_to_tensor(value_history)
     _check_rank("key_history", key_history, 4, "[batch, delay + 1, heads, key_size]")
     _check_rank("value_history", value_history, 4, "[batch, delay + 1, heads, value_size]")
     steps = key_history.shape[1]
     if steps is None:
         raise ValueError("`key_history` must have a static delay axis (axis 1).")
-    batch = tf.shape(key_history)[0]
-    heads = tf.shape(key_history)[2]
-    keys = tf.reshape(key_history, [batch, steps * heads, key_history.shape[-1]])
+    heads = key_history.shape[2]
+    if heads is None:
+        raise ValueError("`key_history` must have a static heads axis (axis 2).")
+    keys = ops.reshape(key_history, (-1, steps * heads, key_history.shape[-1]))
     weights, keys = _check_memory(weights, keys)
-    values = tf.reshape(value_history, [batch, steps * heads, value_history.shape[-1]])
+    values = ops.reshape(value_history, (-1, steps * heads, value_history.shape[-1]))
     _check_values(weights, values, "value_history")
     prediction = read(weights, keys, hidden_activation, output_activation)
-    prediction = tf.reshape(prediction, tf.shape(value_history))
+    prediction = ops.reshape(prediction, (-1, steps, heads, value_history.shape[-1]))
     return weighted_recall_error(prediction, value_history, decay, valid)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 from mnm_keras import _utils, core
 from mnm_keras.mnm_cell import MNMCell
@@ -22,7 +22,8 @@ class MNM(keras.layers.Layer):
       minimises ``L_task + meta_loss_weight * L_meta`` (equation 6; the gradient reaches the
       controller through the writes);
     * tracks the unweighted meta loss in a metric named ``meta_loss``, which `fit` prints
-      and writes to its history and TensorBoard logs.
+      and writes to its history and TensorBoard logs (not on the JAX backend, where Keras'
+      trainer cannot update a layer's metric: keras-team/keras#21639).
 
     Args:
       units: controller size; every other `MNMCell` argument is accepted by keyword.
@@ -106,7 +107,12 @@ class MNM(keras.layers.Layer):
             dtype="float32",  # keeps the returned state (memory, meta loss) in float32
             name="rnn",
         )
-        self.meta_loss_tracker = keras.metrics.Mean(name="meta_loss")
+        # On JAX a metric that a layer updates inside `call` breaks `fit` (Keras' JAX
+        # trainer does not pass a layer's metric variables through its stateless forward
+        # pass: keras-team/keras#21639), so there the meta loss is trained but not tracked.
+        self.meta_loss_tracker = (
+            None if keras.backend.backend() == "jax" else keras.metrics.Mean(name="meta_loss")
+        )
         self.supports_masking = True
 
     @property
@@ -126,7 +132,7 @@ class MNM(keras.layers.Layer):
         if self.memory_efficient and not self.unroll:
             params = cell.params()
             if initial_state is None:
-                state = core.initial_state(config, params, tf.shape(sequences)[0])
+                state = core.initial_state(config, params, ops.shape(sequences)[0])
             else:
                 state = core.unpack(config, initial_state)
             outputs, final = core.unroll(
@@ -144,12 +150,13 @@ class MNM(keras.layers.Layer):
             outputs = self.rnn(sequences, initial_state=initial_state, mask=mask, training=training)
             output, states = outputs[0], list(outputs[1:])
             final = core.unpack(config, states)
-        output = tf.cast(output, self.output_dtype)
-        per_sequence = final.meta[:, 0] / tf.maximum(final.meta[:, 1], 1.0)
-        meta_loss = tf.reduce_mean(per_sequence)
+        output = ops.cast(output, self.output_dtype)
+        per_sequence = final.meta[:, 0] / ops.maximum(final.meta[:, 1], 1.0)
+        meta_loss = ops.mean(per_sequence)
         if cell.meta_loss_weight:
             self.add_loss(cell.meta_loss_weight * meta_loss)
-        self.meta_loss_tracker.update_state(meta_loss)
+        if self.meta_loss_tracker is not None:
+            self.meta_loss_tracker.update_state(meta_loss)
         if self.return_state:
             return (output, *states)
         return output

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from mnm_keras import _utils
+from mnm_keras import _utils, core
 from mnm_keras._controller import ControllerCell
 from mnm_keras._utils import check_positive_int
 
@@ -25,11 +25,11 @@ def soft_attention_read(table_keys, table_values, queries, valid):
     Returns:
       ``[batch, heads, d_v]``.
     """
-    scale = tf.math.rsqrt(tf.cast(tf.shape(queries)[-1], queries.dtype))
-    scores = tf.einsum("bhk,bsk->bhs", queries, table_keys) * scale
-    scores += (1.0 - valid[:, None, :]) * tf.constant(-1e9, scores.dtype)
-    weights = tf.nn.softmax(scores, axis=-1)
-    return tf.einsum("bhs,bsv->bhv", weights, table_values)
+    scale = ops.rsqrt(ops.cast(queries.shape[-1], queries.dtype))
+    scores = ops.einsum("bhk,bsk->bhs", queries, table_keys) * scale
+    scores += (1.0 - valid[:, None, :]) * ops.cast(-1e9, scores.dtype)
+    weights = ops.softmax(scores, axis=-1)
+    return ops.einsum("bhs,bsv->bhv", weights, table_values)
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
@@ -118,41 +118,41 @@ class SALUCell(ControllerCell):
         if batch_size is None:
             raise ValueError("`batch_size` must be given to SALUCell.get_initial_state.")
         dtype = dtype or self.compute_dtype
-        return [tf.zeros([batch_size, size], dtype) for size in self.state_size]
+        return [ops.zeros((batch_size, size), dtype) for size in self.state_size]
 
     def call(self, inputs, states, training=False):
         h, c, previous_read, flat_keys, flat_values, count = states
         heads, dk, dv = self.num_heads, self.key_size, self.value_size
-        controller_input = tf.concat([inputs, tf.cast(previous_read, inputs.dtype)], axis=-1)
+        controller_input = ops.concatenate([inputs, ops.cast(previous_read, inputs.dtype)], axis=-1)
         h, (h, c) = self.controller(controller_input, [h, c], training=training)
-        read_keys, write_keys, values = tf.split(
-            self.interface(h), [heads * dk, heads * dk, heads * dv], axis=-1
+        read_keys, write_keys, values = core._split(
+            self.interface(h), [heads * dk, heads * dk, heads * dv]
         )
-        table_keys = tf.reshape(flat_keys, [-1, self.max_length, heads * dk])
-        table_values = tf.reshape(flat_values, [-1, self.max_length, heads * dv])
+        table_keys = ops.reshape(flat_keys, (-1, self.max_length, heads * dk))
+        table_values = ops.reshape(flat_values, (-1, self.max_length, heads * dv))
         # Append this step's pairs at slot (count mod max_length).
-        step = tf.cast(count[:, 0], "int32")
-        slot = tf.one_hot(step % self.max_length, self.max_length, dtype=table_keys.dtype)
+        step = ops.cast(count[:, 0], "int32")
+        slot = ops.one_hot(step % self.max_length, self.max_length, dtype=table_keys.dtype)
         slot = slot[:, :, None]
         table_keys = table_keys * (1.0 - slot) + slot * write_keys[:, None, :]
         table_values = table_values * (1.0 - slot) + slot * values[:, None, :]
-        filled = tf.minimum(step + 1, self.max_length)
-        valid = tf.sequence_mask(filled, self.max_length, dtype=table_keys.dtype)
-        valid = tf.repeat(valid, heads, axis=1)
+        filled = ops.minimum(step + 1, self.max_length)
+        valid = ops.cast(ops.arange(self.max_length)[None, :] < filled[:, None], table_keys.dtype)
+        valid = ops.repeat(valid, heads, axis=1)
         read = soft_attention_read(
-            tf.reshape(table_keys, [-1, self.slots, dk]),
-            tf.reshape(table_values, [-1, self.slots, dv]),
-            tf.reshape(read_keys, [-1, heads, dk]),
+            ops.reshape(table_keys, (-1, self.slots, dk)),
+            ops.reshape(table_values, (-1, self.slots, dv)),
+            ops.reshape(read_keys, (-1, heads, dk)),
             valid,
         )
-        read_value = tf.reduce_mean(read, axis=1)
-        y = self.output_projection(tf.concat([h, read_value], axis=-1))
+        read_value = ops.mean(read, axis=1)
+        y = self.output_projection(ops.concatenate([h, read_value], axis=-1))
         new_states = [
             h,
             c,
             read_value,
-            tf.reshape(table_keys, [-1, self.slots * dk]),
-            tf.reshape(table_values, [-1, self.slots * dv]),
+            ops.reshape(table_keys, (-1, self.slots * dk)),
+            ops.reshape(table_values, (-1, self.slots * dv)),
             count + 1.0,
         ]
         return y, new_states
