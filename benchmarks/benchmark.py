@@ -336,7 +336,8 @@ def render_doc(doc=DOC, write=True):
 
     A table is the text between ``<!-- benchmark table: DIR -->`` and `TABLE_END`, where
     DIR (relative to the repository) holds a run's ``<model>.json``; it becomes
-    `render_table` of that run. Returns ``(current text, rendered text)`` and writes the
+    `render_table` of that run (or, for a ``factored_memory.json`` record,
+    `factored_memory.render_table`). Returns ``(current text, rendered text)`` and writes the
     rendered one when ``write``.
     """
     path = doc if os.path.isabs(doc) else os.path.join(ROOT, doc)
@@ -344,6 +345,16 @@ def render_doc(doc=DOC, write=True):
         text = f.read()
 
     def table(match):
+        factored = os.path.join(ROOT, match.group(1), "factored_memory.json")
+        if os.path.exists(factored):
+            try:
+                from benchmarks import factored_memory
+            except ImportError:  # run as a script, from benchmarks/
+                import factored_memory
+
+            with open(factored) as f:
+                record = json.load(f)
+            return f"{TABLE_START}{match.group(1)} -->\n{factored_memory.render_table(record)}{TABLE_END}"
         results = load_results(os.path.join(ROOT, match.group(1)))
         # A run with compile(jit_compile=True) only (as on JAX, where it is Keras's
         # default) is rendered from those rows.
