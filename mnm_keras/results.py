@@ -128,6 +128,12 @@ def _mean_std(values, digits=3):
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
+def _median_iqr(values, digits=1):
+    """``median [first quartile, third quartile]`` (NumPy's linear interpolation)."""
+    q1, median, q3 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
+    return f"{median:.{digits}f} [{q1:.{digits}f}, {q3:.{digits}f}]"
+
+
 def _group(records, key):
     groups = {}
     for record in records:
@@ -332,7 +338,8 @@ def babi_table(records):
 
 
 def maze_table(records):
-    """Maze runs: greedy and sampling rewards on held-out mazes, and the training reward."""
+    """Maze runs: greedy and sampling rewards on held-out mazes (mean ± standard deviation,
+    then median and inter-quartile range over seeds), and the training reward."""
     records = [r for r in records if r.task == "maze"]
     if not records:
         return NO_RECORD + "\n"
@@ -345,7 +352,9 @@ def maze_table(records):
                 f"{episodes:,}",
                 len(group),
                 _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
+                _median_iqr([r.results["eval_greedy_reward"] for r in group]),
                 _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
+                _median_iqr([r.results["eval_sampling_reward"] for r in group]),
                 _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
                 _mean_std([r.results["random_policy_reward"] for r in group], 1),
                 f"{np.mean([r.wall_seconds for r in group]):.0f}",
@@ -356,7 +365,9 @@ def maze_table(records):
         "episodes",
         "seeds",
         "greedy reward (held-out mazes)",
+        "greedy, median [IQR]",
         "sampling reward (held-out mazes)",
+        "sampling, median [IQR]",
         "training reward (last 1,000 episodes)",
         "random policy reward",
         "training s (mean)",
