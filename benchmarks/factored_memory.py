@@ -62,7 +62,7 @@ def define_flags():
 
 
 def make_params(units, layers, seed=0):
-    """The controller's, interface's and feedback weights, float64 or float32 tensors."""
+    """The controller's, interface's and feedback weights, float32 tensors."""
     rng = np.random.default_rng(seed)
 
     def weight(*shape):
@@ -166,13 +166,13 @@ def loss_and_gradients(params, weights, xs, read_weights, chunk, probe):
     r0 = tf.zeros((batch, units))
     flat_params = tf.nest.flatten(params)
 
-    def forward(k, current, h, r, meta, h_ta, r_ta, a_tas, b_tas, loss):
+    def forward(k, current, h, r, h_ta, r_ta, a_tas, b_tas, loss):
         h_ta, r_ta = h_ta.write(k, h), r_ta.write(k, r)
         h, r, reads, chunk_meta, a_all, b_all, _ = run_chunk(params, current, h, r, xs_c[k])
         a_tas = [ta.write(k, a) for ta, a in zip(a_tas, a_all)]
         b_tas = [ta.write(k, b) for ta, b in zip(b_tas, b_all)]
         loss = loss + tf.reduce_sum(reads * w_c[k]) + chunk_meta
-        return k + 1, _apply(current, a_all, b_all), h, r, meta, h_ta, r_ta, a_tas, b_tas, loss
+        return k + 1, _apply(current, a_all, b_all), h, r, h_ta, r_ta, a_tas, b_tas, loss
 
     def ta(shape):
         return tf.TensorArray(tf.float32, size=chunks, element_shape=shape)
@@ -186,7 +186,6 @@ def loss_and_gradients(params, weights, xs, read_weights, chunk, probe):
             list(weights),
             h0,
             r0,
-            0.0,
             ta(h0.shape),
             ta(r0.shape),
             [ta(factor_shape) for _ in range(layers)],
