@@ -88,7 +88,27 @@ def load_records(root="."):
                     data["history"],
                 )
             )
+    _check_unique(records)
     return records
+
+
+# Config fields that say where a run lay on its machine, not what it trained.
+MACHINE_FIELDS = ("model_dir", "data_dir")
+
+
+def _check_unique(records):
+    """Raises ValueError when two records hold the same run (task, config with its seed, and
+    steps trained): a table would count that seed twice."""
+    seen = {}
+    for record in records:
+        config = {k: v for k, v in record.config.items() if k not in MACHINE_FIELDS}
+        key = (record.task, json.dumps(config, sort_keys=True), record.train_steps)
+        if key in seen:
+            raise ValueError(
+                f"{seen[key]} and {record.path} are records of the same run (task, config "
+                "with its seed, and steps); a table would count it twice: keep one."
+            )
+        seen[key] = record.path
 
 
 def collect(run_dir, destination):

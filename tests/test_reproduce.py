@@ -73,7 +73,20 @@ def test_every_table_builds_configs_its_scripts_accept(table):
         assert config_flags.config_from_flags(module.Config, values) == config
 
 
-@pytest.mark.parametrize("table", ["normalize_writes", "demo"])
+def test_one_name_per_configuration_across_tables():
+    """A configuration two tables share is one run: trained once, recorded once."""
+    names = {}  # (script, config without model_dir) -> run name
+    options = reproduce.Config()
+    for table in sorted(RUN_COUNTS):
+        for spec in reproduce.TABLES[table](options):
+            script = reproduce.SCRIPTS[spec.script_module]
+            config = reproduce.script_config(spec, "runs/x")
+            key = (spec.script_module, json.dumps(reproduce._comparable(config, script)))
+            assert names.setdefault(key, spec.name) == spec.name, (table, spec.name)
+    assert len(set(names.values())) == len(names)
+
+
+@pytest.mark.parametrize("table", ["normalize_writes", "demo", "dictionary"])
 def test_committed_records_count_as_done(table, tmp_path):
     options = reproduce.Config(table=table, runs_dir=str(tmp_path), results_root=ROOT)
     runs = reproduce.table_runs(options)

@@ -94,6 +94,19 @@ def test_a_table_without_records_says_so_and_unknown_names_are_refused(tmp_path)
         results.render(str(tmp_path))
 
 
+def test_two_records_of_the_same_run_are_refused(tmp_path):
+    _write(tmp_path, "p0", "mnm_p", 0, 0.0)
+    _write(tmp_path, "p0-again", "mnm_p", 0, 0.1)
+    with pytest.raises(ValueError, match="p0.*p0-again.*same run"):
+        results.load_records(str(tmp_path))
+    # Another seed, budget or writes is another run.
+    _write(tmp_path.joinpath("ok"), "a", "mnm_p", 0, 0.0)
+    _write(tmp_path.joinpath("ok"), "b", "mnm_p", 1, 0.0)
+    _write(tmp_path.joinpath("ok"), "c", "mnm_p", 0, 0.0, steps=10)
+    _write(tmp_path.joinpath("ok"), "d", "mnm_p", 0, 0.0, normalize=True)
+    assert len(results.load_records(str(tmp_path / "ok"))) == 4
+
+
 def test_collect_copies_only_the_record_and_incomplete_records_are_refused(tmp_path):
     run = tmp_path / "runs" / "a"
     (run / "backup").mkdir(parents=True)
