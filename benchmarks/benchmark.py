@@ -44,7 +44,8 @@ def define_flags():
     flags.DEFINE_list(
         "models",
         ["lstm", "mnm_p", "mnm_g", "mnm_p_cell", "mnm_g_cell"],
-        "Models to compare: lstm, salu, mnm_p, mnm_g (mnm_keras.MNM), mnm_p_cell, "
+        "Models to compare: lstm, salu (mnm_keras.SALU), salu_cell "
+        "(keras.layers.RNN(SALUCell)), mnm_p, mnm_g (mnm_keras.MNM), mnm_p_cell, "
         "mnm_g_cell (keras.layers.RNN(MNMCell)); an MNM model with the suffix _no_xla "
         "runs with jit_compile=False.",
     )
@@ -60,8 +61,8 @@ def define_flags():
     flags.DEFINE_integer(
         "salu_max_length",
         512,
-        "Skip SALU above this length: its table, kept for backprop at every step, needs "
-        "batch x T^2 x (d_k + d_v) x 4 bytes (about 26 GB at T = 1024, batch 32).",
+        "Skip SALU above this length: every step reads the whole table, so its time grows "
+        "with T^2.",
     )
     flags.DEFINE_string("out_dir", RESULTS, "Where the JSON and PNG go.")
     flags.DEFINE_bool(
@@ -83,11 +84,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join("benchmarks", "results", "train_step")
 DOC = os.path.join("docs", "performance.md")
 TABLE_START, TABLE_END = "<!-- benchmark table: ", "<!-- end of benchmark table -->"
-# MNM through keras.layers.RNN(MNMCell): the cell's path, every phi_t kept for backprop.
-CELL_MODELS = ("mnm_p_cell", "mnm_g_cell")
+# Through keras.layers.RNN(cell): the cell's path, every phi_t (or SALU table) kept for
+# backprop.
+CELL_MODELS = ("mnm_p_cell", "mnm_g_cell", "salu_cell")
 NAMES = {
     "lstm": "`keras.layers.LSTM`",
-    "salu": "SALU",
+    "salu": "`SALU`",
+    "salu_cell": "`RNN(SALUCell)`",
     "mnm_p": "`MNM`, MNM-p",
     "mnm_g": "`MNM`, MNM-g",
     "mnm_p_cell": "`RNN(MNMCell)`, MNM-p",
@@ -109,7 +112,7 @@ def build(model, length, units, memory_units, features, jit_compile):
     options = {}
     if model.endswith("_no_xla"):  # the same layer with its loops not compiled
         model, options = model.removesuffix("_no_xla"), {"jit_compile": False}
-    if model in CELL_MODELS:  # MNM through keras.layers.RNN(MNMCell)
+    if model in CELL_MODELS:  # through keras.layers.RNN(MNMCell) or RNN(SALUCell)
         model, options = model.removesuffix("_cell"), {**options, "memory_efficient": False}
     core = models.recurrent_layer(
         model,
@@ -391,7 +394,7 @@ def run_benchmark(
             active = [
                 m
                 for m in models
-                if not (m == "salu" and salu_max_length and length > salu_max_length)
+                if not (m.startswith("salu") and salu_max_length and length > salu_max_length)
             ]
             seconds = time_models(active, length, xla, config)
             for m in active:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from mnm_keras.mnm_layer import MNM
-from mnm_keras.salu_cell import SALUCell
+from mnm_keras.salu_layer import SALU
 
 MODEL_NAMES = ("mnm_p", "mnm_g", "salu", "lstm")
 
@@ -28,7 +28,7 @@ def recurrent_layer(
 
     Args:
       model: ``"mnm_p"`` (MNM, local write), ``"mnm_g"`` (MNM, gradient write), ``"salu"``
-        (LSTM + soft-attention look-up table) or ``"lstm"`` (`keras.layers.LSTM`).
+        (LSTM + soft-attention look-up table, `SALU`) or ``"lstm"`` (`keras.layers.LSTM`).
       units: controller (or LSTM) size.
       memory_units, memory_layers, key_size, value_size, num_heads: MNM memory sizes
         (SALU uses key_size, value_size and num_heads).
@@ -54,15 +54,15 @@ def recurrent_layer(
     if model == "salu":
         if max_length is None:
             raise ValueError("`max_length` is required for model='salu' (the table size).")
-        cell = SALUCell(
+        return SALU(
             units,
             max_length=max_length,
             key_size=key_size,
             value_size=value_size,
             num_heads=num_heads,
             seed=seed,
+            return_sequences=return_sequences,
         )
-        return keras.layers.RNN(cell, return_sequences=return_sequences)
     return MNM(
         units,
         memory_units=memory_units,

@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-from mnm_keras import _utils, core
+from mnm_keras import _utils, salu_core
 from mnm_keras._controller import ControllerCell
 from mnm_keras._utils import check_positive_int
+from mnm_keras.salu_core import soft_attention_read
 
-
-def soft_attention_read(table_keys, table_values, queries, valid):
-    """Soft-attention read from a look-up table, for every query head.
-
-    ``r_i = sum_s softmax_s(q_i . K_s / sqrt(d_k)) V_s`` over the valid slots s only.
-
-    Args:
-      table_keys: ``[batch, slots, d_k]``.
-      table_values: ``[batch, slots, d_v]``.
-      queries: ``[batch, heads, d_k]``.
-      valid: ``[batch, slots]``, 1.0 for slots that hold a written pair, else 0.0. Every
-        row must have at least one valid slot.
-
-    Returns:
-      ``[batch, heads, d_v]``.
-    """
-    scale = ops.rsqrt(ops.cast(queries.shape[-1], queries.dtype))
-    scores = ops.einsum("bhk,bsk->bhs", queries, table_keys) * scale
-    scores += (1.0 - valid[:, None, :]) * ops.cast(-1e9, scores.dtype)
-    weights = ops.softmax(scores, axis=-1)
-    return ops.einsum("bhs,bsv->bhv", weights, table_values)
+__all__ = ["SALUCell", "soft_attention_read"]
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
@@ -99,14 +79,19 @@ class SALUCell(ControllerCell):
         check_positive_int("max_length", max_length)
         self.max_length = max_length
         self.slots = max_length * num_heads
-        self.state_size = [
-            units,
-            units,
-            value_size,
-            self.slots * key_size,
-            self.slots * value_size,
-            1,  # number of steps written
-        ]
+        self.state_size = salu_core.state_sizes(self.config)
+
+    @property
+    def config(self):
+        """The cell's sizes as a `salu_core.SALUConfig`."""
+        return salu_core.SALUConfig(
+            self.units,
+            self.key_size,
+            self.value_size,
+            self.num_heads,
+            self.max_length,
+            self.sublayer_dtype.compute_dtype,
+        )
 
     def build(self, input_shape):
         self._build_controller(input_shape)
@@ -114,48 +99,36 @@ class SALUCell(ControllerCell):
         self.interface = self._dense(heads * (2 * dk + dv), "tanh", "interface", 1, self.units)
         self.output_projection = self._dense(self.output_size, None, "output", 2, self.units + dv)
 
+    def params(self):
+        """The cell's weights as a `salu_core.SALUParams` of tensors."""
+        if not self.built:
+            raise ValueError(
+                "SALUCell.params needs the cell to be built first: call "
+                "`cell.build((None, input_dim))` or run the RNN layer once."
+            )
+        controller = self.controller
+        return salu_core.SALUParams(
+            controller.kernel.value,
+            controller.recurrent_kernel.value,
+            controller.bias.value,
+            self.interface.kernel.value,
+            self.interface.bias.value,
+            self.output_projection.kernel.value,
+            self.output_projection.bias.value,
+        )
+
     def get_initial_state(self, batch_size=None, dtype=None):
+        """Zeros: an empty table (a flat list, `salu_core.pack`; float32)."""
         if batch_size is None:
             raise ValueError("`batch_size` must be given to SALUCell.get_initial_state.")
-        dtype = dtype or self.compute_dtype
-        return [ops.zeros((batch_size, size), dtype) for size in self.state_size]
+        return salu_core.pack(self.config, salu_core.initial_state(self.config, batch_size))
 
     def call(self, inputs, states, training=False):
-        h, c, previous_read, flat_keys, flat_values, count = states
-        heads, dk, dv = self.num_heads, self.key_size, self.value_size
-        controller_input = ops.concatenate([inputs, ops.cast(previous_read, inputs.dtype)], axis=-1)
-        h, (h, c) = self.controller(controller_input, [h, c], training=training)
-        read_keys, write_keys, values = core._split(
-            self.interface(h), [heads * dk, heads * dk, heads * dv]
+        config = self.config
+        y, new_state = salu_core.step(
+            config, self.params(), inputs, salu_core.unpack(config, states)
         )
-        table_keys = ops.reshape(flat_keys, (-1, self.max_length, heads * dk))
-        table_values = ops.reshape(flat_values, (-1, self.max_length, heads * dv))
-        # Append this step's pairs at slot (count mod max_length).
-        step = ops.cast(count[:, 0], "int32")
-        slot = ops.one_hot(step % self.max_length, self.max_length, dtype=table_keys.dtype)
-        slot = slot[:, :, None]
-        table_keys = table_keys * (1.0 - slot) + slot * write_keys[:, None, :]
-        table_values = table_values * (1.0 - slot) + slot * values[:, None, :]
-        filled = ops.minimum(step + 1, self.max_length)
-        valid = ops.cast(ops.arange(self.max_length)[None, :] < filled[:, None], table_keys.dtype)
-        valid = ops.repeat(valid, heads, axis=1)
-        read = soft_attention_read(
-            ops.reshape(table_keys, (-1, self.slots, dk)),
-            ops.reshape(table_values, (-1, self.slots, dv)),
-            ops.reshape(read_keys, (-1, heads, dk)),
-            valid,
-        )
-        read_value = ops.mean(read, axis=1)
-        y = self.output_projection(ops.concatenate([h, read_value], axis=-1))
-        new_states = [
-            h,
-            c,
-            read_value,
-            ops.reshape(table_keys, (-1, self.slots * dk)),
-            ops.reshape(table_values, (-1, self.slots * dv)),
-            count + 1.0,
-        ]
-        return y, new_states
+        return y, salu_core.pack(config, new_state)
 
     def get_config(self):
         config = super().get_config()

@@ -30,6 +30,9 @@ LAYERS = {
         mnm_keras.SALUCell(8, max_length=6, key_size=5, value_size=4, num_heads=2),
         return_sequences=True,
     ),
+    "salu": lambda: mnm_keras.SALU(
+        8, max_length=4, key_size=5, value_size=4, num_heads=2, return_sequences=True
+    ),
 }
 
 INPUT_SIZE = 3

@@ -11,7 +11,7 @@ CONFIG = dict(batch_size=2, units=4, memory_units=3, features=3, warmup=1, steps
 
 def test_benchmark_writes_json_and_png(tmp_path, capsys):
     results = benchmark.run_benchmark(
-        ["mnm_p", "mnm_g", "mnm_p_cell", "salu"],
+        ["mnm_p", "mnm_g", "mnm_p_cell", "salu", "salu_cell"],
         [4, 8],
         [False],
         CONFIG,
@@ -19,11 +19,12 @@ def test_benchmark_writes_json_and_png(tmp_path, capsys):
         measure_memory=False,
         salu_max_length=4,
     )
-    assert set(results) == {"lstm", "mnm_p", "mnm_g", "mnm_p_cell", "salu"}
+    assert set(results) == {"lstm", "mnm_p", "mnm_g", "mnm_p_cell", "salu", "salu_cell"}
     for model in results:
         with open(tmp_path / f"{model}.json") as f:
             rows = json.load(f)["results"]
-        assert [row["length"] for row in rows] == ([4] if model == "salu" else [4, 8])
+        expected = [4] if model.startswith("salu") else [4, 8]
+        assert [row["length"] for row in rows] == expected
         for row in rows:
             assert row["seconds_per_step"] > 0
             assert row["ratio_to_lstm"] > 0
@@ -36,10 +37,10 @@ def test_benchmark_writes_json_and_png(tmp_path, capsys):
     assert table in printed
     lines = table.strip().splitlines()
     assert lines[0].startswith("| model | T = 4 | T = 8 |")
-    assert len(lines) == 2 + 5
+    assert len(lines) == 2 + 6
     lstm_row = next(line for line in lines if line.startswith("| `keras.layers.LSTM`"))
     assert lstm_row.count("1.0x") == 2
-    salu_row = next(line for line in lines if line.startswith("| SALU"))
+    salu_row = next(line for line in lines if line.startswith("| `SALU`"))
     assert "| - |" in salu_row  # not run at length 8
 
 
