@@ -6,11 +6,12 @@ import keras
 from keras import ops
 
 from mnm_keras import _utils, core
+from mnm_keras._sequence_layer import LAYER_KWARGS, CellSequenceLayer
 from mnm_keras.mnm_cell import MNMCell
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
-class MNM(keras.layers.Layer):
+class MNM(CellSequenceLayer):
     """Runs an `MNMCell` over a sequence and adds its meta loss (equation 5) to the model.
 
     ``keras.layers.RNN(MNMCell(...))`` computes the same outputs, but a loss cannot leave
@@ -60,8 +61,6 @@ class MNM(keras.layers.Layer):
     ```
     """
 
-    _LAYER_KWARGS = ("name", "dtype", "trainable", "autocast")
-
     def __init__(
         self,
         units,
@@ -80,7 +79,7 @@ class MNM(keras.layers.Layer):
                 "initial state (phi_0); pass the state explicitly with `initial_state` and "
                 "`return_state=True` to carry it across batches."
             )
-        layer_kwargs = {k: kwargs.pop(k) for k in self._LAYER_KWARGS if k in kwargs}
+        layer_kwargs = {k: kwargs.pop(k) for k in LAYER_KWARGS if k in kwargs}
         # Mixed precision: the requested policy (``controller_dtype``, else ``dtype``, else
         # the global policy) goes to the cell's controller and projections; the layer
         # itself computes in float32 so that no variable it reads (phi_0, the weights the
@@ -91,41 +90,24 @@ class MNM(keras.layers.Layer):
         policy = keras.dtype_policies.get(policy or keras.config.dtype_policy())
         super().__init__(dtype="float32", **layer_kwargs)
         self.output_dtype = policy.compute_dtype
-        self.cell = MNMCell(units, controller_dtype=policy, name="mnm_cell", **kwargs)
-        self.return_sequences = return_sequences
-        self.return_state = return_state
-        self.go_backwards = go_backwards
-        self.stateful = False  # read by keras.layers.Bidirectional
-        self.unroll = unroll
-        self.memory_efficient = bool(memory_efficient)
-        self.rnn = keras.layers.RNN(
-            self.cell,
-            return_sequences=return_sequences,
-            return_state=True,
-            go_backwards=go_backwards,
-            unroll=unroll,
-            dtype="float32",  # keeps the returned state (memory, meta loss) in float32
-            name="rnn",
+        self._set_cell(
+            MNMCell(units, controller_dtype=policy, name="mnm_cell", **kwargs),
+            return_sequences,
+            return_state,
+            go_backwards,
+            unroll,
         )
+        self.memory_efficient = bool(memory_efficient)
         # On JAX a metric that a layer updates inside `call` breaks `fit` (Keras' JAX
         # trainer does not pass a layer's metric variables through its stateless forward
         # pass: keras-team/keras#21639), so there the meta loss is trained but not tracked.
         self.meta_loss_tracker = (
             None if keras.backend.backend() == "jax" else keras.metrics.Mean(name="meta_loss")
         )
-        self.supports_masking = True
 
     @property
     def meta_loss_weight(self):
         return self.cell.meta_loss_weight
-
-    def build(self, sequences_shape):
-        if len(sequences_shape) != 3:
-            raise ValueError(
-                "MNM expects inputs of shape [batch, time, features]; received shape "
-                f"{sequences_shape}."
-            )
-        self.rnn.build(sequences_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         cell, config = self.cell, self.cell.config
@@ -161,29 +143,5 @@ class MNM(keras.layers.Layer):
             return (output, *states)
         return output
 
-    def compute_output_shape(self, sequences_shape):
-        batch, time = sequences_shape[0], sequences_shape[1]
-        size = self.cell.output_size
-        output = (batch, time, size) if self.return_sequences else (batch, size)
-        if self.return_state:
-            return (output, *[(batch, n) for n in self.cell.state_size])
-        return output
-
-    def compute_mask(self, sequences, mask=None):
-        return self.rnn.compute_mask(sequences, mask)
-
     def get_config(self):
-        config = self.cell.get_config()
-        for key in ("name", "trainable", "dtype"):
-            config.pop(key, None)
-        config.update(super().get_config())
-        config.update(
-            {
-                "return_sequences": self.return_sequences,
-                "return_state": self.return_state,
-                "go_backwards": self.go_backwards,
-                "unroll": self.unroll,
-                "memory_efficient": self.memory_efficient,
-            }
-        )
-        return config
+        return self._sequence_config(memory_efficient=self.memory_efficient)

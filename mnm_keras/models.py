@@ -22,7 +22,7 @@ def recurrent_layer(
     return_sequences=False,
     seed=None,
     normalize_writes=True,
-    **mnm_kwargs,
+    **layer_kwargs,
 ):
     """A recurrent layer for one of the paper's models.
 
@@ -37,7 +37,9 @@ def recurrent_layer(
       seed: seed of the MNM initial memory and of seedable initializers.
       normalize_writes: MNM only: `MNMCell`'s normalised writes (default True; False: the
         paper's writes; ignored, like the memory sizes, by ``"lstm"`` and ``"salu"``).
-      **mnm_kwargs: further `MNMCell` arguments (MNM models only).
+      **layer_kwargs: further arguments of the layer built: `MNM` (and `MNMCell`) for the
+        MNM models, `SALU` (and `SALUCell`) for ``"salu"``, `keras.layers.LSTM` for
+        ``"lstm"``.
 
     Returns:
       A Keras layer taking ``[batch, time, features]``.
@@ -50,6 +52,7 @@ def recurrent_layer(
             return_sequences=return_sequences,
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
             recurrent_initializer=keras.initializers.Orthogonal(seed=seed),
+            **layer_kwargs,
         )
     if model == "salu":
         if max_length is None:
@@ -62,6 +65,7 @@ def recurrent_layer(
             num_heads=num_heads,
             seed=seed,
             return_sequences=return_sequences,
+            **layer_kwargs,
         )
     return MNM(
         units,
@@ -74,5 +78,5 @@ def recurrent_layer(
         return_sequences=return_sequences,
         seed=seed,
         normalize_writes=normalize_writes,
-        **mnm_kwargs,
+        **layer_kwargs,
     )

@@ -6,11 +6,12 @@ import keras
 from keras import ops
 
 from mnm_keras import _utils, salu_core
+from mnm_keras._sequence_layer import LAYER_KWARGS, CellSequenceLayer
 from mnm_keras.salu_cell import SALUCell
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
-class SALU(keras.layers.Layer):
+class SALU(CellSequenceLayer):
     """Runs a `SALUCell` over a sequence, with a loop that does not keep its tables.
 
     Computes what ``keras.layers.RNN(SALUCell(...))`` computes (tested: outputs, final
@@ -53,8 +54,6 @@ class SALU(keras.layers.Layer):
     ```
     """
 
-    _LAYER_KWARGS = ("name", "dtype", "trainable", "autocast")
-
     def __init__(
         self,
         units,
@@ -78,34 +77,17 @@ class SALU(keras.layers.Layer):
         for name, value in (("memory_efficient", memory_efficient), ("jit_compile", jit_compile)):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
-        layer_kwargs = {k: kwargs.pop(k) for k in self._LAYER_KWARGS if k in kwargs}
+        layer_kwargs = {k: kwargs.pop(k) for k in LAYER_KWARGS if k in kwargs}
         super().__init__(**layer_kwargs)
-        self.cell = SALUCell(units, max_length, dtype=self.dtype_policy, name="salu_cell", **kwargs)
-        self.return_sequences = return_sequences
-        self.return_state = return_state
-        self.go_backwards = go_backwards
-        self.stateful = False  # read by keras.layers.Bidirectional
-        self.unroll = unroll
+        self._set_cell(
+            SALUCell(units, max_length, dtype=self.dtype_policy, name="salu_cell", **kwargs),
+            return_sequences,
+            return_state,
+            go_backwards,
+            unroll,
+        )
         self.memory_efficient = memory_efficient
         self.jit_compile = jit_compile
-        self.rnn = keras.layers.RNN(
-            self.cell,
-            return_sequences=return_sequences,
-            return_state=True,
-            go_backwards=go_backwards,
-            unroll=unroll,
-            dtype="float32",  # the state (tables) stays in float32
-            name="rnn",
-        )
-        self.supports_masking = True
-
-    def build(self, sequences_shape):
-        if len(sequences_shape) != 3:
-            raise ValueError(
-                "SALU expects inputs of shape [batch, time, features]; received shape "
-                f"{sequences_shape}."
-            )
-        self.rnn.build(sequences_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         if self.memory_efficient and not self.unroll:
@@ -133,30 +115,7 @@ class SALU(keras.layers.Layer):
             return (output, *states)
         return output
 
-    def compute_output_shape(self, sequences_shape):
-        batch, time = sequences_shape[0], sequences_shape[1]
-        size = self.cell.output_size
-        output = (batch, time, size) if self.return_sequences else (batch, size)
-        if self.return_state:
-            return (output, *[(batch, n) for n in self.cell.state_size])
-        return output
-
-    def compute_mask(self, sequences, mask=None):
-        return self.rnn.compute_mask(sequences, mask)
-
     def get_config(self):
-        config = self.cell.get_config()
-        for key in ("name", "trainable", "dtype"):
-            config.pop(key, None)
-        config.update(super().get_config())
-        config.update(
-            {
-                "return_sequences": self.return_sequences,
-                "return_state": self.return_state,
-                "go_backwards": self.go_backwards,
-                "unroll": self.unroll,
-                "memory_efficient": self.memory_efficient,
-                "jit_compile": self.jit_compile,
-            }
+        return self._sequence_config(
+            memory_efficient=self.memory_efficient, jit_compile=self.jit_compile
         )
-        return config

@@ -345,8 +345,17 @@ def test_recurrent_layer_names_the_models():
     assert isinstance(models.recurrent_layer("mnm_g", units=4), mnm_keras.MNM)
 
 
-@pytest.mark.parametrize("layer", ["MNMCell", "MNM", "SALUCell"])
+def test_recurrent_layer_passes_further_arguments_to_the_layer():
+    from mnm_keras import models
+
+    salu = models.recurrent_layer("salu", units=4, max_length=3, memory_efficient=False)
+    assert isinstance(salu, mnm_keras.SALU) and not salu.memory_efficient
+    assert not models.recurrent_layer("mnm_p", units=4, jit_compile=False).cell.jit_compile
+    assert models.recurrent_layer("lstm", units=4, dropout=0.25).dropout == 0.25
+
+
+@pytest.mark.parametrize("layer", ["MNMCell", "MNM", "SALUCell", "SALU"])
 def test_an_untested_keras_backend_is_refused_at_construction_by_name(monkeypatch, layer):
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     with pytest.raises(RuntimeError, match=f"{layer} runs on Keras's TensorFlow and JAX .*'torch'"):
-        getattr(mnm_keras, layer)(4, **({"max_length": 3} if layer == "SALUCell" else {}))
+        getattr(mnm_keras, layer)(4, **({"max_length": 3} if layer.startswith("SALU") else {}))
