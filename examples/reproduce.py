@@ -196,8 +196,13 @@ def babi_task1_table(options):
 
 
 def maze_table(options):
-    """The maze at 4,000 episodes: LSTM, MNM-p 1 x 100 and the paper's MNM-p 3 x 100."""
-    variants = (("lstm", "lstm", 1), ("mnm_p-1x100", "mnm_p", 1), ("mnm_p-3x100", "mnm_p", 3))
+    """The maze at 4,000 episodes: LSTM, MNM-p and MNM-g 1 x 100, the paper's MNM-p 3 x 100."""
+    variants = (
+        ("lstm", "lstm", 1),
+        ("mnm_p-1x100", "mnm_p", 1),
+        ("mnm_g-1x100", "mnm_g", 1),
+        ("mnm_p-3x100", "mnm_p", 3),
+    )
     return [
         RunSpec(
             f"maze-{label}-4000-seed{seed}",

@@ -32,7 +32,7 @@ RUN_COUNTS = {
     "double_copy": 12,
     "priority_sort": 12,
     "babi_task1": 12,
-    "maze": 9,
+    "maze": 12,
     "babi_paper": 6,
     "maze_paper": 6,
 }
