@@ -838,6 +838,41 @@ def _loop_scan(config, params, projected, state, keeps, compute_meta_loss):
     return hs, reads, final
 
 
+def time_major_inputs(inputs, mask=None, reverse=False):
+    """``inputs`` ``[B, T, F]`` (checked: rank 3, T >= 1) and ``mask`` ``[B, T]`` as time
+    major ``[T, B, F]`` and ``[T, B]`` booleans (None without a mask), flipped in time for
+    ``reverse``: what a sequence loop (`unroll`, `salu_core.unroll`) runs over."""
+    inputs = ops.convert_to_tensor(inputs)
+    if memory._rank(inputs) != 3:
+        raise ValueError(
+            f"`inputs` must have shape [batch, time, features]; received shape {inputs.shape}."
+        )
+    empty = (
+        f"`inputs` must have at least one time step; received shape {inputs.shape} "
+        "[batch, time, features]."
+    )
+    if inputs.shape[1] == 0:
+        raise ValueError(empty)
+    if inputs.shape[1] is None:  # a TensorFlow graph with a dynamic number of steps
+        with tf.control_dependencies([tf.debugging.assert_positive(tf.shape(inputs)[1], empty)]):
+            inputs = tf.identity(inputs)
+    time_major = ops.transpose(inputs, (1, 0, 2))
+    keeps = None if mask is None else ops.transpose(ops.cast(mask, "bool"), (1, 0))
+    if reverse:
+        time_major = ops.flip(time_major, axis=0)
+        keeps = None if keeps is None else ops.flip(keeps, axis=0)
+    return time_major, keeps
+
+
+def batch_major_outputs(outputs, keeps):
+    """A loop's outputs ``[T, B, d]`` as ``[B, T, d]``, with Keras' masking rule: before
+    the first real step (``keeps`` ``[T, B]``) the outputs are zeros."""
+    if keeps is not None:
+        seen = ops.cast(ops.cumsum(ops.cast(keeps, "int32"), axis=0) > 0, outputs.dtype)
+        outputs = outputs * seen[:, :, None]
+    return ops.transpose(outputs, (1, 0, 2))
+
+
 def unroll(
     config,
     params,
@@ -876,25 +911,7 @@ def unroll(
         CPU a training step is about 3x faster so; see docs/performance.md). Without
         effect with ``on_step``.
     """
-    inputs = ops.convert_to_tensor(inputs)
-    if memory._rank(inputs) != 3:
-        raise ValueError(
-            f"`inputs` must have shape [batch, time, features]; received shape {inputs.shape}."
-        )
-    empty = (
-        f"`inputs` must have at least one time step; received shape {inputs.shape} "
-        "[batch, time, features]."
-    )
-    if inputs.shape[1] == 0:
-        raise ValueError(empty)
-    if inputs.shape[1] is None:  # a TensorFlow graph with a dynamic number of steps
-        with tf.control_dependencies([tf.debugging.assert_positive(tf.shape(inputs)[1], empty)]):
-            inputs = tf.identity(inputs)
-    time_major = ops.transpose(inputs, (1, 0, 2))
-    keeps = None if mask is None else ops.transpose(ops.cast(mask, "bool"), (1, 0))
-    if reverse:
-        time_major = ops.flip(time_major, axis=0)
-        keeps = None if keeps is None else ops.flip(keeps, axis=0)
+    time_major, keeps = time_major_inputs(inputs, mask, reverse)
     projected = project_inputs(config, params, time_major)  # [T, B, 4 d_h]
     if on_step is not None:
         if time_major.shape[0] is None:
@@ -909,8 +926,4 @@ def unroll(
     else:
         hs, reads, final = _loop_scan(config, params, projected, state, keeps, compute_meta_loss)
     outputs = output(config, params, hs, reads)  # [T, B, d_o]
-    if keeps is not None:
-        # Before the first real step Keras' RNN outputs zeros.
-        seen = ops.cast(ops.cumsum(ops.cast(keeps, "int32"), axis=0) > 0, outputs.dtype)
-        outputs = outputs * seen[:, :, None]
-    return ops.transpose(outputs, (1, 0, 2)), final
+    return batch_major_outputs(outputs, keeps), final

@@ -374,21 +374,7 @@ def unroll(config, params, inputs, state, mask=None, reverse=False, jit_compile=
       reverse: process the steps from the last to the first (outputs in that order).
       jit_compile: compile the loop and its backward pass with XLA (TensorFlow only).
     """
-    inputs = ops.convert_to_tensor(inputs)
-    if memory._rank(inputs) != 3:
-        raise ValueError(
-            f"`inputs` must have shape [batch, time, features]; received shape {inputs.shape}."
-        )
-    if inputs.shape[1] == 0:
-        raise ValueError(
-            f"`inputs` must have at least one time step; received shape {inputs.shape} "
-            "[batch, time, features]."
-        )
-    time_major = ops.transpose(inputs, (1, 0, 2))
-    keeps = None if mask is None else ops.transpose(ops.cast(mask, "bool"), (1, 0))
-    if reverse:
-        time_major = ops.flip(time_major, axis=0)
-        keeps = None if keeps is None else ops.flip(keeps, axis=0)
+    time_major, keeps = core.time_major_inputs(inputs, mask, reverse)
     projected = core.project_inputs(config, params, time_major)  # [T, B, 4 d_h]
     if keras.backend.backend() == "tensorflow":
         hs, reads, final = _loop_memory_efficient(
@@ -397,7 +383,4 @@ def unroll(config, params, inputs, state, mask=None, reverse=False, jit_compile=
     else:
         hs, reads, final = _loop_scan(config, params, projected, state, keeps)
     outputs = core.output(config, params, hs, reads)  # [T, B, d_o]
-    if keeps is not None:
-        seen = ops.cast(ops.cumsum(ops.cast(keeps, "int32"), axis=0) > 0, outputs.dtype)
-        outputs = outputs * seen[:, :, None]
-    return ops.transpose(outputs, (1, 0, 2)), final
+    return core.batch_major_outputs(outputs, keeps), final
