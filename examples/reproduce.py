@@ -389,9 +389,10 @@ def _as_json(value):
     return json.loads(json.dumps(value))
 
 
-# A record measures the speed of a run only at the same sizes.
+# A record measures the speed of a run only at the same sizes: those of the network, the
+# batch and the sequences (a dictionary's support set and sequence length set its length).
 SIZE_FIELDS = ("units", "memory_units", "memory_layers", "key_size", "num_heads")
-SIZE_FIELDS += ("batch_size", "tasks")
+SIZE_FIELDS += ("batch_size", "tasks", "support_size", "sequence_length")
 
 
 def seconds_per_step(run, records):

@@ -208,3 +208,21 @@ def test_an_estimate_uses_records_of_the_same_sizes_only():
     run = types.SimpleNamespace(script=types.SimpleNamespace(task="algorithmic"), config=config)
     assert reproduce.seconds_per_step(run, [record(8, 10.0), record(64, 90.0)]) == (0.1, True)
     assert reproduce.seconds_per_step(run, [record(64, 90.0)]) == (0.9, False)
+
+
+def test_an_estimate_for_longer_dictionary_sequences_is_not_like_a_shorter_one():
+    import types
+
+    from mnm_keras.results import Record
+
+    def record(support_size, sequence_length, seconds):
+        config = {"model": "mnm_p", "task": "dictionary", "units": 8}
+        config.update(support_size=support_size, sequence_length=sequence_length)
+        return Record("r", "algorithmic", config, {}, 100, seconds, [])
+
+    config = types.SimpleNamespace(
+        model="mnm_p", task="dictionary", units=8, support_size=8, sequence_length=4
+    )
+    run = types.SimpleNamespace(script=types.SimpleNamespace(task="algorithmic"), config=config)
+    assert reproduce.seconds_per_step(run, [record(4, 1, 10.0)]) == (0.1, False)
+    assert reproduce.seconds_per_step(run, [record(4, 1, 10.0), record(8, 4, 30.0)]) == (0.3, True)
