@@ -40,6 +40,24 @@ TABLE = re.compile(
 )
 NO_RECORD = "No run of this table has a committed record yet."
 
+# The training protocol a record was made under (``protocol`` in ``metrics.json``, written by
+# `mnm_keras.training.RunRecorder`; records without it are protocol 1). Tables keep the
+# protocols apart and mark the rows of older ones with OLD_MARK and a note.
+PROTOCOL = 2
+PROTOCOLS = {
+    1: (
+        "the task loss divided by the episode length (Keras's `sum_over_batch_size` over "
+        "every step, so MNM's meta loss weighed 19-80x more than in equation 6), sub-seeds "
+        "that repeated weight tensors across seeds, bAbI padding written to the memory and "
+        "no stop on a non-finite loss"
+    ),
+    2: (
+        "the task loss a mean over answer positions, sub-seeds derived from (seed, name), "
+        "bAbI padding masked, non-finite training stopped"
+    ),
+}
+OLD_MARK = "†"
+
 
 @dataclasses.dataclass(frozen=True)
 class Record:
@@ -52,6 +70,12 @@ class Record:
     train_steps: int
     wall_seconds: float
     history: list
+    protocol: int = 1
+
+    @property
+    def old(self):
+        """Whether the record was made under an earlier training protocol than `PROTOCOL`."""
+        return self.protocol < PROTOCOL
 
     @property
     def run(self):
@@ -86,6 +110,7 @@ def load_records(root="."):
                     int(data.get("train_steps", 0)),
                     float(data.get("wall_seconds", 0.0)),
                     data["history"],
+                    int(data.get("protocol", 1)),
                 )
             )
     _check_unique(records)
@@ -97,12 +122,17 @@ MACHINE_FIELDS = ("model_dir", "data_dir")
 
 
 def _check_unique(records):
-    """Raises ValueError when two records hold the same run (task, config with its seed, and
-    steps trained): a table would count that seed twice."""
+    """Raises ValueError when two records hold the same run (task, config with its seed,
+    steps trained and protocol): a table would count that seed twice."""
     seen = {}
     for record in records:
         config = {k: v for k, v in record.config.items() if k not in MACHINE_FIELDS}
-        key = (record.task, json.dumps(config, sort_keys=True), record.train_steps)
+        key = (
+            record.task,
+            json.dumps(config, sort_keys=True),
+            record.train_steps,
+            record.protocol,
+        )
         if key in seen:
             raise ValueError(
                 f"{seen[key]} and {record.path} are records of the same run (task, config "
@@ -161,10 +191,24 @@ def _group(records, key):
     return groups
 
 
-def _markdown(header, rows):
+def _markdown(header, rows, records=()):
+    """A markdown table; with ``records``, a note under it when some are of an old protocol."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    old = sorted({r.protocol for r in records if r.old})
+    for protocol in old:
+        lines += [
+            "",
+            f"{OLD_MARK} Recorded under training protocol {protocol} (before protocol "
+            f"{PROTOCOL}): {PROTOCOLS.get(protocol, 'unknown')}. These runs measure another "
+            "objective and are to be replaced by runs of the current protocol.",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _marked(label, record):
+    """``label``, with `OLD_MARK` when ``record`` is of an old protocol."""
+    return f"{label} {OLD_MARK}" if record.old else label
 
 
 def _algorithmic_key(record):
@@ -175,6 +219,7 @@ def _algorithmic_key(record):
         MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER),
         _writes_label(config),
         record.train_steps,
+        -record.protocol,
     )
 
 
@@ -185,14 +230,17 @@ def algorithmic_table(records):
         return NO_RECORD + "\n"
     rows = []
     for key, group in sorted(_group(records, _algorithmic_key).items()):
-        task, _, writes, steps = key
+        task, _, writes, steps, _ = key
         sequence = [r.results["eval_sequence_error"] for r in group]
         symbol = [r.results["eval_symbol_error"] for r in group]
         seconds = np.mean([r.wall_seconds for r in group])
         rows.append(
             [
                 task,
-                MODEL_LABELS.get(group[0].config["model"], group[0].config["model"]),
+                _marked(
+                    MODEL_LABELS.get(group[0].config["model"], group[0].config["model"]),
+                    group[0],
+                ),
                 writes,
                 f"{steps:,}",
                 len(group),
@@ -215,6 +263,7 @@ def algorithmic_table(records):
             "training s (mean)",
         ],
         rows,
+        records,
     )
 
 
@@ -281,15 +330,17 @@ def _summary_rows(records):
             link, solved = "docs/tasks/maze.md", None
         else:
             continue
-        key = (task, order, _model_label(config), metric, budget, link)
+        key = (task, order, _marked(_model_label(config), r), metric, budget, link, r.protocol)
         groups.setdefault(key, []).append((value, solved))
-    return sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2]))
+    return sorted(
+        groups.items(), key=lambda item: (item[0][0], item[0][1], -item[0][6], item[0][2])
+    )
 
 
 def summary_table(records):
     """The README's summary: per task and configuration, the paper's result beside ours."""
     rows = []
-    for (task, _, model, metric, budget, link), values in _summary_rows(records):
+    for (task, _, model, metric, budget, link, _), values in _summary_rows(records):
         numbers = [value for value, _ in values]
         solved = [flag for _, flag in values]
         paper_key = task if task in PAPER else ("bAbI" if task.startswith("bAbI") else task)
@@ -309,7 +360,7 @@ def summary_table(records):
     if not rows:
         return NO_RECORD + "\n"
     header = ["task", "paper", "ours: model", "metric", "ours", "seeds", "solved", "budget", "more"]
-    return _markdown(header, rows)
+    return _markdown(header, rows, records)
 
 
 def associative_recall_table(records):
@@ -317,7 +368,7 @@ def associative_recall_table(records):
     records = [r for r in records if r.task == "associative_recall"]
     if not records:
         return NO_RECORD + "\n"
-    groups = _group(records, lambda r: (_model_label(r.config), r.train_steps))
+    groups = _group(records, lambda r: (_marked(_model_label(r.config), r), r.train_steps))
     rows = [
         [
             model,
@@ -330,7 +381,7 @@ def associative_recall_table(records):
         for (model, steps), group in sorted(groups.items())
     ]
     header = ["model", "steps", "seeds", "held-out error", "chance", "training s (mean)"]
-    return _markdown(header, rows)
+    return _markdown(header, rows, records)
 
 
 def babi_table(records):
@@ -344,7 +395,7 @@ def babi_table(records):
         per_task = ", ".join(f"{t}: {e:.1f}" for t, e in enumerate(errors, 1) if e is not None)
         rows.append(
             [
-                _model_label(r.config),
+                _marked(_model_label(r.config), r),
                 ",".join(str(t) for t in r.config.get("tasks") or ()) or "1-20",
                 f"{r.train_steps:,}",
                 r.config.get("seed", "-"),
@@ -354,7 +405,7 @@ def babi_table(records):
             ]
         )
     header = ["model", "tasks", "steps", "seed", "mean error %", "failed", "error % per task"]
-    return _markdown(header, rows)
+    return _markdown(header, rows, records)
 
 
 def maze_table(records):
@@ -363,7 +414,7 @@ def maze_table(records):
     records = [r for r in records if r.task == "maze"]
     if not records:
         return NO_RECORD + "\n"
-    groups = _group(records, lambda r: (_model_label(r.config), r.train_steps))
+    groups = _group(records, lambda r: (_marked(_model_label(r.config), r), r.train_steps))
     rows = []
     for (model, episodes), group in sorted(groups.items()):
         rows.append(
@@ -392,7 +443,7 @@ def maze_table(records):
         "random policy reward",
         "training s (mean)",
     ]
-    return _markdown(header, rows)
+    return _markdown(header, rows, records)
 
 
 TABLES = {
@@ -421,7 +472,7 @@ def normalize_writes_figure(records):
     ]
     curves = {}
     for key, group in sorted(_group(selected, _algorithmic_key).items()):
-        label = f"{MODEL_LABELS[group[0].config['model']]}, {key[2]} writes"
+        label = _marked(f"{MODEL_LABELS[group[0].config['model']]}, {key[2]} writes", group[0])
         steps = [row["step"] for row in group[0].history]
         values = np.mean([[row["val_sequence_error"] for row in r.history] for r in group], axis=0)
         curves[label] = {"x": [int(s) for s in steps], "y": [round(float(v), 6) for v in values]}

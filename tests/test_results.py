@@ -24,7 +24,7 @@ def test_every_committed_record_is_complete():
         assert data["invocations"][-1]["wall_seconds"] is not None, record.path
 
 
-def _write(root, run, model, seed, error, normalize=False, steps=2000):
+def _write(root, run, model, seed, error, normalize=False, steps=2000, protocol=None):
     history = [
         {"epoch": 0, "step": steps // 2, "epoch_seconds": 1.0, "val_sequence_error": 0.5},
         {"epoch": 1, "step": steps, "epoch_seconds": 1.0, "val_sequence_error": error},
@@ -43,7 +43,10 @@ def _write(root, run, model, seed, error, normalize=False, steps=2000):
         "train_steps": steps,
         "wall_seconds": 2.0,
         "history": history,
+        "protocol": results.PROTOCOL if protocol is None else protocol,
     }
+    if protocol == 1:
+        del record["protocol"]  # records of protocol 1 have no such field
     path = os.path.join(root, "results", "algorithmic", run)
     os.makedirs(path)
     with open(os.path.join(path, "metrics.json"), "w") as f:
@@ -82,6 +85,29 @@ def test_tables_give_mean_spread_and_solved_seeds(tmp_path):
     # A record changed after rendering makes the docs stale.
     _write(tmp_path, "p3", "mnm_p", 3, 1.0)
     assert str(doc) in results.stale(str(tmp_path))
+
+
+def test_records_of_an_old_protocol_are_marked_and_kept_apart(tmp_path):
+    _write(tmp_path, "new0", "mnm_p", 0, 0.0)
+    _write(tmp_path, "new1", "mnm_p", 1, 0.2)
+    _write(tmp_path, "old0", "mnm_p", 0, 0.9, protocol=1)
+    records = results.load_records(str(tmp_path))
+    assert [r.old for r in records] == [False, False, True]
+    rows = [
+        line for line in results.algorithmic_table(records).splitlines() if line.startswith("|")
+    ]
+    # Header, rule, then the current protocol's row before the old one: never averaged.
+    assert "| MNM-p | paper | 2,000 | 2 | 0.100 ± 0.141 |" in rows[2]
+    assert f"| MNM-p {results.OLD_MARK} | paper | 2,000 | 1 | 0.900 |" in rows[3]
+    table = results.algorithmic_table(records)
+    assert f"{results.OLD_MARK} Recorded under training protocol 1" in table
+    summary = results.summary_table(records)
+    assert f"MNM-p, paper writes {results.OLD_MARK} |" in summary
+    assert "Recorded under training protocol 1" in summary
+    # Without old records, no mark and no note.
+    current = [r for r in records if not r.old]
+    assert results.OLD_MARK not in results.algorithmic_table(current)
+    assert results.OLD_MARK not in results.summary_table(current)
 
 
 def test_a_table_without_records_says_so_and_unknown_names_are_refused(tmp_path):
@@ -128,6 +154,7 @@ def _write_record(root, task, run, config, values, steps):
         "train_steps": steps,
         "wall_seconds": 3.0,
         "history": [{"epoch": 0, "step": steps, "epoch_seconds": 3.0}],
+        "protocol": results.PROTOCOL,
     }
     path = os.path.join(root, "results", task, run)
     os.makedirs(path)
