@@ -6,18 +6,23 @@ r"""Word-level bAbI (paper section 4.2): joint training on tasks 1-20, per-task 
 Defaults from the paper's table 2 and appendix A: controller 256, memory 3 x 100,
 d_k = d_v = 100, H = 3, batch 128, Adam 1e-3; one story per sequence, a ``-`` placeholder
 per answer word, loss at the placeholders only. Stories of similar length are batched
-together (geometric length buckets). The validation split is a seeded 10% of each task's
-training stories; early stopping watches its loss (``--patience`` evaluations) and keeps the
-best weights. A question counts as right only if all its answer words are right; a task
-fails above 5% error.
+together (geometric length buckets); the padding is masked (``Embedding(mask_zero=True)``):
+padded steps neither write nor read any memory and count in no loss or metric. The task
+loss is the mean cross-entropy over the answer words of a batch. The validation split is a
+seeded 10% of each task's training stories; the model is selected on its answer-word
+error (`mnm_keras.training.SelectBest`: the best evaluation's weights, training stops
+after ``--patience`` evaluations without improvement), and the test errors are those of
+the selected model. A question counts as right only if all its answer words are right; a
+task fails above 5% error.
 
 Every flag is a field of `Config`. Reruns resume from the last finished evaluation
 (``--model_dir/backup``); a budget that is not a whole number of epochs ends with a shorter
 epoch. Writes the run record ``--model_dir/metrics.json`` (`mnm_keras.training.RunRecorder`;
 its ``results``: ``task_errors``, 20 test errors in percent, ``null`` for tasks not trained;
-``mean_error``; ``failed_tasks``), ``--model_dir/results.md`` (table 3 layout: our errors
-beside the paper's MNM-p, MNM-g, DNC and TPR-RNN), ``curve.png``, TensorBoard logs, the
-trained model ``model.keras`` (the best weights early stopping saw) and its word list
+``mean_error``; ``failed_tasks``; ``selected_step`` and ``validation_word_error`` of the
+selected model), ``--model_dir/results.md`` (table 3 layout: our errors beside the paper's
+MNM-p, MNM-g, DNC and TPR-RNN), ``curve.png``, TensorBoard logs, the selected model
+``model.keras`` (also ``best.weights.h5``, with ``best.json``) and its word list
 ``vocabulary.json`` (``{"version", "words"}``, word id = position; for
 ``examples/memory_pictures.py``).
 """
@@ -41,6 +46,7 @@ except ImportError:  # pragma: no cover
     from config_flags import main, option
 
 TASK_NAME = "babi"
+SELECTION_METRIC = "val_word_error"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +61,9 @@ class Config:
     model: str = option("mnm_p", "Model.", choices=models.MODEL_NAMES)
     train_steps: int = option(20000, "Maximum optimizer steps (early stopping may end sooner).")
     steps_per_epoch: int = option(500, "Steps between evaluations and checkpoints.")
-    patience: int = option(10, "Early stopping: evaluations without improvement.")
+    patience: int = option(
+        10, "Early stopping: evaluations without a lower validation answer-word error."
+    )
     batch_size: int = option(128, "Stories per step (paper: 128).")
     learning_rate: float = option(1e-3, "Adam learning rate (paper: 1e-3).")
     units: int = option(256, "Controller units and embedding size (paper: 256).")
@@ -149,10 +157,14 @@ PAPER_TABLE_3 = {column: [row[i] for row in _PAPER_ROWS] for i, column in enumer
 def build_model(vocabulary_size, config, max_length=None):
     """Embedding -> recurrent core -> per-step word logits, compiled.
 
+    Token id 0 (``<pad>``) is masked: at padded steps the recurrent core keeps its state
+    (no memory write or read) and the loss and metrics count nothing. The loss is the mean
+    cross-entropy over the answer positions (the sample weights), whatever the padding.
+
     ``max_length``: the longest story (SALU's table size; other models ignore it).
     """
     tokens = keras.Input((None,), dtype="int32")
-    embedded = keras.layers.Embedding(vocabulary_size, config.units)(tokens)
+    embedded = keras.layers.Embedding(vocabulary_size, config.units, mask_zero=True)(tokens)
     features = models.recurrent_layer(
         config.model,
         units=config.units,
@@ -169,7 +181,9 @@ def build_model(vocabulary_size, config, max_length=None):
     network = keras.Model(tokens, keras.layers.Dense(vocabulary_size)(features))
     network.compile(
         keras.optimizers.Adam(config.learning_rate),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        ),
         weighted_metrics=[SymbolError(name="word_error")],
     )
     return network
@@ -258,17 +272,20 @@ def run(config, verbose=1, callbacks=()):
         validation_stories, vocabulary, config.batch_size, boundaries
     )
     network = build_model(len(vocabulary), config, max_length=max(lengths))
-    stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.patience, restore_best_weights=True
-    )
+    # Model selection on the validation set's answer-word error (appendix A: early
+    # stopping on the development set); a run that already ran out of patience is only
+    # restored and evaluated.
+    select = training.SelectBest(config.model_dir, SELECTION_METRIC, config.patience)
     network.fit(
         train_data,
-        epochs=budget.epochs,
+        epochs=training.completed_epochs(config.model_dir)
+        if select.has_stopped()
+        else budget.epochs,
         steps_per_epoch=config.steps_per_epoch,
         validation_data=validation_data,
         callbacks=[
             *training.resumable_callbacks(config.model_dir, config.train_steps),
-            stop,
+            select,
             *callbacks,
         ],
         verbose=verbose,
@@ -286,6 +303,7 @@ def run(config, verbose=1, callbacks=()):
             "task_errors": [errors.get(t) for t in range(1, 21)],
             "mean_error": float(np.mean(list(errors.values()))),
             "failed_tasks": [t for t, e in errors.items() if e > 5.0],
+            **selected(config.model_dir, select),
         },
         {
             "train answer-word error": lambda row: row["word_error"],
@@ -294,6 +312,20 @@ def run(config, verbose=1, callbacks=()):
         title=f"bAbI {config.version}, {config.model}",
         ylabel="error",
     )
+
+
+def selected(model_dir, select):
+    """``selected_step`` (the optimizer step) and ``validation_word_error`` of the model
+    that `training.SelectBest` selected."""
+    best = select.best()
+    if best is None:  # no finite validation error
+        return {"selected_step": None, "validation_word_error": None}
+    steps = {row["epoch"]: row.get("step") for row in training.read_history(model_dir)}
+    step = steps.get(best["epoch"])
+    return {
+        "selected_step": None if step is None else int(step),
+        "validation_word_error": best["value"],
+    }
 
 
 def summary(record):

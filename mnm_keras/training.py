@@ -205,6 +205,73 @@ def read_history(model_dir):
     return [rows[k] for k in sorted(rows)]
 
 
+class SelectBest(keras.callbacks.Callback):
+    """Model selection on a validation metric (lower is better), across resumed runs.
+
+    Like ``keras.callbacks.EarlyStopping(monitor, patience=patience, mode="min",
+    restore_best_weights=True)``, but its state is on disk, so that a run resumed by
+    `resumable_callbacks` selects over all its epochs: at every epoch whose ``monitor``
+    is below the best so far it writes the weights to ``model_dir/best.weights.h5`` and
+    the epoch and value to ``model_dir/best.json``; it stops training once ``patience``
+    epochs have passed without improvement; and at the end of training (also of a `fit`
+    that trains no epoch) it sets the network's weights to the best epoch's (`warm_start`:
+    the optimizer's state stays the latest). Put it after `resumable_callbacks`, whose
+    `keras.callbacks.BackupAndRestore` must have restored the run first.
+
+    A non-finite value is never selected.
+
+    Args:
+      model_dir: the run's directory.
+      monitor: the key of the epoch logs to minimise, e.g. ``"val_word_error"``.
+      patience: epochs without improvement before training stops.
+    """
+
+    def __init__(self, model_dir, monitor, patience):
+        super().__init__()
+        check_positive_int("patience", patience)
+        self.model_dir, self.monitor, self.patience = model_dir, monitor, patience
+        self.weights_path = os.path.join(model_dir, "best.weights.h5")
+        self._note_path = os.path.join(model_dir, "best.json")
+
+    def best(self):
+        """``{"epoch", "monitor", "value"}`` of the run's best epoch so far, or None
+        (before its first epoch; a selection left by an earlier run in ``model_dir`` that
+        no checkpoint continues is not this run's)."""
+        if not (completed_epochs(self.model_dir) and os.path.exists(self._note_path)):
+            return None
+        with open(self._note_path) as f:
+            return json.load(f)
+
+    def has_stopped(self):
+        """Whether the run in ``model_dir`` has already run out of patience."""
+        best = self.best()
+        waited = completed_epochs(self.model_dir) - 1 - (best or {}).get("epoch", 0)
+        return best is not None and waited >= self.patience
+
+    def on_train_begin(self, logs=None):
+        self._best = self.best()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.monitor not in (logs or {}):
+            raise ValueError(
+                f"SelectBest: `monitor` {self.monitor!r} is not in the epoch logs; "
+                f"they have {sorted(logs or {})}."
+            )
+        value = float(logs[self.monitor])
+        best = self._best
+        if math.isfinite(value) and (best is None or value < best["value"]):
+            self.model.save_weights(self.weights_path)
+            self._best = {"epoch": epoch, "monitor": self.monitor, "value": value}
+            with open(self._note_path, "w") as f:
+                json.dump(self._best, f)
+        elif best is not None and epoch - best["epoch"] >= self.patience:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._best is not None:
+            warm_start(self.model, self.weights_path, argument="best weights")
+
+
 class Budget(typing.NamedTuple):
     """How a run of ``train_steps`` optimizer steps continues (`plan_budget`).
 

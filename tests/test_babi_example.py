@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from examples import babi as babi_example
+from mnm_keras import training
 from tests.babi_data import SHARED, needs_release
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,8 +75,20 @@ def test_a_budget_below_one_epoch_trains_that_many_steps(tmp_path):
     assert "val_word_error" in record["history"][0]
     # A rerun with a larger budget continues from step 2.
     record = train(tmp_path, tasks=(1,), train_steps=3)
-    assert [row["step"] for row in record["history"]] == [2, 3]
+    history = record["history"]
+    assert [row["step"] for row in history] == [2, 3]
     assert [i["start_step"] for i in record["invocations"]] == [0, 2]
+    # The reported model is the one selected, over both invocations, on the validation
+    # answer-word error (the first of equal minima).
+    errors = [row["val_word_error"] for row in history]
+    best = int(np.argmin(errors))
+    assert record["results"]["validation_word_error"] == pytest.approx(errors[best])
+    assert record["results"]["selected_step"] == history[best]["step"]
+    saved = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    selected = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    training.warm_start(selected, str(tmp_path / "best.weights.h5"))
+    for got, want in zip(saved.get_weights(), selected.get_weights()):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_results_table_counts_failed_tasks():
@@ -118,3 +132,121 @@ def test_without_data_dir_the_script_ends_with_usage(tmp_path):
     assert done.returncode == 1
     assert babi_example.__doc__.splitlines()[0] in done.stderr
     assert "`data_dir` is required" in done.stderr and "Traceback" not in done.stderr
+
+
+VOCABULARY = 160  # the release's 159 words and <pad>
+MODELS = ("lstm", "salu", "mnm_p", "mnm_g")
+
+
+def stories_batch(lengths, width, seed=0):
+    """Random stories of ``lengths`` tokens padded with id 0 to ``width``, each with
+    answers (weight 1) at its last two steps: ``(inputs, targets, weights)``."""
+    rng = np.random.default_rng(seed)
+    inputs = np.zeros((len(lengths), width), np.int32)
+    targets = np.zeros((len(lengths), width), np.int32)
+    weights = np.zeros((len(lengths), width), np.float32)
+    for row, length in enumerate(lengths):
+        inputs[row, :length] = rng.integers(1, VOCABULARY, length)
+        targets[row, length - 2 : length] = rng.integers(1, VOCABULARY, 2)
+        weights[row, length - 2 : length] = 1.0
+    return inputs, targets, weights
+
+
+def tiny_network(model):
+    config = babi_example.Config(**{**TINY, "model": model})
+    return babi_example.build_model(VOCABULARY, config, max_length=24)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_padding_into_a_longer_bucket_changes_no_answer_loss_or_metric(model):
+    network = tiny_network(model)
+    lengths = (7, 10)
+    short = stories_batch(lengths, width=10)
+    long = stories_batch(lengths, width=16)
+    np.testing.assert_array_equal(short[0], long[0][:, :10])
+    answers = short[2] > 0
+    logits = [np.asarray(network.predict_on_batch(batch[0])) for batch in (short, long)]
+    np.testing.assert_allclose(logits[1][:, :10][answers], logits[0][answers], atol=1e-5)
+    # Loss (the task's and, for MNM, the meta loss) and answer-word error: the same.
+    short_result, long_result = (
+        network.test_on_batch(*batch, return_dict=True) for batch in (short, long)
+    )
+    assert short_result.keys() == long_result.keys()
+    for name, value in short_result.items():
+        np.testing.assert_allclose(long_result[name], value, rtol=1e-5, err_msg=name)
+    # Padded steps change no state: their outputs repeat the story's last step's.
+    for row, length in enumerate(lengths):
+        repeated = np.broadcast_to(logits[1][row, length - 1], logits[1][row, length:].shape)
+        np.testing.assert_allclose(logits[1][row, length:], repeated, atol=1e-6)
+    # Each story's answers in the padded batch are those of the story alone.
+    for row, length in enumerate(lengths):
+        alone = np.asarray(network.predict_on_batch(short[0][row : row + 1, :length]))
+        np.testing.assert_allclose(
+            logits[1][row, length - 2 : length], alone[0, -2:], rtol=1e-5, atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_initial_task_loss_is_the_log_of_the_vocabulary(model):
+    # The loss is the mean over answer words: at initialisation about ln(160) = 5.08,
+    # whatever the share of answer positions (2 of up to 20 steps here).
+    network = tiny_network(model)
+    inputs, targets, weights = stories_batch((12, 20, 15), width=20)
+    logits = network.predict_on_batch(inputs)
+    loss = float(network.loss(targets, logits, sample_weight=weights))
+    assert loss == pytest.approx(np.log(VOCABULARY), rel=0.1)
+    if model in ("lstm", "salu"):  # no meta loss: the compiled loss is the task loss
+        result = network.test_on_batch(inputs, targets, weights, return_dict=True)
+        assert result["loss"] == pytest.approx(loss, rel=1e-5)
+
+
+class ScriptedLogs(keras.callbacks.Callback):
+    """Sets each epoch's logged validation loss and answer error from a script, and keeps
+    each epoch's weights."""
+
+    def __init__(self, losses, errors):
+        super().__init__()
+        self.losses, self.errors, self.weights = losses, errors, {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_loss"], logs["val_word_error"] = self.losses[epoch], self.errors[epoch]
+        self.weights[epoch] = self.model.get_weights()
+
+
+def test_selection_uses_the_answer_error_and_survives_a_resume(tmp_path):
+    # The validation loss falls at every epoch while the answer error is lowest at
+    # epoch 1: the selected model is epoch 1's, across a resume; training stops
+    # `patience` epochs after it.
+    losses = [5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.2]
+    errors = [0.9, 0.3, 0.5, 0.6, 0.4, 0.3, 0.1]
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    y = np.zeros((8, 1), "float32")
+
+    def fit(epochs):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.1), "mse")
+        script = ScriptedLogs(losses, errors)
+        select = training.SelectBest(str(tmp_path), babi_example.SELECTION_METRIC, patience=3)
+        history = model.fit(
+            x,
+            y,
+            epochs=epochs,
+            verbose=0,
+            callbacks=[*training.resumable_callbacks(str(tmp_path)), script, select],
+        )
+        return model, script, select, history
+
+    model, script, select, _ = fit(epochs=2)
+    assert select.best()["epoch"] == 1 and not select.has_stopped()
+    for got, want in zip(model.get_weights(), script.weights[1]):
+        np.testing.assert_array_equal(got, want)
+    model, script, select, history = fit(epochs=7)  # resumes at epoch 2
+    assert history.epoch == [2, 3, 4]  # epoch 4 is the third without improvement
+    assert select.best() == {"epoch": 1, "monitor": "val_word_error", "value": 0.3}
+    assert select.has_stopped()
+    trained = model.get_weights()
+    selected = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    training.warm_start(selected, select.weights_path)
+    assert not np.allclose(trained[0], script.weights[4][0])
+    for got, want in zip(selected.get_weights(), trained):
+        np.testing.assert_array_equal(got, want)

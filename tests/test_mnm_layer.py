@@ -244,3 +244,29 @@ def test_inference_of_a_new_model_after_another_was_deleted():
         del layer
         gc.collect()
     assert not np.allclose(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("memory_efficient", [True, False])
+@pytest.mark.parametrize("rule", ["local", "gradient"])
+def test_masked_padding_counts_in_no_meta_loss(rule, memory_efficient):
+    # Two sequences of 4 and 6 steps, padded to 9 with zeros and masked: the meta loss the
+    # layer adds is the mean over the batch of each sequence's own per-step mean, with
+    # the steps counted per sequence, exactly as without the padding.
+    layer = mnm_keras.MNM(
+        7, return_sequences=True, write_rule=rule, memory_efficient=memory_efficient, **SIZES
+    )
+    lengths, padded_length = (4, 6), 9
+    x = _inputs(batch=2, steps=padded_length)
+    layer(x)
+    alone = []
+    for row, length in enumerate(lengths):
+        layer(x[row : row + 1, :length])
+        alone.append(float(layer.losses[-1]))
+    mask = tf.constant(np.arange(padded_length)[None, :] < np.array(lengths)[:, None])
+    padded = tf.where(mask[:, :, None], x, 0.0)
+    outputs = layer(padded, mask=mask)
+    np.testing.assert_allclose(float(layer.losses[-1]), np.mean(alone), rtol=1e-5)
+    for row, length in enumerate(lengths):
+        np.testing.assert_allclose(
+            outputs[row, :length], layer(x[row : row + 1, :length])[0], rtol=1e-5, atol=1e-6
+        )
