@@ -6,7 +6,8 @@ r"""The paper's algorithmic tasks (section 4.1): dictionary inference, double co
 Models: ``mnm_p``, ``mnm_g``, ``salu``, ``lstm`` with the sizes of the paper's table 2
 (controller 100, memory 3 x 100, d_k = d_v = 100, H = 1; output layer on every step). Adam
 with learning rate 1e-3, batch 32 (appendix A). The loss and the metrics count only the
-answer positions. Evaluation uses ``--eval_episodes`` held-out episodes drawn from another
+answer positions: the task loss is the mean cross-entropy per answer position, and MNM
+adds ``--meta_loss_weight`` (default 1.0, equation 6) times its meta loss. Evaluation uses ``--eval_episodes`` held-out episodes drawn from another
 seed; ``eval_sequence_error`` is the fraction of them with any wrong answer symbol (bit,
 for priority sort) and ``eval_symbol_error`` the fraction of wrong answer symbols (bits).
 
@@ -55,6 +56,9 @@ class Config:
     normalize_writes: bool = option(
         True, "MNM: normalised writes (default); --nonormalize_writes: the paper's writes."
     )
+    meta_loss_weight: float = option(
+        1.0, "MNM: weight of the meta loss beside the task loss (equation 6: 1.0)."
+    )
     eval_episodes: int = option(500, "Held-out episodes.")
     seed: int = option(0, "Seed of data and initialisation.")
     model_dir: str = option("runs/algorithmic", "Checkpoints, logs and the run record.")
@@ -84,6 +88,11 @@ class Config:
             raise ValueError(
                 f"`learning_rate` must be positive; received learning_rate={self.learning_rate!r}."
             )
+        if not self.meta_loss_weight >= 0:
+            raise ValueError(
+                "`meta_loss_weight` must be a non-negative number; received "
+                f"meta_loss_weight={self.meta_loss_weight!r}."
+            )
         if self.gradient_clipping is not None and not self.gradient_clipping > 0:
             raise ValueError(
                 "`gradient_clipping` must be a positive global norm or None; received "
@@ -101,6 +110,13 @@ class Config:
 
 def build_model(task, config):
     """A compiled Keras model for ``task``: recurrent layer, then a per-step output layer.
+
+    The task loss is the mean over answer positions: the task's weights (1 at the answers,
+    0 elsewhere) are the sample weights, and ``reduction="mean_with_sample_weight"``
+    divides the weighted sum by the sum of the weights (Keras' default would divide by
+    every position, B x T). For priority sort the loss of one position is the mean
+    over its bits. MNM adds ``config.meta_loss_weight`` times its meta loss, a mean over
+    steps (equation 6; docs/design.md, "Task loss and meta loss").
 
     ``config.gradient_clipping``: if set, Adam rescales each step's gradients to at most
     this global norm (``keras.optimizers.Adam(global_clipnorm=...)``); None (the paper)
@@ -120,14 +136,14 @@ def build_model(task, config):
         return_sequences=True,
         seed=config.seed,
         normalize_writes=config.normalize_writes,
+        meta_loss_weight=config.meta_loss_weight,
     )(inputs)
     logits = keras.layers.Dense(task.output_size, name="logits")(features)
     network = keras.Model(inputs, logits, name=f"{task.name}_{config.model}")
-    loss = (
-        keras.losses.BinaryCrossentropy(from_logits=True)
-        if binary
-        else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss_class = (
+        keras.losses.BinaryCrossentropy if binary else keras.losses.SparseCategoricalCrossentropy
     )
+    loss = loss_class(from_logits=True, reduction="mean_with_sample_weight")
     network.compile(
         keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.gradient_clipping),
         loss,

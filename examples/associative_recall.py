@@ -50,6 +50,9 @@ class Config:
     normalize_writes: bool = option(
         True, "MNM: normalised writes (default); --nonormalize_writes: the paper's writes."
     )
+    meta_loss_weight: float = option(
+        1.0, "MNM: weight of the meta loss beside the task loss (equation 6: 1.0)."
+    )
     eval_episodes: int = option(1000, "Held-out episodes.")
     seed: int = option(0, "Seed of data, initialisation and shuffling.")
     model_dir: str = option("runs/associative_recall", "Checkpoints, logs and the run record.")
@@ -73,6 +76,11 @@ class Config:
             raise ValueError(
                 f"`learning_rate` must be positive; received learning_rate={self.learning_rate!r}."
             )
+        if not self.meta_loss_weight >= 0:
+            raise ValueError(
+                "`meta_loss_weight` must be a non-negative number; received "
+                f"meta_loss_weight={self.meta_loss_weight!r}."
+            )
         if self.num_symbols < 2 or self.num_pairs > self.num_symbols:
             raise ValueError(
                 f"`num_symbols` must be at least 2 and at least `num_pairs` ({self.num_pairs}); "
@@ -85,7 +93,14 @@ class Config:
 
 
 def build_model(config, length, input_size):
-    """A compiled classifier of the query step's value: recurrent layer, then logits."""
+    """A compiled classifier of the query step's value: recurrent layer, then logits.
+
+    Every episode has one answer, the query step's value, and no other target, so the
+    mean over the batch (no sample weights) is the mean over answers; the loss says so with
+    ``reduction="mean_with_sample_weight"``, which a copy with answer weights needs (see
+    ``examples/algorithmic.py``). MNM adds ``config.meta_loss_weight`` times its meta loss
+    (equation 6).
+    """
     inputs = keras.Input((None, input_size))
     features = models.recurrent_layer(
         config.model,
@@ -98,13 +113,16 @@ def build_model(config, length, input_size):
         max_length=length,
         seed=config.seed,
         normalize_writes=config.normalize_writes,
+        meta_loss_weight=config.meta_loss_weight,
     )(inputs)
     network = keras.Model(
         inputs, keras.layers.Dense(config.num_symbols)(features), name=config.model
     )
     network.compile(
         keras.optimizers.Adam(config.learning_rate),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        ),
         metrics=["accuracy"],
     )
     return network

@@ -156,9 +156,14 @@ def run(config, verbose=1, callbacks=()):
             normalize_writes=config.normalize_writes,
         )(inputs)
         network = keras.Model(inputs, keras.layers.Dense(8)(features))
+        # One answer per episode and no sample weights: the mean over the batch is the
+        # mean over answers (with answer weights, mean_with_sample_weight divides by their
+        # sum on each replica; docs/design.md, "Task loss and meta loss").
         network.compile(
             keras.optimizers.Adam(config.learning_rate),
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, reduction="mean_with_sample_weight"
+            ),
         )
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(config.batch_size)
     options = tf.data.Options()

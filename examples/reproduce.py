@@ -12,7 +12,8 @@ record's ``task``) and the docs' tables are rendered from the records
 (`mnm_keras.results`).
 
 A run is done when its record exists with the run's config (every field but ``model_dir``
-and, for bAbI, ``data_dir``: a path of the machine) and its budget (``train_steps``, the
+and, for bAbI, ``data_dir``: a path of the machine; a field the record lacks, added to
+the script later, counts at its default) and its budget (``train_steps``, the
 maze's ``num_episodes``); a done run is skipped. A record with another config is an error
 that names the fields (it is never overwritten). Every other run is trained in its own
 process (``python -m examples.SCRIPT --flag=value ...``, resuming its ``model_dir``), so a
@@ -334,11 +335,19 @@ def trained_steps(model_dir):
 
 
 def _record_state(run, path):
-    """(the record at ``path``, the fields where its config differs from the run's)."""
+    """(the record at ``path``, the fields where its config differs from the run's).
+
+    A field that the record lacks counts at its default: a field added to a script after
+    the record was written defaults to the earlier behaviour (``meta_loss_weight``: 1.0).
+    """
     record = _read_json(path)
-    recorded = {
-        k: v for k, v in record.get("config", {}).items() if k not in run.script.machine_fields
+    defaults = {
+        field.name: field.default
+        for field in dataclasses.fields(run.config)
+        if field.default is not dataclasses.MISSING
     }
+    written = {**json.loads(json.dumps(defaults)), **record.get("config", {})}
+    recorded = {k: v for k, v in written.items() if k not in run.script.machine_fields}
     difference = config_difference(_comparable(run.config, run.script), recorded)
     return record, difference
 

@@ -22,6 +22,7 @@ def recurrent_layer(
     return_sequences=False,
     seed=None,
     normalize_writes=True,
+    meta_loss_weight=1.0,
     **layer_kwargs,
 ):
     """A recurrent layer for one of the paper's models.
@@ -37,6 +38,8 @@ def recurrent_layer(
       seed: seed of the MNM initial memory and of seedable initializers.
       normalize_writes: MNM only: `MNMCell`'s normalised writes (default True; False: the
         paper's writes; ignored, like the memory sizes, by ``"lstm"`` and ``"salu"``).
+      meta_loss_weight: MNM only: the weight of the meta loss in the training loss
+        (equation 6; default 1.0; ignored by ``"lstm"`` and ``"salu"``, which have none).
       **layer_kwargs: further arguments of the layer built: `MNM` (and `MNMCell`) for the
         MNM models, `SALU` (and `SALUCell`) for ``"salu"``, `keras.layers.LSTM` for
         ``"lstm"``.
@@ -78,5 +81,6 @@ def recurrent_layer(
         return_sequences=return_sequences,
         seed=seed,
         normalize_writes=normalize_writes,
+        meta_loss_weight=meta_loss_weight,
         **layer_kwargs,
     )

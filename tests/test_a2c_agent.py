@@ -12,7 +12,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
-from tf_agents_ext import a2c_agent
+from tf_agents_ext import a2c_agent, networks
 
 RNG = np.random.default_rng(0)
 W_LOGITS = RNG.normal(size=(3, 4)).astype("float32")
@@ -133,6 +133,39 @@ def test_agent_loss_equals_hand_computation(options):
     expected, _, _ = _hand(**options)
     np.testing.assert_allclose(float(loss_info.loss), expected, rtol=1e-5)
     assert float(loss_info.extra.meta_loss) == 0.0
+
+
+def test_meta_loss_piece_is_the_agents_weight_times_the_cells():
+    # The same MNM network (same seed) with the cell's meta_loss_weight 1 and 0.5: the
+    # agent's meta piece is agent weight x cell weight x the network's mean meta loss.
+    pieces = {}
+    for cell_weight, agent_weight in ((1.0, 1.0), (0.5, 1.0), (0.5, 3.0)):
+        net = networks.mnm_actor_critic(
+            OBSERVATION_SPEC,
+            ACTION_SPEC,
+            units=8,
+            memory_units=6,
+            memory_layers=2,
+            key_size=5,
+            value_size=4,
+            num_heads=1,
+            meta_loss_weight=cell_weight,
+            seed=0,
+        )
+        agent = a2c_agent.A2CAgent(
+            ts.time_step_spec(OBSERVATION_SPEC),
+            ACTION_SPEC,
+            net,
+            tf.keras.optimizers.SGD(0.1),
+            meta_loss_weight=agent_weight,
+        )
+        pieces[cell_weight, agent_weight] = float(
+            agent.loss(_experience(), training=True).extra.meta_loss
+        )
+    unweighted = pieces[1.0, 1.0]
+    assert unweighted > 0.0
+    np.testing.assert_allclose(pieces[0.5, 1.0], 0.5 * unweighted, rtol=1e-5)
+    np.testing.assert_allclose(pieces[0.5, 3.0], 1.5 * unweighted, rtol=1e-5)
 
 
 def test_value_gradient_is_only_the_value_loss():

@@ -105,6 +105,20 @@ def test_cell_argument_errors():
         networks.actor_critic_network("gru", OBSERVATION_SPEC, ACTION_SPEC)
 
 
+def test_cell_meta_loss_weight_is_checked_and_saved():
+    cell = networks.TFKerasMNMCell(8, meta_loss_weight=0.5, **SIZES)
+    assert cell.meta_loss_weight == 0.5
+    assert networks.TFKerasMNMCell(8, **SIZES).meta_loss_weight == 1.0  # equation 6
+    config = cell.get_config()
+    assert config["meta_loss_weight"] == 0.5
+    assert networks.TFKerasMNMCell.from_config(config).meta_loss_weight == 0.5
+    for bad in (-1.0, "1", True):
+        with pytest.raises(ValueError, match="`meta_loss_weight` must be a non-negative"):
+            networks.TFKerasMNMCell(8, meta_loss_weight=bad)
+    net = networks.mnm_actor_critic(OBSERVATION_SPEC, ACTION_SPEC, meta_loss_weight=0.25)
+    assert net.cell.meta_loss_weight == 0.25
+
+
 def _network(core):
     sizes = {"units": 8}
     if core != "lstm":

@@ -46,6 +46,7 @@ VOCABULARY = {
     "num_heads": (int,),
     "model": (str,),
     "normalize_writes": (bool,),
+    "meta_loss_weight": (float,),
 }
 # Older names of the vocabulary's concepts, which no script may use.
 RETIRED = {"global_batch_size", "model_path", "max_train_steps", "lr", "steps"}

@@ -161,7 +161,8 @@ class A2CAgent(tf_agent.TFAgent):
       gae_lambda: None (Monte-Carlo advantage ``R_t - V_t``, the reference) or the lambda
         of generalised advantage estimation in [0, 1].
       meta_loss_weight: weight of the network's meta loss (MNM networks only; 1.0 as in
-        equation 6 of the MNM paper; ignored for networks without one).
+        equation 6 of the MNM paper; ignored for networks without one). It multiplies the
+        cell's own ``meta_loss_weight`` (`TFKerasMNMCell`, default 1.0).
       gradient_clipping: None (the reference) or a global-norm bound.
       train_step_counter: optional int64 variable, incremented by every `train`.
       name: agent name.
@@ -273,7 +274,11 @@ class A2CAgent(tf_agent.TFAgent):
         if meta is None or not training:
             pieces.append(tf.constant(0.0))
         else:
-            pieces.append(self._meta_loss_weight * tf.reduce_mean(meta))
+            # Equation 6's weight: the agent's times the cell's (both 1.0 by default).
+            weight = self._meta_loss_weight * getattr(
+                getattr(self._network, "cell", None), "meta_loss_weight", 1.0
+            )
+            pieces.append(weight * tf.reduce_mean(meta))
         return A2CLossInfo(*pieces)
 
     def _loss(self, experience, weights=None, training=False):

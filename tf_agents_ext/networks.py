@@ -52,7 +52,9 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
     One difference, on purpose: the per-step meta loss (equation 5) is added to the
     accumulator ``(sum, count)`` only when ``training`` is true (acting needs no meta
     loss, and it costs a memory read per step); `ActorCriticRnnNetwork.meta_loss` reads
-    the mean at the end of an unroll. The state is the flat list of `mnm_keras.core.pack`
+    the mean at the end of an unroll, and `tf_agents_ext.a2c_agent.A2CAgent` adds it times
+    ``meta_loss_weight`` (this cell's, default 1.0 as in equation 6) times the agent's own
+    ``meta_loss_weight``. The state is the flat list of `mnm_keras.core.pack`
     (`unpack_state` gives the `mnm_keras.core.MNMState`).
 
     Call arguments: ``inputs [B, input_dim]``, ``states`` (list as above), ``training``.
@@ -69,6 +71,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         num_heads=1,
         write_rule="local",
         output_units=None,
+        meta_loss_weight=1.0,
         recall_delay=0,
         recall_decay=None,
         targets_from_values=False,
@@ -92,6 +95,14 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
                 f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."
             )
         self.jit_compile = jit_compile
+        if (
+            isinstance(meta_loss_weight, bool)
+            or not isinstance(meta_loss_weight, (int, float))
+            or meta_loss_weight < 0
+        ):
+            raise ValueError(
+                f"`meta_loss_weight` must be a non-negative number; received {meta_loss_weight!r}."
+            )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
         self.memory_activation = tf.keras.activations.get(memory_activation)
@@ -111,6 +122,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         self.num_heads = num_heads
         self.write_rule = write_rule
         self.output_units = output_units
+        self.meta_loss_weight = float(meta_loss_weight)
         self.recall_delay = recall_delay
         self.recall_decay = list(self.config.recall_decay)
         self.targets_from_values = targets_from_values
@@ -259,6 +271,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
                 "num_heads": self.num_heads,
                 "write_rule": self.write_rule,
                 "output_units": self.output_units,
+                "meta_loss_weight": self.meta_loss_weight,
                 "recall_delay": self.recall_delay,
                 "recall_decay": self.recall_decay,
                 "targets_from_values": self.targets_from_values,
@@ -390,6 +403,7 @@ def mnm_actor_critic(
     value_size=100,
     num_heads=3,
     normalize_writes=True,
+    meta_loss_weight=1.0,
     seed=None,
 ):
     """The paper's MNM maze agent (controller 200, memory 3 x 100, H = 3) as a network."""
@@ -402,6 +416,7 @@ def mnm_actor_critic(
         num_heads=num_heads,
         write_rule=write_rule,
         normalize_writes=normalize_writes,
+        meta_loss_weight=meta_loss_weight,
         seed=seed,
     )
     name = "MnmP" if write_rule == "local" else "MnmG"
