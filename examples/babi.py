@@ -251,9 +251,14 @@ def run(config, verbose=1, callbacks=()):
     vocabulary = babi.release_vocabulary(config.data_dir, config.version)
     lengths = [len(s.tokens) for s in train_stories + validation_stories + test_stories]
     boundaries = babi.length_buckets(lengths)
-    train_data = babi.make_dataset(
-        train_stories, vocabulary, config.batch_size, boundaries, shuffle_seed=config.seed
-    ).repeat()
+    # The stream ends with the budget (early stopping may end training before it).
+    train_data = (
+        babi.make_dataset(
+            train_stories, vocabulary, config.batch_size, boundaries, shuffle_seed=config.seed
+        )
+        .repeat()
+        .take(config.train_steps - budget.done_steps)
+    )
     validation_data = babi.make_dataset(
         validation_stories, vocabulary, config.batch_size, boundaries
     )
@@ -261,19 +266,20 @@ def run(config, verbose=1, callbacks=()):
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.patience, restore_best_weights=True
     )
-    network.fit(
-        train_data,
-        epochs=budget.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        validation_data=validation_data,
-        callbacks=[
-            *training.resumable_callbacks(config.model_dir, config.train_steps),
-            stop,
-            *callbacks,
-        ],
-        verbose=verbose,
-        shuffle=False,
-    )
+    with training.closing_streams():
+        network.fit(
+            train_data,
+            epochs=budget.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=validation_data,
+            callbacks=[
+                *training.resumable_callbacks(config.model_dir, config.train_steps),
+                stop,
+                *callbacks,
+            ],
+            verbose=verbose,
+            shuffle=False,
+        )
     # The trained model and its word ids, for examples/memory_pictures.py.
     network.save(os.path.join(config.model_dir, "model.keras"))
     with open(os.path.join(config.model_dir, "vocabulary.json"), "w") as f:
@@ -293,6 +299,7 @@ def run(config, verbose=1, callbacks=()):
         },
         title=f"bAbI {config.version}, {config.model}",
         ylabel="error",
+        model=network,
     )
 
 
