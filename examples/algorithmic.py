@@ -189,17 +189,27 @@ def run(config, verbose=1, callbacks=()):
             f"{skipped} episodes already trained on.",
             flush=True,
         )
-    train_data = spec.dataset(config.batch_size, seed=config.seed, start=skipped)
-    x_eval, y_eval, w_eval = spec.arrays(config.eval_episodes, seed=config.seed + 1_000_003)
-    network.fit(
-        train_data,
-        epochs=budget.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        validation_data=(x_eval, y_eval, w_eval),
-        callbacks=[*training.resumable_callbacks(config.model_dir, config.train_steps), *callbacks],
-        verbose=verbose,
-        shuffle=False,  # the stream is already random
+    # The stream ends with the budget: no prefetch is left inside its generator at exit.
+    train_data = spec.dataset(
+        config.batch_size,
+        seed=config.seed,
+        num_episodes=(config.train_steps - budget.done_steps) * config.batch_size,
+        start=skipped,
     )
+    x_eval, y_eval, w_eval = spec.arrays(config.eval_episodes, seed=config.seed + 1_000_003)
+    with training.closing_streams():
+        network.fit(
+            train_data,
+            epochs=budget.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=(x_eval, y_eval, w_eval),
+            callbacks=[
+                *training.resumable_callbacks(config.model_dir, config.train_steps),
+                *callbacks,
+            ],
+            verbose=verbose,
+            shuffle=False,  # the stream is already random
+        )
     evaluation = network.evaluate(
         x_eval,
         y_eval,
@@ -220,6 +230,7 @@ def run(config, verbose=1, callbacks=()):
         },
         title=f"{config.task}, {config.model}",
         ylabel="error",
+        model=network,
     )
 
 

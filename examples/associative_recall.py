@@ -163,15 +163,19 @@ def run(config, verbose=1, callbacks=()):
         .repeat()
         .skip(budget.done_steps)
     )
-    network.fit(
-        train,
-        epochs=budget.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        validation_data=(x_eval, y_eval),
-        callbacks=[*training.resumable_callbacks(config.model_dir, config.train_steps), *callbacks],
-        verbose=verbose,
-        shuffle=False,  # the stream is already random
-    )
+    with training.closing_streams():
+        network.fit(
+            train,
+            epochs=budget.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=(x_eval, y_eval),
+            callbacks=[
+                *training.resumable_callbacks(config.model_dir, config.train_steps),
+                *callbacks,
+            ],
+            verbose=verbose,
+            shuffle=False,  # the stream is already random
+        )
     evaluation = network.evaluate(x_eval, y_eval, verbose=0, return_dict=True)
     chance = 1.0 - 1.0 / config.num_symbols
     return recorder.finish(
@@ -187,6 +191,7 @@ def run(config, verbose=1, callbacks=()):
         title=f"associative recall, {config.model}",
         ylabel="error",
         reference=("chance", chance),
+        model=network,
     )
 
 

@@ -265,9 +265,14 @@ def run(config, verbose=1, callbacks=()):
     vocabulary = babi.release_vocabulary(config.data_dir, config.version)
     lengths = [len(s.tokens) for s in train_stories + validation_stories + test_stories]
     boundaries = babi.length_buckets(lengths)
-    train_data = babi.make_dataset(
-        train_stories, vocabulary, config.batch_size, boundaries, shuffle_seed=config.seed
-    ).repeat()
+    # The stream ends with the budget (early stopping may end training before it).
+    train_data = (
+        babi.make_dataset(
+            train_stories, vocabulary, config.batch_size, boundaries, shuffle_seed=config.seed
+        )
+        .repeat()
+        .take(config.train_steps - budget.done_steps)
+    )
     validation_data = babi.make_dataset(
         validation_stories, vocabulary, config.batch_size, boundaries
     )
@@ -276,21 +281,22 @@ def run(config, verbose=1, callbacks=()):
     # stopping on the development set); a run that already ran out of patience is only
     # restored and evaluated.
     select = training.SelectBest(config.model_dir, SELECTION_METRIC, config.patience)
-    network.fit(
-        train_data,
-        epochs=training.completed_epochs(config.model_dir)
-        if select.has_stopped()
-        else budget.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        validation_data=validation_data,
-        callbacks=[
-            *training.resumable_callbacks(config.model_dir, config.train_steps),
-            select,
-            *callbacks,
-        ],
-        verbose=verbose,
-        shuffle=False,
-    )
+    with training.closing_streams():
+        network.fit(
+            train_data,
+            epochs=training.completed_epochs(config.model_dir)
+            if select.has_stopped()
+            else budget.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            validation_data=validation_data,
+            callbacks=[
+                *training.resumable_callbacks(config.model_dir, config.train_steps),
+                select,
+                *callbacks,
+            ],
+            verbose=verbose,
+            shuffle=False,
+        )
     # The trained model and its word ids, for examples/memory_pictures.py.
     network.save(os.path.join(config.model_dir, "model.keras"))
     with open(os.path.join(config.model_dir, "vocabulary.json"), "w") as f:
@@ -311,6 +317,7 @@ def run(config, verbose=1, callbacks=()):
         },
         title=f"bAbI {config.version}, {config.model}",
         ylabel="error",
+        model=network,
     )
 
 

@@ -174,7 +174,8 @@ def run(config, verbose=1, callbacks=()):
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         losses = _custom_loop(strategy, network, data, config.train_steps, config.batch_size)
     else:
-        losses = _fit(network, data, config.train_steps, verbose, callbacks)
+        with training.closing_streams():
+            losses = _fit(network, data, config.train_steps, verbose, callbacks)
     seconds = time.perf_counter() - start
     np.savez(
         os.path.join(config.model_dir, "weights.npz"),
@@ -189,6 +190,7 @@ def run(config, verbose=1, callbacks=()):
         history=[
             {"epoch": 0, "step": config.train_steps, "epoch_seconds": seconds, "loss": losses[-1]}
         ],
+        model=network,
     )
 
 
@@ -208,7 +210,7 @@ def _fit(network, data, train_steps, verbose=0, callbacks=()):
         data,
         epochs=1,
         steps_per_epoch=train_steps,
-        callbacks=[record, *callbacks],
+        callbacks=[training.StopOnNonFinite(), record, *callbacks],
         verbose=verbose,
     )
     return record.losses
@@ -236,7 +238,11 @@ def _custom_loop(strategy, network, data, train_steps, global_batch_size):
         return strategy.reduce("SUM", strategy.run(replica_step, args=(x, y)), axis=None)
 
     iterator = iter(strategy.experimental_distribute_dataset(data))
-    return [float(train_step(iterator)) for _ in range(train_steps)]
+    losses = []
+    for step in range(1, train_steps + 1):
+        losses.append(float(train_step(iterator)))
+        training.check_finite(step, {"loss": losses[-1]}, network.weights, where="multi_worker")
+    return losses
 
 
 def summary(record):

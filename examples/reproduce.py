@@ -18,9 +18,12 @@ maze's ``num_episodes``); a done run is skipped. A record with another config is
 that names the fields (it is never overwritten). Every other run is trained in its own
 process (``python -m examples.SCRIPT --flag=value ...``, resuming its ``model_dir``), so a
 crash of one run does not stop the others, and a table command that was killed, rerun,
-trains only what is unfinished. ``--dry_run`` prints each run's status (done, partial with
-the steps its ``model_dir`` has trained, to do), its budget and an estimate of its training
-time from the committed records' speed (seconds per step of the same script and model).
+trains only what is unfinished. Each process has a deadline, its estimated time times
+``--deadline_factor`` plus 10 minutes: a process still running then is reported by its run's
+name and killed, and the table goes on (its record is collected if it was complete).
+``--dry_run`` prints each run's status (done, partial with the steps its ``model_dir`` has
+trained, to do), its budget and an estimate of its training time from the committed
+records' speed (seconds per step of the same script and model).
 
 Tables: normalize_writes, demo, dictionary, double_copy, priority_sort, babi_task1, maze,
 babi_paper, maze_paper.
@@ -33,6 +36,7 @@ import dataclasses
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +73,19 @@ class Config:
     babi_data_dir: str = option(
         BABI_DATA_DIR, "bAbI: the unpacked tasks_1-20_v1-2 (relative: to the repository)."
     )
+    deadline_factor: float = option(
+        3.0,
+        "A run's process gets its estimated time (as --dry_run's) times this, plus 10 "
+        "minutes; one still running then is reported and killed, and the table goes on. "
+        "0: no deadline (as for a run of unknown speed).",
+    )
+
+    def __post_init__(self):
+        if not self.deadline_factor >= 0:
+            raise ValueError(
+                "`deadline_factor` must be non-negative (0: no deadline); received "
+                f"deadline_factor={self.deadline_factor!r}."
+            )
 
 
 class RunSpec(typing.NamedTuple):
@@ -305,6 +322,7 @@ class Run:
     status: str = "to do"  # "done", "partial", "finished" (not collected), "to do", "conflict"
     steps_done: int = 0
     conflict: tuple = ()
+    deadline: float | None = None  # seconds its process may run (`run_deadline`); None: no limit
 
     @property
     def budget(self):
@@ -504,8 +522,43 @@ def dry_run_report(runs, records):
 # --------------------------------------------------------------------------------- run
 
 
+# The time a run's process gets beyond its estimate times the factor (start, evaluation).
+DEADLINE_MARGIN_SECONDS = 600
+
+
+def run_deadline(run, records, factor):
+    """Seconds ``run``'s process may run: ``factor`` times its estimate (`estimate`) plus
+    `DEADLINE_MARGIN_SECONDS`; None (no deadline) for a factor of 0 or an unknown speed."""
+    seconds, _ = estimate(run, records)
+    if not factor or seconds is None:
+        return None
+    return factor * seconds + DEADLINE_MARGIN_SECONDS
+
+
+def wait_for(command, name, deadline=None):
+    """Runs ``command`` in the repository; returns its exit status, or None when it did not
+    end within ``deadline`` seconds: then it is reported (naming the run ``name``) and
+    killed with the processes it started (a process that has written its record but hangs
+    at exit ignores SIGTERM)."""
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+    try:
+        return process.wait(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        print(
+            f"[reproduce] {name}: its process did not end within its deadline of "
+            f"{format_seconds(deadline)} (--deadline_factor); killing it (pid {process.pid}).",
+            flush=True,
+        )
+        return None
+    finally:
+        if process.poll() is None:  # the deadline, or an interrupt of this command
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def launch(run):
-    """Trains (or resumes) ``run`` in its own process; returns the exit status."""
+    """Trains (or resumes) ``run`` in its own process; returns the exit status, or None for
+    a process still running at ``run.deadline`` (killed; `wait_for`)."""
     # The process runs in the repository: a relative model_dir is made relative to it.
     model_dir = run.model_dir
     if not os.path.isabs(model_dir):
@@ -517,7 +570,7 @@ def launch(run):
         *flag_arguments(run.spec.overrides, model_dir),
     ]
     print(f"[reproduce] {run.spec.name}: {' '.join(command[1:])}", flush=True)
-    return subprocess.run(command, cwd=ROOT, check=False).returncode
+    return wait_for(command, run.spec.name, run.deadline)
 
 
 def check_conflicts(runs):
@@ -538,21 +591,36 @@ def check_conflicts(runs):
 def run_table(options):
     """Runs what is unfinished in ``options.table``, collects it and renders the docs.
 
+    Each run's process has a deadline (`run_deadline`); a process still running then is
+    killed, and its run counts as failed unless it had written its complete record.
+
     Returns:
-      The names of the runs that failed (their process ended with an error).
+      The names of the runs that failed (their process ended with an error, or did not end
+      by its deadline without a complete record).
     """
     runs = table_runs(options)
     check_conflicts(runs)
+    records = results.load_records(options.results_root) if options.deadline_factor else []
     failed = []
     for run in runs:
         if run.status == "done":
             print(f"[reproduce] {run.spec.name}: done", flush=True)
             continue
         start = time.perf_counter()
-        if run.status != "finished" and launch(run) != 0:
-            print(f"[reproduce] {run.spec.name}: FAILED", flush=True)
-            failed.append(run.spec.name)
-            continue
+        if run.status != "finished":
+            run.deadline = run_deadline(run, records, options.deadline_factor)
+            status = launch(run)
+            if status is None and plan_run(run.spec, options).status == "finished":
+                print(
+                    f"[reproduce] {run.spec.name}: its record was complete before the "
+                    "deadline; collected.",
+                    flush=True,
+                )
+            elif status != 0:
+                reason = "did not end by its deadline" if status is None else f"exit {status}"
+                print(f"[reproduce] {run.spec.name}: FAILED ({reason})", flush=True)
+                failed.append(run.spec.name)
+                continue
         results.collect(run.model_dir, run.destination)
         seconds = time.perf_counter() - start
         print(f"[reproduce] {run.spec.name}: collected ({seconds:.0f} s)", flush=True)
@@ -588,7 +656,10 @@ def _options(argv, flag_values):
             f"{received}. Usage: python -m examples.reproduce TABLE [--dry_run] "
             f"[--only=TEXT]; tables: {', '.join(TABLES)}."
         )
-    return Config(**values)
+    try:
+        return Config(**values)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
 
 
 def main():

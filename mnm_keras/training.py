@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import gc
 import json
 import math
 import os
@@ -11,6 +13,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 import typing
 
 import keras
@@ -92,9 +95,145 @@ def _rate_variable(model):
     return rate if isinstance(rate, keras.Variable) else None
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """Training produced a non-finite loss, metric or weight (NaN or infinity).
+
+    Attributes:
+      step: the optimizer step (1 for the first update) after which it was seen.
+      quantity: what was non-finite first: ``"loss"``, ``"meta_loss"``, another logged
+        quantity, or ``"weight PATH"``.
+    """
+
+    def __init__(self, message, step=None, quantity=None):
+        super().__init__(message)
+        self.step = step
+        self.quantity = quantity
+
+
+def _variable_name(variable):
+    return getattr(variable, "path", None) or getattr(variable, "name", repr(variable))
+
+
+def non_finite_variables(variables):
+    """``[(name, non-finite entries, entries)]`` of the variables holding a NaN or an
+    infinity, in the order given (a Keras 3 or a TensorFlow variable: its ``path`` or
+    ``name``)."""
+    found = []
+    for variable in variables:
+        value = np.asarray(keras.ops.convert_to_numpy(variable))
+        if not np.issubdtype(value.dtype, np.floating):
+            continue
+        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            found.append((_variable_name(variable), bad, int(value.size)))
+    return found
+
+
+def check_finite(step, quantities=None, variables=(), where="training"):
+    """Raises `NonFiniteTrainingError` if a quantity or a variable is not finite.
+
+    Args:
+      step: the optimizer step just taken (named in the error).
+      quantities: dict from name (``"loss"``, ``"meta_loss"``) to a number; checked first,
+        in order (None values are skipped).
+      variables: the weights to check after the step's update (checked when every
+        quantity is finite; the error names the first non-finite one and counts the others).
+      where: what is training, for the message (``"fit"``, ``"maze"``).
+
+    Raises:
+      NonFiniteTrainingError: naming the step and the first non-finite quantity or weight.
+    """
+    for name, value in (quantities or {}).items():
+        if value is None:
+            continue
+        value = float(np.asarray(keras.ops.convert_to_numpy(value)))
+        if not math.isfinite(value):
+            raise NonFiniteTrainingError(
+                f"{where}: non-finite {name} ({value}) at optimizer step {step}. Training "
+                f"stops; the last checkpoint holds finite weights. {_ADVICE}",
+                step=step,
+                quantity=name,
+            )
+    bad = non_finite_variables(variables)
+    if bad:
+        name, count, size = bad[0]
+        others = f" (and {len(bad) - 1} other weights)" if len(bad) > 1 else ""
+        raise NonFiniteTrainingError(
+            f"{where}: the weight {name!r} has {count} non-finite entries of {size}{others} "
+            f"after the update of optimizer step {step} (its losses were finite). Training "
+            f"stops; the last checkpoint holds finite weights. {_ADVICE}",
+            step=step,
+            quantity=f"weight {name}",
+        )
+
+
+_ADVICE = (
+    "See docs/design.md, 'Non-finite training': normalised writes, a smaller rate bias or "
+    "gradient clipping (--gradient_clipping) keep the memory's writes bounded."
+)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Ends `fit` with `NonFiniteTrainingError` at the first non-finite loss or weight.
+
+    Like ``keras.callbacks.TerminateOnNaN(raise_error=True)``, but it also checks the
+    logged ``meta_loss`` (the MNM's equation 5) and every weight after each step, and its
+    error names the optimizer step and the first non-finite quantity (``loss``,
+    ``meta_loss`` or the weight's path). Raised from ``on_train_batch_end``, it comes
+    before the epoch's end, so `keras.callbacks.BackupAndRestore` never checkpoints a
+    non-finite state; at the epoch's end it checks the weights again before the
+    callbacks after it (put it first).
+
+    Args:
+      quantities: the logged values checked after every step, in this order.
+    """
+
+    def __init__(self, quantities=("loss", "meta_loss")):
+        super().__init__()
+        self._quantities = tuple(quantities)
+
+    def _check(self, logs):
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        logs = logs or {}
+        check_finite(
+            step,
+            {name: logs.get(name) for name in self._quantities},
+            self.model.weights,
+            where="fit",
+        )
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check({})
+
+
+@contextlib.contextmanager
+def closing_streams():
+    """Frees the training streams' iterators when the block ends, also on an error.
+
+    `fit` leaves its data iterator in a reference cycle, so it lives on until a garbage
+    collection, or until the interpreter exits: a ``tf.data`` prefetch thread inside a
+    Python generator (``Dataset.from_generator``) then keeps the process from exiting.
+    Wrap `fit` in this block: the iterators are collected while the interpreter is alive
+    (after an error too, whose traceback would otherwise hold `fit`'s frame).
+    """
+    try:
+        yield
+    except BaseException as error:
+        traceback.clear_frames(error.__traceback__)
+        raise
+    finally:
+        gc.collect()
+
+
 def resumable_callbacks(model_dir, train_steps=None):
     """Callbacks that make a rerun of the same command resume, and log the run.
 
+    * `StopOnNonFinite` first: a non-finite loss, meta loss or weight ends the run with
+      `NonFiniteTrainingError` before the epoch is checkpointed, so the backup keeps the
+      last finite state;
     * `keras.callbacks.BackupAndRestore` in ``model_dir/backup``, kept after a finished run
       (``delete_checkpoint=False``) so that a rerun continues from the last finished epoch
       instead of starting again (after an interruption: the same run; after a finished
@@ -111,6 +250,7 @@ def resumable_callbacks(model_dir, train_steps=None):
     """
     os.makedirs(model_dir, exist_ok=True)
     return [
+        StopOnNonFinite(),  # first: before the backup checkpoints the epoch
         # double_checkpoint: a kill while the latest checkpoint is written leaves an
         # unreadable file; the rerun then resumes from the previous one.
         keras.callbacks.BackupAndRestore(
@@ -359,6 +499,22 @@ def hardware():
     }
 
 
+def _non_finite_results(results, prefix=""):
+    """The names (``key`` or ``key[i]``) of the non-finite numbers in ``results``."""
+    bad = []
+    for key, value in results.items():
+        if isinstance(value, (list, tuple)):
+            items = [(f"{prefix}{key}[{i}]", item) for i, item in enumerate(value)]
+        else:
+            items = [(f"{prefix}{key}", value)]
+        for name, item in items:
+            if isinstance(item, dict):
+                bad += _non_finite_results(item, prefix=f"{name}.")
+            elif isinstance(item, (int, float, np.number)) and not math.isfinite(float(item)):
+                bad.append(name)
+    return bad
+
+
 def _config_dict(config):
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
 
@@ -419,11 +575,25 @@ class RunRecorder:
         with open(self._invocations_path, "w") as f:
             json.dump(self._invocations, f, indent=2)
 
-    def finish(self, results, curves=None, title=None, ylabel=None, reference=None, history=None):
+    def finish(
+        self,
+        results,
+        curves=None,
+        title=None,
+        ylabel=None,
+        reference=None,
+        history=None,
+        model=None,
+    ):
         """Writes ``metrics.json`` and, with ``curves``, ``curve.png``; returns the record.
 
+        A result from non-finite weights is refused: nothing is written when a number of
+        ``results`` or a weight of ``model`` is NaN or infinite.
+
         Args:
-          results: the final evaluation, a dict of metric name to number.
+          results: the final evaluation, a dict of metric name to number (or to lists of
+            numbers, None for a value not measured).
+          model: the trained network (its weights are checked), or None.
           history: the per-epoch rows, for a run that does not train with `fit` and
             `resumable_callbacks` (default: ``model_dir/history.csv``); each row has an
             ``epoch``, the ``step`` it ended at and its ``epoch_seconds``.
@@ -431,6 +601,14 @@ class RunRecorder:
             ``curve.png`` has a linear panel and a log-scale one (the tail of an error
             near zero).
         """
+        bad = _non_finite_results(results)
+        if bad:
+            raise NonFiniteTrainingError(
+                f"{self.model_dir}: non-finite results {bad}; no record is written.",
+                quantity=bad[0],
+            )
+        if model is not None:
+            check_finite(None, variables=model.weights, where=f"{self.model_dir} (final weights)")
         self._invocations[-1]["wall_seconds"] = round(time.perf_counter() - self._start, 1)
         self._write_invocations()
         if history is None:

@@ -197,3 +197,39 @@ def test_check_options_names_the_argument(tmp_path, name, value):
     with pytest.raises(ValueError, match=f"`{name}`"):  # before anything is built or written
         maze_training.train(str(tmp_path / "run"), **{name: value})
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_non_finite_weight_stops_the_loop_and_keeps_the_last_finite_checkpoint(
+    tmp_path, monkeypatch
+):
+    from mnm_keras.training import NonFiniteTrainingError
+
+    model_dir = str(tmp_path)
+    make_iteration = maze_training.make_iteration
+
+    def poisoned(tf_env, agent, episode_length):
+        iteration = make_iteration(tf_env, agent, episode_length)
+
+        def wrapped():
+            result = iteration()
+            if int(agent.train_step_counter.numpy()) == 3:  # the third update diverges
+                variable = agent.network.trainable_variables[0]
+                variable.assign(tf.fill(variable.shape, np.nan))
+            return result
+
+        return wrapped
+
+    monkeypatch.setattr(maze_training, "make_iteration", poisoned)
+    options = dict(model="lstm", batch_size=2, eval_interval=4, eval_mazes=2, verbose=0, **TINY)
+    with pytest.raises(NonFiniteTrainingError, match="optimizer step 3") as error:
+        maze_training.train(model_dir, num_episodes=8, **options)
+    assert error.value.quantity.startswith("weight ")
+    # The first interval (updates 1-2, episodes 0-3) was checkpointed, the third update not.
+    assert maze_training.completed_episodes(model_dir) == 4
+    assert len(maze_training.read_rewards(model_dir)) == 4
+    assert [row["step"] for row in maze_training.read_history(model_dir)] == [4]
+    # A rerun resumes from the finite checkpoint (here: evaluates it).
+    monkeypatch.setattr(maze_training, "make_iteration", make_iteration)
+    outcome = maze_training.train(model_dir, num_episodes=4, **options)
+    assert outcome["start_episodes"] == 4
+    assert all(np.isfinite(outcome["results"][key]) for key in EVAL_COLUMNS)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from absl import flags
@@ -226,3 +227,41 @@ def test_an_estimate_for_longer_dictionary_sequences_is_not_like_a_shorter_one()
     run = types.SimpleNamespace(script=types.SimpleNamespace(task="algorithmic"), config=config)
     assert reproduce.seconds_per_step(run, [record(4, 1, 10.0)]) == (0.1, False)
     assert reproduce.seconds_per_step(run, [record(4, 1, 10.0), record(8, 4, 30.0)]) == (0.3, True)
+
+
+HANGING_CHILD = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('summary', flush=True); time.sleep(120)"
+)
+
+
+def test_a_child_that_does_not_end_is_reported_by_name_and_killed(capsys):
+    start = time.perf_counter()
+    status = reproduce.wait_for([sys.executable, "-c", HANGING_CHILD], "tiny-run", deadline=3)
+    assert status is None and time.perf_counter() - start < 30
+    out = capsys.readouterr().out
+    assert "[reproduce] tiny-run: its process did not end within its deadline of 3 s" in out
+    assert reproduce.wait_for([sys.executable, "-c", "pass"], "quick", deadline=60) == 0
+
+
+def test_the_table_goes_on_past_a_run_that_does_not_end(tiny, monkeypatch, capsys):
+    launched = []
+    launch = reproduce.launch
+
+    def hang_first(run):
+        launched.append(run)
+        if len(launched) == 1:  # the first run's process hangs before writing its record
+            return reproduce.wait_for([sys.executable, "-c", HANGING_CHILD], run.spec.name, 2)
+        return launch(run)
+
+    monkeypatch.setattr(reproduce, "launch", hang_first)
+    assert reproduce.run(tiny) == ["tiny-lstm-seed0"]
+    out = capsys.readouterr().out
+    assert "[reproduce] tiny-lstm-seed0: FAILED (did not end by its deadline)" in out
+    assert "[reproduce] tiny-lstm-seed1: collected" in out
+    # A run's deadline: its estimate times the factor, plus the margin; none when unknown.
+    run = reproduce.table_runs(tiny)[0]
+    records = reproduce.results.load_records(ROOT)
+    seconds, _ = reproduce.estimate(run, records)
+    assert reproduce.run_deadline(run, records, 3.0) == 3 * seconds + 600
+    assert reproduce.run_deadline(run, records, 0.0) is None

@@ -183,3 +183,53 @@ def test_the_record_names_the_script_relative_to_the_repository(tmp_path, monkey
     monkeypatch.setattr(sys, "argv", [script, "--seed=1"])
     recorder = training.RunRecorder(str(tmp_path), "maze", {"seed": 1})
     assert recorder._invocations[-1]["argv"] == ["examples/maze_a2c.py", "--seed=1"]
+
+
+class _Inject(keras.callbacks.Callback):
+    """Puts a NaN into ``what`` (a weight, or the logged loss) after optimizer step ``at``."""
+
+    def __init__(self, what, at):
+        super().__init__()
+        self.what, self.at = what, at
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) != self.at:
+            return
+        if self.what == "loss":
+            logs["loss"] = float("nan")
+        else:
+            kernel = self.model.layers[0].kernel
+            kernel.assign(np.where(np.eye(3, 1) > 0, np.nan, kernel.numpy()))
+
+
+@pytest.mark.parametrize("what, quantity", [("loss", "loss"), ("kernel", "weight sequential")])
+def test_a_non_finite_loss_or_weight_ends_fit_and_keeps_the_last_finite_checkpoint(
+    tmp_path, what, quantity
+):
+    model_dir = str(tmp_path)
+    model = _model(1e-2)
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+    callbacks = [_Inject(what, at=5), *training.resumable_callbacks(model_dir)]
+    with pytest.raises(training.NonFiniteTrainingError, match="optimizer step 5") as error:
+        model.fit(x, x[:, :1], epochs=4, batch_size=4, verbose=0, callbacks=callbacks)
+    assert error.value.step == 5 and error.value.quantity.startswith(quantity)
+    assert what != "kernel" or error.value.quantity.endswith("/kernel")
+    # Steps 1-4 (two epochs of 2) were checkpointed; the NaN of step 5 was not.
+    assert training.completed_epochs(model_dir) == 2
+    assert [row["epoch"] for row in training.read_history(model_dir)] == [0, 1]
+    restored = _model(1e-2)
+    training.warm_start(restored, model_dir)
+    assert all(np.isfinite(w).all() for w in restored.get_weights())
+
+
+def test_the_run_recorder_refuses_non_finite_results_and_weights(tmp_path):
+    recorder = training.RunRecorder(str(tmp_path), "test", {"a": 1})
+    with pytest.raises(training.NonFiniteTrainingError, match=r"errors\[1\]"):
+        recorder.finish({"error": 0.5, "errors": [0.1, float("nan")]})
+    model = _model(1e-2)
+    model.layers[0].bias.assign([np.inf])
+    with pytest.raises(training.NonFiniteTrainingError, match="bias"):
+        recorder.finish({"error": 0.5}, model=model)
+    assert not os.path.exists(tmp_path / "metrics.json")
+    recorder.finish({"error": 0.5, "errors": [0.1, None]}, history=[])
+    assert os.path.exists(tmp_path / "metrics.json")

@@ -15,7 +15,9 @@ The pieces of `train`, each usable alone (``benchmarks/maze_throughput.py`` time
   evaluates and appends one row to the history (``model_dir/history.jsonl``), then saves a
   checkpoint. A run killed at any point and started again with the same arguments resumes
   from its last checkpoint: the episodes and rows written after it are dropped and trained
-  again, the earlier ones are kept.
+  again, the earlier ones are kept. A non-finite loss or weight after an update ends it with
+  `mnm_keras.training.NonFiniteTrainingError` (naming the update and the quantity) before
+  the interval is written or checkpointed, so the last checkpoint stays finite.
 
 What `train` writes in ``model_dir``:
 
@@ -50,6 +52,7 @@ from tf_agents.trajectories import trajectory
 from tf_agents.utils import common
 
 from mnm_keras.core import check_positive_int
+from mnm_keras.training import check_finite
 from tf_agents_ext import a2c_agent, maze, networks
 
 __all__ = [
@@ -548,6 +551,13 @@ def train(
         interval_rewards, losses = [], []
         while done < end:
             episode_rewards, loss = iteration()
+            # A non-finite loss or weight ends the run before the interval's checkpoint.
+            check_finite(
+                int(train_step.numpy()),
+                {"loss": float(loss)},
+                agent.network.variables,
+                where=f"maze (episode {done + batch_size})",
+            )
             interval_rewards.extend(float(r) for r in episode_rewards.numpy())
             losses.append(float(loss))
             done += batch_size
