@@ -11,11 +11,14 @@ schedules: nothing changes between invocations). The run's ``model_dir`` is
 record's ``task``) and the docs' tables are rendered from the records
 (`mnm_keras.results`).
 
-A run is done when its record exists with the run's config (every field but ``model_dir``
+A run is done when its record exists, of the current training protocol
+(`mnm_keras.results.PROTOCOL`), with the run's config (every field but ``model_dir``
 and, for bAbI, ``data_dir``: a path of the machine; a field the record lacks, added to
 the script later, counts at its default) and its budget (``train_steps``, the
 maze's ``num_episodes``); a done run is skipped. A record with another config is an error
-that names the fields (it is never overwritten). Every other run is trained in its own
+that names the fields (it is never overwritten); a record of an older protocol measured
+another objective, so its run is trained again and the new record replaces it (a
+``model_dir`` that holds a run of an older protocol is an error: move it away). Every other run is trained in its own
 process (``python -m examples.SCRIPT --flag=value ...``, resuming its ``model_dir``), so a
 crash of one run does not stop the others, and a table command that was killed, rerun,
 trains only what is unfinished. Each process has a deadline, its estimated time times
@@ -322,6 +325,7 @@ class Run:
     status: str = "to do"  # "done", "partial", "finished" (not collected), "to do", "conflict"
     steps_done: int = 0
     conflict: tuple = ()
+    replaces: int | None = None  # the protocol of an older committed record it replaces
     deadline: float | None = None  # seconds its process may run (`run_deadline`); None: no limit
 
     @property
@@ -384,11 +388,22 @@ def plan_run(spec, options):
     committed = os.path.join(run.destination, "metrics.json")
     if os.path.exists(committed):
         record, difference = _record_state(run, committed)
-        if difference:
+        if int(record.get("protocol", 1)) != results.PROTOCOL:
+            # A record of an older protocol measured another objective: the run is trained
+            # again under this one, and its record replaces the old.
+            run.replaces = int(record.get("protocol", 1))
+        elif difference:
             run.status, run.conflict = "conflict", tuple(difference)
             return run
-        if int(record.get("train_steps", -1)) == run.budget:
+        elif int(record.get("train_steps", -1)) == run.budget:
             run.status, run.steps_done = "done", run.budget
+            return run
+    invocations = os.path.join(model_dir, "invocations.json")
+    if os.path.exists(invocations):
+        protocols = {int(i.get("protocol", 1)) for i in _read_json(invocations)}
+        if protocols != {results.PROTOCOL}:
+            run.status = "conflict"
+            run.conflict = (f"model_dir holds a run of protocol {min(protocols)}",)
             return run
     finished = os.path.join(model_dir, "metrics.json")
     if os.path.exists(finished):
@@ -462,13 +477,15 @@ def format_seconds(seconds):
 
 
 def _status_text(run):
-    if run.status == "partial":
-        return f"partial ({run.steps_done} steps done)"
-    if run.status == "finished":
-        return "finished, to collect"
     if run.status == "conflict":
         return f"conflict ({', '.join(run.conflict)})"
-    return run.status
+    text = {
+        "partial": f"partial ({run.steps_done} steps done)",
+        "finished": "finished, to collect",
+    }.get(run.status, run.status)
+    if run.replaces is not None:
+        text += f", replaces a protocol {run.replaces} record"
+    return text
 
 
 def estimate(run, records):
@@ -574,17 +591,20 @@ def launch(run):
 
 
 def check_conflicts(runs):
-    """Raises ValueError naming every run whose committed record has another config."""
+    """Raises ValueError naming every run whose committed record has another config, or
+    whose model_dir holds a run of another training protocol."""
     conflicts = [run for run in runs if run.status == "conflict"]
     if conflicts:
         lines = [
-            f"{run.destination}/metrics.json: differs from the run {run.spec.name!r} "
+            f"{run.model_dir}: the {run.conflict[0]} (this is protocol {results.PROTOCOL})"
+            if run.conflict[0].startswith("model_dir")
+            else f"{run.destination}/metrics.json: differs from the run {run.spec.name!r} "
             f"in {', '.join(run.conflict)}"
             for run in conflicts
         ]
         raise ValueError(
-            "Committed records with another config (move or delete them to rerun):\n"
-            + "\n".join(lines)
+            "Committed records with another config, or model_dirs of another training "
+            "protocol (move or delete them to rerun):\n" + "\n".join(lines)
         )
 
 

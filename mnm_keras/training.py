@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from mnm_keras.core import check_positive_int
+from mnm_keras.results import PROTOCOL
 
 
 class RunProgress(keras.callbacks.Callback):
@@ -519,13 +520,29 @@ def _config_dict(config):
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
 
 
+def check_protocol(model_dir, invocations):
+    """Raises ValueError when ``model_dir`` holds a run started under another training
+    protocol (`mnm_keras.results.PROTOCOL`; an invocation without one is protocol 1):
+    resuming it would train one run under two objectives."""
+    protocols = sorted({int(i.get("protocol", 1)) for i in invocations} - {PROTOCOL})
+    if protocols:
+        raise ValueError(
+            f"`model_dir` ({model_dir!r}) holds a run of training protocol "
+            f"{protocols[0]}, and this is protocol {PROTOCOL} "
+            "(mnm_keras.results.PROTOCOLS says what changed): resuming it would train one "
+            "run under two objectives. Start the run in a new model_dir, or move the old one "
+            "away."
+        )
+
+
 class RunRecorder:
     """Writes a run's record, ``model_dir/metrics.json``, from its config and results.
 
     Made at the start of every invocation of a run (the first and each resume): it adds
     the invocation (command line, configuration, commit, hardware, the step it started
-    from) to ``model_dir/invocations.json``; `finish` adds its wall time and writes the
-    record:
+    from, the training protocol) to ``model_dir/invocations.json``, and refuses to resume a
+    run of another training protocol (`check_protocol`); `finish` adds its wall time and
+    writes the record:
 
     * ``task``, ``config`` (every field of the run's config), ``results`` (the final
       evaluation), ``train_steps`` (the steps trained), ``wall_seconds`` (the training time
@@ -534,7 +551,9 @@ class RunRecorder:
     * ``invocations``: every invocation, resumes included, each with its command line,
       configuration, commit, hardware, first step and wall time (None for one that was
       killed before it finished);
-    * ``commit`` and ``hardware`` of the last invocation.
+    * ``commit`` and ``hardware`` of the last invocation;
+    * ``protocol``: the training protocol (`mnm_keras.results.PROTOCOL`), which the docs'
+      tables keep apart.
 
     `mnm_keras.results` renders the documentation's tables and figures from these records.
     """
@@ -546,6 +565,7 @@ class RunRecorder:
         os.makedirs(model_dir, exist_ok=True)
         self._start = time.perf_counter()
         self._invocations = self._read_invocations()
+        check_protocol(model_dir, self._invocations)
         self._invocations.append(
             {
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -557,6 +577,7 @@ class RunRecorder:
                 "commit": _commit(),
                 "hardware": hardware(),
                 "wall_seconds": None,
+                "protocol": PROTOCOL,
             }
         )
         self._write_invocations()
@@ -624,6 +645,7 @@ class RunRecorder:
             "hardware": last["hardware"],
             "invocations": self._invocations,
             "history": history,
+            "protocol": PROTOCOL,
         }
         with open(os.path.join(self.model_dir, "metrics.json"), "w") as f:
             json.dump(record, f, indent=2)

@@ -12,6 +12,7 @@ import pytest
 from absl import flags
 
 from examples import config_flags, reproduce
+from mnm_keras import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(
@@ -88,12 +89,18 @@ def test_one_name_per_configuration_across_tables():
 
 
 @pytest.mark.parametrize("table", ["normalize_writes", "demo", "dictionary"])
-def test_committed_records_count_as_done(table, tmp_path):
+def test_committed_records_count_as_done_unless_of_an_older_protocol(table, tmp_path):
     options = reproduce.Config(table=table, runs_dir=str(tmp_path), results_root=ROOT)
     runs = reproduce.table_runs(options)
     committed = [r for r in runs if os.path.exists(os.path.join(r.destination, "metrics.json"))]
     assert committed, "no committed record of this table"
-    assert [r.spec.name for r in committed if r.status != "done"] == []
+    for run in committed:
+        with open(os.path.join(run.destination, "metrics.json")) as f:
+            protocol = json.load(f).get("protocol", 1)
+        if protocol == results.PROTOCOL:
+            assert (run.status, run.replaces) == ("done", None), run.spec.name
+        else:  # trained again under the current protocol; its record replaces the old
+            assert (run.status, run.replaces) == ("to do", protocol), run.spec.name
 
 
 def test_tiny_table_runs_collects_renders_then_skips(tiny, monkeypatch):
@@ -131,6 +138,22 @@ def test_tiny_table_runs_collects_renders_then_skips(tiny, monkeypatch):
         reproduce.run(tiny)
     assert len(launched) == 2
 
+    # A record of an older protocol is trained again; a model_dir that holds a run of an
+    # older protocol is not resumed (one run, two objectives) but named.
+    del record["protocol"]
+    with open(path, "w") as f:
+        json.dump(record, f)
+    run = reproduce.table_runs(tiny)[1]
+    assert (run.status, run.replaces) == ("finished", 1)
+    invocations = os.path.join(run.model_dir, "invocations.json")
+    with open(invocations) as f:
+        old = [{k: v for k, v in i.items() if k != "protocol"} for i in json.load(f)]
+    with open(invocations, "w") as f:
+        json.dump(old, f)
+    with pytest.raises(ValueError, match=r"tiny-lstm-seed1: .* holds a run of protocol 1"):
+        reproduce.run(tiny)
+    assert len(launched) == 2
+
 
 def test_dry_run_lists_statuses_and_estimates(tiny, capsys):
     done, partial = tiny_table(tiny)
@@ -144,6 +167,7 @@ def test_dry_run_lists_statuses_and_estimates(tiny, capsys):
         "train_steps": 2,
         "wall_seconds": 30.0,
         "history": [],
+        "protocol": results.PROTOCOL,
     }
     with open(os.path.join(destination, "metrics.json"), "w") as f:
         json.dump(record, f)

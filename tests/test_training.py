@@ -185,6 +185,27 @@ def test_the_record_names_the_script_relative_to_the_repository(tmp_path, monkey
     assert recorder._invocations[-1]["argv"] == ["examples/maze_a2c.py", "--seed=1"]
 
 
+def test_the_record_has_the_protocol_and_a_run_of_another_is_not_resumed(tmp_path):
+    from mnm_keras import results
+
+    model_dir = str(tmp_path / "run")
+    recorder = training.RunRecorder(model_dir, "toy", {"seed": 0})
+    history = [{"epoch": 0, "step": 1, "epoch_seconds": 1.0}]
+    record = recorder.finish({"error": 0.5}, history=history)
+    assert record["protocol"] == results.PROTOCOL
+    assert recorder._invocations[-1]["protocol"] == results.PROTOCOL
+    training.RunRecorder(model_dir, "toy", {"seed": 0})  # a resume of the same protocol
+    # Invocations written before the protocol existed are protocol 1.
+    path = os.path.join(model_dir, "invocations.json")
+    with open(path) as f:
+        invocations = json.load(f)
+    del invocations[0]["protocol"]
+    with open(path, "w") as f:
+        json.dump(invocations, f)
+    with pytest.raises(ValueError, match=r"holds a run of training protocol 1.*new model_dir"):
+        training.RunRecorder(model_dir, "toy", {"seed": 0})
+
+
 class _Inject(keras.callbacks.Callback):
     """Puts a NaN into ``what`` (a weight, or the logged loss) after optimizer step ``at``."""
 
