@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from mnm_keras import models, training
+from mnm_keras._utils import derive_seed
 from mnm_keras.datasets import babi
 from mnm_keras.metrics import SymbolError
 
@@ -252,7 +253,11 @@ def run(config, verbose=1, callbacks=()):
     lengths = [len(s.tokens) for s in train_stories + validation_stories + test_stories]
     boundaries = babi.length_buckets(lengths)
     train_data = babi.make_dataset(
-        train_stories, vocabulary, config.batch_size, boundaries, shuffle_seed=config.seed
+        train_stories,
+        vocabulary,
+        config.batch_size,
+        boundaries,
+        shuffle_seed=derive_seed(config.seed, "training_shuffle"),
     ).repeat()
     validation_data = babi.make_dataset(
         validation_stories, vocabulary, config.batch_size, boundaries
