@@ -123,19 +123,31 @@ class _Stop(Exception):
     """Ends an example's `run` once it has asked for its data."""
 
 
+# The functions the fakes below stand in for (taken before any test replaces them).
+_DATASET = datasets.algorithmic.AlgorithmicTask.dataset
+_ARRAYS = datasets.algorithmic.AlgorithmicTask.arrays
+_ASSOCIATIVE_RECALL = tasks.associative_recall
+
+
 def _algorithmic_stream_seeds(tmp_path, monkeypatch, seed):
     """``(training, held-out)`` seeds that examples/algorithmic.py draws episodes from."""
     asked = {}
+    task_class = datasets.algorithmic.AlgorithmicTask
 
-    def dataset(self, batch_size, seed, num_episodes=None, start=0):
+    def dataset(self, batch_size, seed=None, *args, **kwargs):
         asked["training"] = seed
+        if "held_out" in asked:
+            raise _Stop
+        return _DATASET(self, batch_size, seed=seed, num_episodes=batch_size)
 
-    def arrays(self, num_episodes, seed):
+    def arrays(self, num_episodes, seed=None, *args, **kwargs):
         asked["held_out"] = seed
-        raise _Stop
+        if "training" in asked:
+            raise _Stop
+        return _ARRAYS(self, 2, seed=seed)
 
-    monkeypatch.setattr(datasets.algorithmic.AlgorithmicTask, "dataset", dataset)
-    monkeypatch.setattr(datasets.algorithmic.AlgorithmicTask, "arrays", arrays)
+    monkeypatch.setattr(task_class, "dataset", dataset)
+    monkeypatch.setattr(task_class, "arrays", arrays)
     config = algorithmic.Config(
         model_dir=str(tmp_path / f"algorithmic{seed}"), model="lstm", units=4, seed=seed
     )
@@ -147,13 +159,12 @@ def _algorithmic_stream_seeds(tmp_path, monkeypatch, seed):
 def _associative_recall_stream_seeds(tmp_path, monkeypatch, seed):
     """``(training, held-out)`` seeds of examples/associative_recall.py's episodes."""
     asked = []
-    draw = tasks.associative_recall
 
-    def recorded(num_examples, seed, **task):
+    def recorded(num_examples, seed=None, **task):
         asked.append(seed)
         if len(asked) == 2:
             raise _Stop
-        return draw(2, seed=seed, **task)
+        return _ASSOCIATIVE_RECALL(2, seed=seed, **task)
 
     monkeypatch.setattr(associative_recall.tasks, "associative_recall", recorded)
     config = associative_recall.Config(
