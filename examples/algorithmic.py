@@ -25,6 +25,7 @@ import dataclasses
 import keras
 
 from mnm_keras import datasets, models, training
+from mnm_keras._utils import derive_seed
 from mnm_keras.metrics import SequenceError, SymbolError
 
 try:  # run as a script (python examples/algorithmic.py) or as a module (-m)
@@ -176,8 +177,8 @@ def run(config, verbose=1, callbacks=()):
     keras.utils.set_random_seed(config.seed)
     spec = make_task(config)
     network = build_model(spec, config)
-    # Training episodes stream from `seed` (a resumed run skips those of its finished
-    # epochs); held-out episodes come from another seed.
+    # Training episodes stream from a sub-seed of `seed` (a resumed run skips those of its
+    # finished epochs); held-out episodes come from another.
     skipped = budget.done_steps * config.batch_size
     if config.init_from and not skipped:
         training.warm_start(network, config.init_from)
@@ -192,11 +193,13 @@ def run(config, verbose=1, callbacks=()):
     # The stream ends with the budget: no prefetch is left inside its generator at exit.
     train_data = spec.dataset(
         config.batch_size,
-        seed=config.seed,
+        seed=derive_seed(config.seed, "training_episodes"),
         num_episodes=(config.train_steps - budget.done_steps) * config.batch_size,
         start=skipped,
     )
-    x_eval, y_eval, w_eval = spec.arrays(config.eval_episodes, seed=config.seed + 1_000_003)
+    x_eval, y_eval, w_eval = spec.arrays(
+        config.eval_episodes, seed=derive_seed(config.seed, "held_out_episodes")
+    )
     with training.closing_streams():
         network.fit(
             train_data,

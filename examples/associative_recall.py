@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from mnm_keras import models, tasks, training
+from mnm_keras._utils import derive_seed
 
 try:  # run as a script (python examples/associative_recall.py) or as a module (-m)
     from examples.config_flags import main, option
@@ -149,11 +150,13 @@ def run(config, verbose=1, callbacks=()):
         num_pairs=config.num_pairs, num_keys=config.num_symbols, num_values=config.num_symbols
     )
     x_train, y_train = tasks.associative_recall(
-        config.train_steps * config.batch_size, seed=config.seed, **task
+        config.train_steps * config.batch_size,
+        seed=derive_seed(config.seed, "training_episodes"),
+        **task,
     )
-    # Held-out episodes come from another seed.
+    # Held-out episodes come from another sub-seed.
     x_eval, y_eval = tasks.associative_recall(
-        config.eval_episodes, seed=config.seed + 10_000, **task
+        config.eval_episodes, seed=derive_seed(config.seed, "held_out_episodes"), **task
     )
     network = build_model(config, x_train.shape[1], x_train.shape[-1])
     # A resumed run skips the batches of the steps already trained.

@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from mnm_keras import models, training
+from mnm_keras._utils import derive_seed
 from mnm_keras.datasets import babi
 from mnm_keras.metrics import SymbolError
 
@@ -268,7 +269,11 @@ def run(config, verbose=1, callbacks=()):
     # The stream ends with the budget (early stopping may end training before it).
     train_data = (
         babi.make_dataset(
-            train_stories, vocabulary, config.batch_size, boundaries, shuffle_seed=config.seed
+            train_stories,
+            vocabulary,
+            config.batch_size,
+            boundaries,
+            shuffle_seed=derive_seed(config.seed, "training_shuffle"),
         )
         .repeat()
         .take(config.train_steps - budget.done_steps)

@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnm_keras import models, tasks, training
+from mnm_keras._utils import derive_seed
 
 try:  # run as a script (python examples/distributed.py) or as a module (-m)
     from examples.config_flags import main, option
@@ -141,7 +142,9 @@ def run(config, verbose=1, callbacks=()):
     recorder = training.RunRecorder(config.model_dir, TASK_NAME, config)
     strategy = make_strategy(config.strategy)
     keras.utils.set_random_seed(config.seed)
-    x, y = tasks.associative_recall(config.train_steps * config.batch_size, seed=config.seed)
+    x, y = tasks.associative_recall(
+        config.train_steps * config.batch_size, seed=derive_seed(config.seed, "training_episodes")
+    )
     with strategy.scope():
         inputs = keras.Input((x.shape[1], x.shape[2]))
         features = models.recurrent_layer(

@@ -12,7 +12,7 @@ parallel mazes; the rollout and the update are one compiled `tf.function`. The l
 
 Every ``--eval_interval`` episodes (and at the end) the greedy policy (the most probable
 action) and the sampling policy play ``--eval_mazes`` held-out mazes, the same ones at every
-evaluation (their own seed, ``--seed`` + 1,000,003); their mean rewards per episode sit
+evaluation (their own seeds, derived from ``--seed``); their mean rewards per episode sit
 beside the training reward in the run's history, one row per interval.
 
 Every flag is a field of `Config`. Rerunning the same command resumes from the last

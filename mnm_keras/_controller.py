@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import keras
 
-from mnm_keras._utils import check_positive_int, seeded
+from mnm_keras._utils import check_positive_int, derive_seed, seeded
 
 
 class ControllerCell(keras.layers.Layer):
     """Base of the memory cells: an LSTM controller over ``[x_t; v^r_{t-1}]`` (section 3.1).
 
     Holds the arguments every memory cell has (sizes, seed, initializers, regularizers),
-    validates them, builds the controller and the dense projections with seeds derived from
-    ``seed``, and serialises them. Subclasses add the memory.
+    validates them, builds the controller and the dense projections with sub-seeds derived
+    from ``seed`` and each weight's name (`derive_seed`), and serialises them. Subclasses add
+    the memory.
     """
 
     def __init__(
@@ -57,15 +58,17 @@ class ControllerCell(keras.layers.Layer):
         self.sublayer_dtype = sublayer_dtype or self.dtype_policy
         self.output_size = output_units or units
 
-    def _seed(self, offset):
-        return None if self.seed is None else self.seed + offset
+    def _seed(self, name):
+        """The sub-seed of the weight ``name`` (`derive_seed`; None when ``seed`` is None)."""
+        return derive_seed(self.seed, name)
 
-    def _dense(self, units, activation, name, seed_offset, input_dim, bias_initializer=None):
-        """A built Dense sublayer whose kernel initializer is seeded from ``seed``."""
+    def _dense(self, units, activation, name, input_dim, bias_initializer=None):
+        """A built Dense sublayer ``name`` whose kernel initializer is seeded from ``seed``
+        and the name (sub-seed of ``"{name}/kernel"``)."""
         layer = keras.layers.Dense(
             units,
             activation=activation,
-            kernel_initializer=seeded(self.kernel_initializer, self._seed(seed_offset)),
+            kernel_initializer=seeded(self.kernel_initializer, self._seed(f"{name}/kernel")),
             bias_initializer=bias_initializer or self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
@@ -85,8 +88,10 @@ class ControllerCell(keras.layers.Layer):
             )
         self.controller = keras.layers.LSTMCell(
             self.units,
-            kernel_initializer=seeded(self.kernel_initializer, self.seed),
-            recurrent_initializer=seeded(self.recurrent_initializer, self.seed),
+            kernel_initializer=seeded(self.kernel_initializer, self._seed("controller/kernel")),
+            recurrent_initializer=seeded(
+                self.recurrent_initializer, self._seed("controller/recurrent_kernel")
+            ),
             bias_initializer=self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,

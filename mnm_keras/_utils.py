@@ -1,10 +1,53 @@
-"""Small helpers shared by the cells: argument checks and seeded initializers."""
+"""Small helpers shared by the cells: argument checks, sub-seeds and seeded initializers."""
+
+import hashlib
 
 import keras
+import numpy as np
 
 from mnm_keras.core import check_bool, check_positive_int
 
-__all__ = ["check_backend", "check_bool", "check_positive_int", "seeded"]
+__all__ = ["check_backend", "check_bool", "check_positive_int", "derive_seed", "seeded"]
+
+# Sub-seeds are below 2**31, so that every consumer (Keras 3 and tf-keras initializers,
+# NumPy generators, int32 seed tensors) takes them.
+_SEED_BITS = 31
+
+
+def derive_seed(seed, name):
+    """The sub-seed of the weight or stream ``name`` of a run seeded with ``seed``.
+
+    ``numpy.random.SeedSequence`` over the seed (its sign and magnitude) and the SHA-256
+    digest of ``name`` (UTF-8), reduced to an integer in ``[0, 2**31)``; None when ``seed``
+    is None (unseeded). A pure function: the same ``(seed, name)`` gives the same sub-seed
+    in every process and Python version (unlike ``hash``).
+
+    Why not ``seed + offset``: Keras's seeded initializers draw the same stream for the
+    same integer whatever the shape, so with offsets one run's sub-seeds are another run's
+    (seed 0's ``seed + 1`` is seed 1's ``seed + 0``) and the two runs start from shared, or
+    leading parts of shared, weight tensors. Hashing the name with the seed gives every
+    (seed, name) pair its own stream.
+
+    Args:
+      seed: an integer (any sign) or None.
+      name: a stable name of the weight or stream, e.g. ``"interface/kernel"`` or
+        ``"held_out_episodes"``.
+
+    Returns:
+      An int in ``[0, 2**31)``, or None.
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`name` must be a non-empty string; received name={name!r}.")
+    seed = int(seed)
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    words = np.frombuffer(digest, dtype="<u4").tolist()  # 8 words of 32 bits
+    entropy = [int(seed < 0), abs(seed), *words]
+    state = np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0]
+    return int(state) >> (32 - _SEED_BITS)
 
 
 def seeded(initializer, seed):

@@ -81,7 +81,8 @@ class MNMCell(ControllerCell):
       memory_activation: hidden activation of the memory (default ``"tanh"``).
       memory_output_activation: activation of the memory's last layer (default linear).
       memory_initializer: initializer of phi_0 (default ``"glorot_uniform"``).
-      seed: seed of phi_0 and of the default initializers (``None``: not seeded).
+      seed: seed of phi_0 and of the default initializers (``None``: not seeded); each
+        weight draws from its own sub-seed of ``(seed, its name)`` (`_utils.derive_seed`).
       kernel_initializer, recurrent_initializer, bias_initializer: of the controller and
         the interface/output projections.
       rate_bias_initializer: initial bias of the rate projection (default -2.0, i.e. a
@@ -214,12 +215,12 @@ class MNMCell(ControllerCell):
         heads, dk, dv = self.num_heads, self.key_size, self.value_size
         # Equation 1: H read keys, H write keys, H target values and beta'_t (size d_k).
         self.interface = self._dense(
-            2 * heads * dk + heads * dv + dk, "tanh", "interface", 1, self.units
+            2 * heads * dk + heads * dv + dk, "tanh", "interface", self.units
         )
         self.rate = self._dense(
-            self.num_rates, "sigmoid", "rate", 2, dk, bias_initializer=self.rate_bias_initializer
+            self.num_rates, "sigmoid", "rate", dk, bias_initializer=self.rate_bias_initializer
         )
-        self.output_projection = self._dense(self.output_size, None, "output", 3, self.units + dv)
+        self.output_projection = self._dense(self.output_size, None, "output", self.units + dv)
         # Backward feedback prediction functions q^l (section 3.4), MNM-p only.
         self.feedback = []
         if self.write_rule == "local":
@@ -229,9 +230,7 @@ class MNMCell(ControllerCell):
                     self.memory_output_activation if index == last else self.memory_activation
                 )
                 self.feedback.append(
-                    self._dense(
-                        self.memory_sizes[index + 1], activation, f"feedback_{index}", 4 + index, dv
-                    )
+                    self._dense(self.memory_sizes[index + 1], activation, f"feedback_{index}", dv)
                 )
         # phi_0: the fixed random initial memory, not trained (section 3.5).
         self.initial_memory = []
@@ -239,7 +238,9 @@ class MNMCell(ControllerCell):
             self.initial_memory.append(
                 self.add_weight(
                     shape=(self.memory_sizes[index + 1], self.memory_sizes[index]),
-                    initializer=seeded(self.memory_initializer, self._seed(100 + index)),
+                    initializer=seeded(
+                        self.memory_initializer, self._seed(f"initial_memory_{index}")
+                    ),
                     trainable=False,
                     dtype="float32",
                     name=f"initial_memory_{index}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from mnm_keras._utils import derive_seed
 from mnm_keras.mnm_layer import MNM
 from mnm_keras.salu_layer import SALU
 
@@ -35,7 +36,8 @@ def recurrent_layer(
         (SALU uses key_size, value_size and num_heads).
       max_length: SALU only: the longest sequence (table size).
       return_sequences: return every step's output.
-      seed: seed of the MNM initial memory and of seedable initializers.
+      seed: seed of the MNM initial memory and of seedable initializers (each weight's
+        own sub-seed, `mnm_keras._utils.derive_seed`).
       normalize_writes: MNM only: `MNMCell`'s normalised writes (default True; False: the
         paper's writes; ignored, like the memory sizes, by ``"lstm"`` and ``"salu"``).
       meta_loss_weight: MNM only: the weight of the meta loss in the training loss
@@ -53,8 +55,12 @@ def recurrent_layer(
         return keras.layers.LSTM(
             units,
             return_sequences=return_sequences,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
-            recurrent_initializer=keras.initializers.Orthogonal(seed=seed),
+            kernel_initializer=keras.initializers.GlorotUniform(
+                seed=derive_seed(seed, "lstm/kernel")
+            ),
+            recurrent_initializer=keras.initializers.Orthogonal(
+                seed=derive_seed(seed, "lstm/recurrent_kernel")
+            ),
             **layer_kwargs,
         )
     if model == "salu":

@@ -96,8 +96,8 @@ class SALUCell(ControllerCell):
     def build(self, input_shape):
         self._build_controller(input_shape)
         heads, dk, dv = self.num_heads, self.key_size, self.value_size
-        self.interface = self._dense(heads * (2 * dk + dv), "tanh", "interface", 1, self.units)
-        self.output_projection = self._dense(self.output_size, None, "output", 2, self.units + dv)
+        self.interface = self._dense(heads * (2 * dk + dv), "tanh", "interface", self.units)
+        self.output_projection = self._dense(self.output_size, None, "output", self.units + dv)
 
     def params(self):
         """The cell's weights as a `salu_core.SALUParams` of tensors."""

@@ -38,6 +38,8 @@ from tf_agents.environments import py_environment
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
+from mnm_keras._utils import derive_seed
+
 OBSERVATION_SIZE = 17
 NUM_ACTIONS = 4
 WALL_PENALTY = -0.1
@@ -105,9 +107,14 @@ def _check_seed(name, seed):
 
 
 def _batch_seeds(seed, batch_size):
-    """The ``batch_size`` per-maze seeds of `BatchedMazeEnvironment`'s ``seed`` argument."""
+    """The ``batch_size`` per-maze seeds of `BatchedMazeEnvironment`'s ``seed`` argument.
+
+    An integer gives maze ``i`` the sub-seed ``derive_seed(seed, f"maze_{i}")``, so that the
+    mazes of two batch seeds are all different (``seed + i`` would share B - 1 of them)."""
     if seed is None or isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        return [None] * batch_size if seed is None else [int(seed) + i for i in range(batch_size)]
+        if seed is None:
+            return [None] * batch_size
+        return [derive_seed(int(seed), f"maze_{i}") for i in range(batch_size)]
     seeds = list(seed)
     if len(seeds) != batch_size:
         raise ValueError(
@@ -255,7 +262,8 @@ class BatchedMazeEnvironment(py_environment.PyEnvironment):
       batch_size: number of mazes B.
       size, episode_length, normalize_time, previous_action_one_hot: as in
         `MazeEnvironment`.
-      seed: an integer (maze ``i`` uses ``seed + i``), a sequence of ``batch_size``
+      seed: an integer (maze ``i`` uses its sub-seed ``mnm_keras._utils.derive_seed(seed,
+        f"maze_{i}")``), a sequence of ``batch_size``
         integers, or None (not seeded).
 
     Time steps have outer shape ``[B]``: observation ``[B, 17]``, reward ``[B]``; `step`

@@ -25,7 +25,7 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import nest_utils
 
 from mnm_keras import core
-from mnm_keras._utils import check_positive_int
+from mnm_keras._utils import check_positive_int, derive_seed
 
 CORES = ("mnm_p", "mnm_g", "lstm")
 
@@ -144,19 +144,20 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         self.num_rates = self.config.num_rates
         self.state_size = core.state_sizes(self.config)
 
-    def _seeded(self, initializer, offset):
-        """A new instance of ``initializer``, seeded with ``seed + offset`` when it takes
-        a seed (tf-keras gives equal values from one unseeded instance called twice)."""
+    def _seeded(self, initializer, name):
+        """A new instance of ``initializer``, seeded with the sub-seed of the weight ``name``
+        (`mnm_keras._utils.derive_seed`, the names of `mnm_keras.MNMCell`) when it takes a
+        seed (tf-keras gives equal values from one unseeded instance called twice)."""
         config = initializer.get_config()
         if self.seed is not None and "seed" in config:
-            config["seed"] = self.seed + offset
+            config["seed"] = derive_seed(self.seed, name)
         return initializer.__class__.from_config(config)
 
-    def _dense(self, units, activation, name, offset, input_dim, bias_initializer=None):
+    def _dense(self, units, activation, name, input_dim, bias_initializer=None):
         layer = tf.keras.layers.Dense(
             units,
             activation=activation,
-            kernel_initializer=self._seeded(self.kernel_initializer, offset),
+            kernel_initializer=self._seeded(self.kernel_initializer, f"{name}/kernel"),
             bias_initializer=bias_initializer or self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
@@ -175,26 +176,27 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         config, dv = self.config, self.value_size
         self.controller = tf.keras.layers.LSTMCell(
             self.units,
-            kernel_initializer=self._seeded(self.kernel_initializer, 0),
-            recurrent_initializer=self._seeded(self.recurrent_initializer, 0),
+            kernel_initializer=self._seeded(self.kernel_initializer, "controller/kernel"),
+            recurrent_initializer=self._seeded(
+                self.recurrent_initializer, "controller/recurrent_kernel"
+            ),
             bias_initializer=self.bias_initializer,
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
             name="controller",
         )
         self.controller.build((None, input_dim + dv))
-        self.interface = self._dense(config.interface_size, "tanh", "interface", 1, self.units)
+        self.interface = self._dense(config.interface_size, "tanh", "interface", self.units)
         self.rate = self._dense(
-            self.num_rates, "sigmoid", "rate", 2, self.key_size, self.rate_bias_initializer
+            self.num_rates, "sigmoid", "rate", self.key_size, self.rate_bias_initializer
         )
-        self.output_projection = self._dense(self.output_size, None, "output", 3, self.units + dv)
+        self.output_projection = self._dense(self.output_size, None, "output", self.units + dv)
         last = self.memory_layers - 1
         self.feedback = [
             self._dense(
                 self.memory_sizes[index + 1],
                 self.memory_output_activation if index == last else self.memory_activation,
                 f"feedback_{index}",
-                4 + index,
                 dv,
             )
             for index in range(config.feedback_layers)
@@ -203,7 +205,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
             self.add_weight(
                 name=f"initial_memory_{index}",
                 shape=(self.memory_sizes[index + 1], self.memory_sizes[index]),
-                initializer=self._seeded(self.memory_initializer, 100 + index),
+                initializer=self._seeded(self.memory_initializer, f"initial_memory_{index}"),
                 trainable=False,
             )
             for index in range(self.memory_layers)
@@ -311,7 +313,8 @@ class ActorCriticRnnNetwork(network.Network):
       cell: a tf-keras RNN cell with ``state_size``, ``output_size`` and
         ``get_initial_state(batch_size=, dtype=)``, e.g. `TFKerasMNMCell` or
         ``tf.keras.layers.LSTMCell``.
-      seed: seed of the heads' initializers.
+      seed: seed of the heads' initializers (each kernel its own sub-seed,
+        `mnm_keras._utils.derive_seed`).
 
     Call: ``network(observation, step_type, network_state=(), training=False)`` with
     ``observation [B, T, obs]`` / ``step_type [B, T]`` (or without the time axis) returns
@@ -342,13 +345,15 @@ class ActorCriticRnnNetwork(network.Network):
         super().__init__(input_tensor_spec=input_tensor_spec, state_spec=state_spec, name=name)
         self._cell = cell
         self._unroll = unroll
-        init = lambda offset: tf.keras.initializers.GlorotUniform(  # noqa: E731
-            seed=None if seed is None else seed + offset
+        init = lambda name: tf.keras.initializers.GlorotUniform(  # noqa: E731
+            seed=derive_seed(seed, name)
         )
         self._logits = tf.keras.layers.Dense(
-            self._num_actions, kernel_initializer=init(1000), name="logits"
+            self._num_actions, kernel_initializer=init("logits/kernel"), name="logits"
         )
-        self._value = tf.keras.layers.Dense(1, kernel_initializer=init(1001), name="value")
+        self._value = tf.keras.layers.Dense(
+            1, kernel_initializer=init("value/kernel"), name="value"
+        )
 
     @property
     def cell(self):
@@ -428,8 +433,12 @@ def lstm_actor_critic(observation_spec, action_spec, units=200, seed=None):
     check_positive_int("units", units)
     cell = tf.keras.layers.LSTMCell(
         units,
-        kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed),
-        recurrent_initializer=tf.keras.initializers.Orthogonal(seed=seed),
+        kernel_initializer=tf.keras.initializers.GlorotUniform(
+            seed=derive_seed(seed, "lstm/kernel")
+        ),
+        recurrent_initializer=tf.keras.initializers.Orthogonal(
+            seed=derive_seed(seed, "lstm/recurrent_kernel")
+        ),
     )
     return ActorCriticRnnNetwork(observation_spec, action_spec, cell, seed=seed, name="Lstm")
 

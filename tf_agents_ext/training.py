@@ -51,12 +51,12 @@ from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 from tf_agents.utils import common
 
+from mnm_keras._utils import derive_seed
 from mnm_keras.core import check_positive_int
 from mnm_keras.training import check_finite
 from tf_agents_ext import a2c_agent, maze, networks
 
 __all__ = [
-    "HELD_OUT_SEED_OFFSET",
     "RANDOM_POLICY_REWARD",
     "build_agent",
     "check_budget",
@@ -73,9 +73,6 @@ __all__ = [
 ]
 
 RANDOM_POLICY_REWARD = 9.3  # maze.md: a uniformly random policy, 9 x 9, 250 steps
-# The held-out mazes of seed s come from s + HELD_OUT_SEED_OFFSET (as the held-out episodes
-# of examples/algorithmic.py).
-HELD_OUT_SEED_OFFSET = 1_000_003
 
 
 # --------------------------------------------------------------------------- arguments
@@ -193,20 +190,20 @@ def check_budget(model_dir, num_episodes):
 def training_maze_seeds(seed, episodes_done, batch_size):
     """Seeds of the ``batch_size`` training mazes of a run resumed at ``episodes_done``.
 
-    Maze ``i`` uses ``s + i``, with ``s`` drawn from ``numpy.random.SeedSequence([seed,
-    episodes_done])``.
+    Maze ``i`` uses the sub-seed ``derive_seed(seed, f"training_maze_{episodes_done}_{i}")``
+    (`mnm_keras._utils.derive_seed`), so no two runs, resumes or mazes share one.
     """
-    start = int(np.random.SeedSequence([seed, episodes_done]).generate_state(1)[0])
-    return [start + i for i in range(batch_size)]
+    return [derive_seed(seed, f"training_maze_{episodes_done}_{i}") for i in range(batch_size)]
 
 
 def held_out_maze_seeds(seed, count):
-    """Seeds of the ``count`` held-out evaluation mazes: ``seed + 1_000_003 + i``.
+    """Seeds of the ``count`` held-out evaluation mazes: ``derive_seed(seed,
+    f"held_out_maze_{i}")`` (`mnm_keras._utils.derive_seed`).
 
     They depend on nothing else, so every evaluation of a run (resumes included) plays the
     same episodes; they are not the seeds of the training mazes (`training_maze_seeds`).
     """
-    return [seed + HELD_OUT_SEED_OFFSET + i for i in range(count)]
+    return [derive_seed(seed, f"held_out_maze_{i}") for i in range(count)]
 
 
 # -------------------------------------------------------------------- agent and rollout
