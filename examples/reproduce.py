@@ -29,7 +29,7 @@ trained, to do), its budget and an estimate of its training time from the commit
 records' speed (seconds per step of the same script and model).
 
 Tables: normalize_writes, demo, dictionary, double_copy, priority_sort, babi_task1, maze,
-babi_paper, maze_paper.
+babi_paper, maze_paper, maze_regime.
 """
 
 from __future__ import annotations
@@ -262,6 +262,37 @@ def maze_paper_table(options):
     ]
 
 
+# Episodes of each run of the maze_regime table: the slowest setting (MNM-p 1 x 100 at one
+# episode per update) trains them in under 90 minutes on a 2-core CPU.
+MAZE_REGIME_EPISODES = 8000
+MAZE_REGIME_BATCHES = (1, 4, 16)
+
+
+def maze_regime_table(options):
+    """Episodes per update for the maze: the reference makes one update per episode
+    (batch 1) at learning rate 1e-4; the LSTM and MNM-p 1 x 100 at 1, 4 and 16 episodes per
+    update, the learning rate scaled in proportion (1e-4 times the episodes per update),
+    `MAZE_REGIME_EPISODES` episodes, 2 seeds (`results.maze_regime_table` compares the
+    reward reached per episode and per second of training)."""
+    return [
+        RunSpec(
+            f"maze-regime-{label}-b{batch}-seed{seed}",
+            "examples.maze_a2c",
+            dict(
+                model=model,
+                memory_layers=1,
+                batch_size=batch,
+                learning_rate=1e-4 * batch,
+                num_episodes=MAZE_REGIME_EPISODES,
+                seed=seed,
+            ),
+        )
+        for label, model in (("lstm", "lstm"), ("mnm_p-1x100", "mnm_p"))
+        for batch in MAZE_REGIME_BATCHES
+        for seed in SEEDS[:2]
+    ]
+
+
 TABLES = {
     "normalize_writes": normalize_writes_table,
     "demo": demo_table,
@@ -272,6 +303,7 @@ TABLES = {
     "maze": maze_table,
     "babi_paper": babi_paper_table,
     "maze_paper": maze_paper_table,
+    "maze_regime": maze_regime_table,
 }
 
 

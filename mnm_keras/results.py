@@ -326,7 +326,8 @@ def _summary_rows(records):
             solved = not r.results.get("failed_tasks")
         elif r.task == "maze":
             task, metric = "maze", "greedy reward on held-out mazes"
-            value, budget = r.results["eval_greedy_reward"], f"{r.train_steps:,} episodes"
+            value = r.results["eval_greedy_reward"]
+            budget = f"{r.train_steps:,} episodes, {config.get('batch_size', 16)} per update"
             link, solved = "docs/tasks/maze.md", None
         else:
             continue
@@ -408,18 +409,34 @@ def babi_table(records):
     return _markdown(header, rows, records)
 
 
+def _maze_setting(record):
+    """(model label, episodes per update, learning rate) of a maze record."""
+    config = record.config
+    return (
+        _marked(_model_label(config), record),
+        int(config.get("batch_size", 16)),
+        float(config.get("learning_rate", 1e-4)),
+    )
+
+
+def _is_maze_regime(record):
+    return record.task == "maze" and record.run.startswith(MAZE_REGIME_PREFIX)
+
+
 def maze_table(records):
     """Maze runs: greedy and sampling rewards on held-out mazes (mean ± standard deviation,
     then median and inter-quartile range over seeds), and the training reward."""
-    records = [r for r in records if r.task == "maze"]
+    records = [r for r in records if r.task == "maze" and not _is_maze_regime(r)]
     if not records:
         return NO_RECORD + "\n"
-    groups = _group(records, lambda r: (_marked(_model_label(r.config), r), r.train_steps))
+    groups = _group(records, lambda r: (*_maze_setting(r), r.train_steps))
     rows = []
-    for (model, episodes), group in sorted(groups.items()):
+    for (model, batch, rate, episodes), group in sorted(groups.items()):
         rows.append(
             [
                 model,
+                batch,
+                f"{rate:g}",
                 f"{episodes:,}",
                 len(group),
                 _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
@@ -433,6 +450,8 @@ def maze_table(records):
         )
     header = [
         "model",
+        "episodes per update",
+        "learning rate",
         "episodes",
         "seeds",
         "greedy reward (held-out mazes)",
@@ -446,6 +465,57 @@ def maze_table(records):
     return _markdown(header, rows, records)
 
 
+# The runs of `python -m examples.reproduce maze_regime` (their names start so).
+MAZE_REGIME_PREFIX = "maze-regime-"
+
+
+def maze_regime_table(records):
+    """Episodes per update on the maze: per model, episodes per update and learning rate,
+    the training reward reached (last 1,000 episodes) and the held-out sampling reward,
+    with the training time and its speed; the learning curves against episodes and against
+    seconds of training (`maze_regime_figure`) below the table."""
+    records = [r for r in records if _is_maze_regime(r)]
+    if not records:
+        return NO_RECORD + "\n"
+    groups = _group(records, lambda r: (*_maze_setting(r), r.train_steps))
+    rows = []
+    for (model, batch, rate, episodes), group in sorted(groups.items()):
+        seconds = [r.wall_seconds for r in group]
+        rows.append(
+            [
+                model,
+                batch,
+                f"{rate:g}",
+                f"{episodes:,}",
+                len(group),
+                _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
+                _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
+                _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
+                _mean_std([r.results["random_policy_reward"] for r in group], 1),
+                f"{np.mean(seconds):.0f}",
+                f"{np.mean([episodes / s for s in seconds if s]):.1f}",
+            ]
+        )
+    header = [
+        "model",
+        "episodes per update",
+        "learning rate",
+        "episodes",
+        "seeds",
+        "training reward (last 1,000 episodes)",
+        "sampling reward (held-out mazes)",
+        "greedy reward (held-out mazes)",
+        "random policy reward",
+        "training s (mean)",
+        "episodes/s",
+    ]
+    table = _markdown(header, rows, records)
+    figures = "".join(
+        f"\n![{title}](../figures/{name}.png)\n" for name, title in MAZE_REGIME_FIGURES.items()
+    )
+    return table + figures
+
+
 TABLES = {
     "summary": summary_table,
     "algorithmic": algorithmic_table,
@@ -453,6 +523,7 @@ TABLES = {
     "associative_recall": associative_recall_table,
     "babi": babi_table,
     "maze": maze_table,
+    "maze_regime": maze_regime_table,
 }
 
 
@@ -485,16 +556,58 @@ def normalize_writes_figure(records):
     }
 
 
-FIGURES = {"dictionary_4_1_normalize_writes": normalize_writes_figure}
+def _maze_regime_curves(records, x_of):
+    """{label: {"x", "y"}}: the training reward of each interval, mean over the seeds of a
+    maze_regime setting, against ``x_of(record)`` (the first seed's x values)."""
+    selected = [r for r in records if _is_maze_regime(r)]
+    curves = {}
+    for (model, batch, rate, _), group in sorted(
+        _group(selected, lambda r: (*_maze_setting(r), r.train_steps)).items()
+    ):
+        length = min(len(r.history) for r in group)
+        values = np.mean([[row["train_reward"] for row in r.history[:length]] for r in group], 0)
+        curves[f"{model}, {batch} per update, lr {rate:g}"] = {
+            "x": [round(float(x), 1) for x in x_of(group[0])[:length]],
+            "y": [round(float(v), 4) for v in values],
+        }
+    return curves, sorted(r.path for r in selected)
+
+
+def maze_regime_figure(records, against):
+    """Training reward of the maze_regime runs against episodes or seconds of training."""
+    if against == "episodes":
+        x_of, xlabel = (lambda r: [row["step"] for row in r.history]), "episodes"
+    else:
+        x_of = lambda r: np.cumsum([row["epoch_seconds"] for row in r.history])  # noqa: E731
+        xlabel = "seconds of training (first seed)"
+    curves, sources = _maze_regime_curves(records, x_of)
+    return {
+        "title": f"maze: training reward per interval against {against} (mean over seeds)",
+        "xlabel": xlabel,
+        "ylabel": "training reward per episode",
+        "curves": curves,
+        "sources": sources,
+    }
+
+
+MAZE_REGIME_FIGURES = {
+    "maze_regime_episodes": "training reward against episodes",
+    "maze_regime_seconds": "training reward against seconds of training",
+}
+
+FIGURES = {
+    "dictionary_4_1_normalize_writes": normalize_writes_figure,
+    "maze_regime_episodes": lambda records: maze_regime_figure(records, "episodes"),
+    "maze_regime_seconds": lambda records: maze_regime_figure(records, "seconds"),
+}
 
 
 def _draw(path, figure):
     from mnm_keras.plotting import plot_curves
 
-    first = next(iter(figure["curves"].values()))
     plot_curves(
         path,
-        first["x"],
+        {label: curve["x"] for label, curve in figure["curves"].items()},
         {label: curve["y"] for label, curve in figure["curves"].items()},
         title=figure["title"],
         xlabel=figure["xlabel"],

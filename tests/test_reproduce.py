@@ -37,6 +37,7 @@ RUN_COUNTS = {
     "maze": 12,
     "babi_paper": 6,
     "maze_paper": 6,
+    "maze_regime": 12,
 }
 
 
@@ -73,6 +74,15 @@ def test_every_table_builds_configs_its_scripts_accept(table):
         config_flags.define_flags(module.Config, values)
         values(["prog", *reproduce.flag_arguments(spec.overrides, config.model_dir)])
         assert config_flags.config_from_flags(module.Config, values) == config
+
+
+def test_the_maze_regime_scales_the_learning_rate_with_the_episodes_per_update():
+    specs = reproduce.maze_regime_table(reproduce.Config(table="maze_regime"))
+    settings = {(s.overrides["model"], s.overrides["batch_size"]) for s in specs}
+    assert settings == {(m, b) for m in ("lstm", "mnm_p") for b in (1, 4, 16)}
+    for spec in specs:
+        assert spec.overrides["learning_rate"] == pytest.approx(1e-4 * spec.overrides["batch_size"])
+        assert spec.name.startswith("maze-regime-")
 
 
 def test_one_name_per_configuration_across_tables():

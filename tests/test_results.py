@@ -186,7 +186,7 @@ def test_summary_covers_every_task_beside_the_paper(tmp_path):
     summary = results.summary_table(records)
     assert "| maze | MNM-p about 175" in summary
     assert (
-        "| MNM-p 1 x 100, normalised writes | greedy reward on held-out mazes | 15.0 ± 7.1 | 2 | - | 4,000 episodes |"
+        "| MNM-p 1 x 100, normalised writes | greedy reward on held-out mazes | 15.0 ± 7.1 | 2 | - | 4,000 episodes, 16 per update |"
         in summary
     )
     assert (
@@ -201,3 +201,61 @@ def test_summary_covers_every_task_beside_the_paper(tmp_path):
     )
     assert "| 1: 2.5 |" in results.babi_table(records)
     assert "| LSTM | 1,200 | 1 | 0.250 | 0.875 | 3 |" in results.associative_recall_table(records)
+
+
+def _maze_record(root, run, model, batch, seed, rewards, seconds, rate=None):
+    history = [
+        {"epoch": i, "step": 400 * (i + 1), "epoch_seconds": seconds, "train_reward": reward}
+        for i, reward in enumerate(rewards)
+    ]
+    config = {"model": model, "memory_layers": 1, "memory_units": 100, "normalize_writes": True}
+    config.update(batch_size=batch, learning_rate=rate or 1e-4 * batch, seed=seed)
+    values = {
+        "eval_greedy_reward": 1.0,
+        "eval_sampling_reward": rewards[-1] / 2,
+        "train_reward_last_1000": rewards[-1],
+        "random_policy_reward": 9.3,
+    }
+    record = {
+        "task": "maze",
+        "config": config,
+        "results": values,
+        "train_steps": history[-1]["step"],
+        "wall_seconds": seconds * len(rewards),
+        "history": history,
+        "protocol": results.PROTOCOL,
+    }
+    path = os.path.join(root, "results", "maze", run)
+    os.makedirs(path)
+    with open(os.path.join(path, "metrics.json"), "w") as f:
+        json.dump(record, f)
+
+
+def test_the_maze_regime_table_keeps_settings_apart_with_curves(tmp_path):
+    for seed in (0, 1):
+        _maze_record(tmp_path, f"maze-regime-lstm-b1-seed{seed}", "lstm", 1, seed, [9, 20], 10)
+        _maze_record(tmp_path, f"maze-regime-lstm-b16-seed{seed}", "lstm", 16, seed, [9, 12], 2)
+    _maze_record(tmp_path, "maze-lstm-800-seed0", "lstm", 16, 0, [9, 9], 2, rate=1e-4)
+    doc = tmp_path / "docs" / "tasks" / "maze.md"
+    doc.parent.mkdir(parents=True)
+    doc.write_text(
+        "<!-- results table: maze_regime -->\n<!-- end of results table -->\n"
+        "<!-- results table: maze -->\n<!-- end of results table -->\n"
+    )
+    results.render(str(tmp_path))
+    text = doc.read_text()
+    regime, maze = text.split("<!-- results table: maze -->")
+    # One row per episodes-per-update setting, never averaged together; the other maze
+    # table has only the run outside the regime.
+    assert "| LSTM | 1 | 0.0001 | 800 | 2 | 20.0 ± 0.0 | 10.0 ± 0.0 |" in regime
+    assert "| LSTM | 16 | 0.0016 | 800 | 2 | 12.0 ± 0.0 | 6.0 ± 0.0 |" in regime
+    assert "| 20 | 40.0 |" in regime and "| 4 | 200.0 |" in regime  # seconds, episodes/s
+    assert "maze-regime" not in maze and "| LSTM | 16 | 0.0001 | 800 | 1 |" in maze
+    figures = tmp_path / "docs" / "figures"
+    episodes = json.loads((figures / "maze_regime_episodes.json").read_text())
+    assert episodes["curves"]["LSTM, 1 per update, lr 0.0001"] == {"x": [400, 800], "y": [9, 20]}
+    seconds = json.loads((figures / "maze_regime_seconds.json").read_text())
+    assert seconds["curves"]["LSTM, 16 per update, lr 0.0016"]["x"] == [2.0, 4.0]
+    assert (figures / "maze_regime_seconds.png").stat().st_size > 1000
+    assert "![training reward against episodes](../figures/maze_regime_episodes.png)" in regime
+    assert results.stale(str(tmp_path)) == []
