@@ -98,7 +98,9 @@ def test_normalized_gradient_writes_lower_the_traced_recall_error():
     trace = trace_interactions(_cell("gradient", normalize_writes=True), _inputs(5))
     before, after = trace["recall_before"].numpy(), trace["recall_after"].numpy()
     assert before.shape == after.shape == (BATCH, TIME)
-    assert np.all(after < 0.9 * before)
+    # Every write lowers its pair's error; over the sequence by a clear margin.
+    assert np.all(after < before)
+    assert after.sum() < 0.9 * before.sum()
 
 
 def test_trace_accepts_the_mnm_layer_and_a_mask():
