@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -114,6 +115,17 @@ class MNMConfig:
 def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer; received {name}={value!r}.")
+
+
+def check_non_negative_number(name, value):
+    """A finite number >= 0 (an int or a float, not a bool), or ValueError naming it."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"`{name}` must be a non-negative number; received {name}={value!r}.")
 
 
 def check_bool(name, value):

@@ -172,14 +172,7 @@ class MNMCell(ControllerCell):
                 compute_dtype=self.sublayer_dtype.compute_dtype,
             )
         )
-        if (
-            isinstance(meta_loss_weight, bool)
-            or not isinstance(meta_loss_weight, (int, float))
-            or meta_loss_weight < 0
-        ):
-            raise ValueError(
-                f"`meta_loss_weight` must be a non-negative number; received {meta_loss_weight!r}."
-            )
+        core.check_non_negative_number("meta_loss_weight", meta_loss_weight)
         if not isinstance(jit_compile, bool):
             raise ValueError(
                 f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."

@@ -423,37 +423,39 @@ def _is_maze_regime(record):
     return record.task == "maze" and record.run.startswith(MAZE_REGIME_PREFIX)
 
 
+def _maze_rows(records, cells):
+    """One row per maze setting and budget: model, episodes per update, learning rate,
+    episodes and seeds, then ``cells(group)`` of the group's records."""
+    groups = _group(records, lambda r: (*_maze_setting(r), r.train_steps))
+    return [
+        [model, batch, f"{rate:g}", f"{episodes:,}", len(group), *cells(group)]
+        for (model, batch, rate, episodes), group in sorted(groups.items())
+    ]
+
+
+MAZE_SETTING_HEADER = ["model", "episodes per update", "learning rate", "episodes", "seeds"]
+
+
 def maze_table(records):
     """Maze runs: greedy and sampling rewards on held-out mazes (mean ± standard deviation,
     then median and inter-quartile range over seeds), and the training reward."""
     records = [r for r in records if r.task == "maze" and not _is_maze_regime(r)]
     if not records:
         return NO_RECORD + "\n"
-    groups = _group(records, lambda r: (*_maze_setting(r), r.train_steps))
-    rows = []
-    for (model, batch, rate, episodes), group in sorted(groups.items()):
-        rows.append(
-            [
-                model,
-                batch,
-                f"{rate:g}",
-                f"{episodes:,}",
-                len(group),
-                _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
-                _median_iqr([r.results["eval_greedy_reward"] for r in group]),
-                _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
-                _median_iqr([r.results["eval_sampling_reward"] for r in group]),
-                _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
-                _mean_std([r.results["random_policy_reward"] for r in group], 1),
-                f"{np.mean([r.wall_seconds for r in group]):.0f}",
-            ]
-        )
+
+    def cells(group):
+        return [
+            _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
+            _median_iqr([r.results["eval_greedy_reward"] for r in group]),
+            _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
+            _median_iqr([r.results["eval_sampling_reward"] for r in group]),
+            _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
+            _mean_std([r.results["random_policy_reward"] for r in group], 1),
+            f"{np.mean([r.wall_seconds for r in group]):.0f}",
+        ]
+
     header = [
-        "model",
-        "episodes per update",
-        "learning rate",
-        "episodes",
-        "seeds",
+        *MAZE_SETTING_HEADER,
         "greedy reward (held-out mazes)",
         "greedy, median [IQR]",
         "sampling reward (held-out mazes)",
@@ -462,7 +464,7 @@ def maze_table(records):
         "random policy reward",
         "training s (mean)",
     ]
-    return _markdown(header, rows, records)
+    return _markdown(header, _maze_rows(records, cells), records)
 
 
 # The runs of `python -m examples.reproduce maze_regime` (their names start so).
@@ -477,31 +479,20 @@ def maze_regime_table(records):
     records = [r for r in records if _is_maze_regime(r)]
     if not records:
         return NO_RECORD + "\n"
-    groups = _group(records, lambda r: (*_maze_setting(r), r.train_steps))
-    rows = []
-    for (model, batch, rate, episodes), group in sorted(groups.items()):
+
+    def cells(group):
         seconds = [r.wall_seconds for r in group]
-        rows.append(
-            [
-                model,
-                batch,
-                f"{rate:g}",
-                f"{episodes:,}",
-                len(group),
-                _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
-                _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
-                _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
-                _mean_std([r.results["random_policy_reward"] for r in group], 1),
-                f"{np.mean(seconds):.0f}",
-                f"{np.mean([episodes / s for s in seconds if s]):.1f}",
-            ]
-        )
+        return [
+            _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
+            _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
+            _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
+            _mean_std([r.results["random_policy_reward"] for r in group], 1),
+            f"{np.mean(seconds):.0f}",
+            f"{np.mean([r.train_steps / r.wall_seconds for r in group if r.wall_seconds]):.1f}",
+        ]
+
     header = [
-        "model",
-        "episodes per update",
-        "learning rate",
-        "episodes",
-        "seeds",
+        *MAZE_SETTING_HEADER,
         "training reward (last 1,000 episodes)",
         "sampling reward (held-out mazes)",
         "greedy reward (held-out mazes)",
@@ -509,6 +500,7 @@ def maze_regime_table(records):
         "training s (mean)",
         "episodes/s",
     ]
+    rows = _maze_rows(records, cells)
     table = _markdown(header, rows, records)
     figures = "".join(
         f"\n![{title}](../figures/{name}.png)\n" for name, title in MAZE_REGIME_FIGURES.items()

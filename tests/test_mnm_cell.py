@@ -271,6 +271,7 @@ def test_seed_fixes_the_initial_memory():
         (dict(units=4, recall_delay=-1), "`recall_delay` must be a non-negative integer"),
         (dict(units=4, recall_delay=1, recall_decay=[1.0]), "`recall_decay` must hold"),
         (dict(units=4, meta_loss_weight=-1.0), "`meta_loss_weight` must be a non-negative"),
+        (dict(units=4, meta_loss_weight=float("nan")), "`meta_loss_weight` must be a non-neg"),
         (dict(units=4, write_rule="gradient", targets_from_values=True), "targets_from_values"),
         (dict(units=4, seed="x"), "`seed` must be an integer"),
         (dict(units=4, normalize_writes="yes"), "`normalize_writes` must be True or False"),

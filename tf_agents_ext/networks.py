@@ -95,14 +95,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
                 f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."
             )
         self.jit_compile = jit_compile
-        if (
-            isinstance(meta_loss_weight, bool)
-            or not isinstance(meta_loss_weight, (int, float))
-            or meta_loss_weight < 0
-        ):
-            raise ValueError(
-                f"`meta_loss_weight` must be a non-negative number; received {meta_loss_weight!r}."
-            )
+        core.check_non_negative_number("meta_loss_weight", meta_loss_weight)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
         self.memory_activation = tf.keras.activations.get(memory_activation)
