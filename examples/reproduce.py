@@ -262,8 +262,10 @@ def maze_paper_table(options):
     ]
 
 
-# Episodes of each run of the maze_regime table: the slowest setting (MNM-p 1 x 100 at one
-# episode per update) trains them in under 90 minutes on a 2-core CPU.
+# Episodes of each run of the maze_regime table, so that the slowest setting fits in 90
+# minutes on a 2-core CPU: MNM-p 1 x 100 at one episode per update played 1.9 episodes/s
+# there (200 episodes with compilation and one evaluation; the LSTM 3.3), so 8,000 episodes
+# take about 72 minutes.
 MAZE_REGIME_EPISODES = 8000
 MAZE_REGIME_BATCHES = (1, 4, 16)
 
