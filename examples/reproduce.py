@@ -579,9 +579,11 @@ DEADLINE_MARGIN_SECONDS = 600
 
 def run_deadline(run, records, factor):
     """Seconds ``run``'s process may run: ``factor`` times its estimate (`estimate`) plus
-    `DEADLINE_MARGIN_SECONDS`; None (no deadline) for a factor of 0 or an unknown speed."""
-    seconds, _ = estimate(run, records)
-    if not factor or seconds is None:
+    `DEADLINE_MARGIN_SECONDS`; None (no deadline) for a factor of 0, an unknown speed or an
+    estimate from records of other sizes (a maze run at one episode per update is several
+    times slower per episode than the records at 16)."""
+    seconds, like = estimate(run, records)
+    if not factor or seconds is None or not like:
         return None
     return factor * seconds + DEADLINE_MARGIN_SECONDS
 

@@ -293,9 +293,14 @@ def test_the_table_goes_on_past_a_run_that_does_not_end(tiny, monkeypatch, capsy
     out = capsys.readouterr().out
     assert "[reproduce] tiny-lstm-seed0: FAILED (did not end by its deadline)" in out
     assert "[reproduce] tiny-lstm-seed1: collected" in out
-    # A run's deadline: its estimate times the factor, plus the margin; none when unknown.
-    run = reproduce.table_runs(tiny)[0]
+    # A run's deadline: its estimate times the factor, plus the margin; none when unknown
+    # or estimated from records of other sizes (the tiny run's).
     records = reproduce.results.load_records(ROOT)
+    tiny_run = reproduce.table_runs(tiny)[0]
+    assert reproduce.estimate(tiny_run, records)[1] is False
+    assert reproduce.run_deadline(tiny_run, records, 3.0) is None
+    options = reproduce.Config(table="dictionary", runs_dir=tiny.runs_dir, results_root=ROOT)
+    run = next(r for r in reproduce.table_runs(options) if reproduce.estimate(r, records)[1])
     seconds, _ = reproduce.estimate(run, records)
     assert reproduce.run_deadline(run, records, 3.0) == 3 * seconds + 600
     assert reproduce.run_deadline(run, records, 0.0) is None
