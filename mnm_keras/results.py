@@ -574,7 +574,7 @@ def maze_regime_figure(records, against):
         xlabel = "seconds of training (first seed)"
     curves, sources = _maze_regime_curves(records, x_of)
     return {
-        "title": f"maze: training reward per interval against {against} (mean over seeds)",
+        "title": "maze: training reward (mean over seeds)",
         "xlabel": xlabel,
         "ylabel": "training reward per episode",
         "curves": curves,
