@@ -82,6 +82,8 @@ setup(
     packages=find_packages(
         include=["mnm_keras", "mnm_keras.*", "tf_agents_ext", "tf_agents_ext.*"]
     ),
+    # The C++ sources of the fused kernels, compiled at first use (mnm_keras.kernels).
+    package_data={"mnm_keras.kernels": ["*.cc", "*.h"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
