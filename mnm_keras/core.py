@@ -22,6 +22,12 @@ other backends `keras.ops.scan` over the same step, differentiated by the backen
 
 Shapes: B batch, T time, d_h = ``units``, d_k / d_v key and value sizes, H heads,
 D_0..D_L the memory layer sizes (``D_0 = d_k``, ``D_L = d_v``).
+
+Dtypes: the controller and the projections compute in ``MNMConfig.compute_dtype``
+(float16 or bfloat16 under mixed precision), the state, the memory and the outputs are
+in `MNMConfig.state_dtype`: float32, or float64 when ``compute_dtype`` is float64 (the
+whole computation in float64: the reference that gradients and other implementations
+are checked against).
 """
 
 from __future__ import annotations
@@ -64,7 +70,8 @@ class MNMConfig:
     """Sizes and options of one MNM; see `mnm_keras.MNMCell` for their meaning.
 
     ``memory_sizes`` is ``(D_0, ..., D_L)``; ``compute_dtype`` is the dtype of the
-    controller and the dense projections (the memory is always float32).
+    controller and the dense projections; the state and the memory are in
+    `state_dtype` (float32, or float64 when ``compute_dtype`` is float64).
     """
 
     units: int
@@ -79,6 +86,13 @@ class MNMConfig:
     memory_activation: Callable | None = ops.tanh
     memory_output_activation: Callable | None = None
     compute_dtype: str = "float32"
+
+    @property
+    def state_dtype(self):
+        """The dtype of the state and the memory: float64 for reference computations
+        (``compute_dtype="float64"``), float32 otherwise, mixed precision included
+        (a float16 or bfloat16 controller with a float32 state)."""
+        return "float64" if self.compute_dtype == "float64" else "float32"
 
     @property
     def key_size(self):
@@ -335,9 +349,10 @@ def unpack(config, flat):
 
 def initial_state(config, params, batch_size):
     """The state at the start of every sequence: zeros, and phi_0 for every sequence."""
-    zeros = lambda *shape: ops.zeros((batch_size, *shape), "float32")  # noqa: E731
+    dtype = config.state_dtype
+    zeros = lambda *shape: ops.zeros((batch_size, *shape), dtype)  # noqa: E731
     weights = tuple(
-        ops.tile(ops.cast(m, "float32")[None], (batch_size, 1, 1)) for m in params.initial_memory
+        ops.tile(ops.cast(m, dtype)[None], (batch_size, 1, 1)) for m in params.initial_memory
     )
     history = ()
     if config.recall_delay:
@@ -367,14 +382,15 @@ def _split(x, sizes):
 
 
 def _dense(config, x, kernel, bias=None, activation=None):
-    """``activation(x @ kernel + bias)`` in the controller's dtype, returned as float32."""
+    """``activation(x @ kernel + bias)`` in the controller's dtype, returned in the
+    state's (`MNMConfig.state_dtype`)."""
     dtype = config.compute_dtype
     y = ops.matmul(ops.cast(x, dtype), ops.cast(kernel, dtype))
     if bias is not None:
         y = y + ops.cast(bias, dtype)
     if activation is not None:
         y = activation(y)
-    return ops.cast(y, "float32")
+    return ops.cast(y, config.state_dtype)
 
 
 def project_inputs(config, params, inputs):
@@ -402,7 +418,7 @@ def _controller(config, params, projected_input, state):
     i, f, g, o = _split(gates, [config.units] * 4)
     c = ops.sigmoid(f) * ops.cast(state.c, dtype) + ops.sigmoid(i) * ops.tanh(g)
     h = ops.sigmoid(o) * ops.tanh(c)
-    return ops.cast(h, "float32"), ops.cast(c, "float32")
+    return ops.cast(h, config.state_dtype), ops.cast(c, config.state_dtype)
 
 
 def interface(config, params, h):
@@ -489,11 +505,12 @@ def recurrent_step(config, params, projected_input, state, compute_meta_loss=Tru
 
 
 def output(config, params, h, read):
-    """Output: ``y_t = W_y [h_t; v^r_t] + b_y`` for any leading axes, float32."""
+    """Output: ``y_t = W_y [h_t; v^r_t] + b_y`` for any leading axes, in the state's dtype
+    (`MNMConfig.state_dtype`)."""
     features = ops.concatenate([h, read], axis=-1)
     dtype = config.compute_dtype
     y = ops.tensordot(ops.cast(features, dtype), ops.cast(params.output_kernel, dtype), axes=1)
-    return ops.cast(y + ops.cast(params.output_bias, dtype), "float32")
+    return ops.cast(y + ops.cast(params.output_bias, dtype), config.state_dtype)
 
 
 def step(config, params, inputs, state, compute_meta_loss=True):
@@ -581,7 +598,7 @@ def _masked_step(config, params, projected_input, state, keep, compute_meta_loss
     if keep is None:
         return new_state, interactions
     new_state = keras.tree.map_structure(lambda n, o: _select(keep, n, o), new_state, state)
-    scale = ops.cast(keep, "float32")[:, None, None]
+    scale = ops.cast(keep, config.state_dtype)[:, None, None]
     factors = tuple((a * scale, b) for a, b in interactions.write_factors)
     return new_state, interactions._replace(write_factors=factors)
 
@@ -607,18 +624,19 @@ def _forward_loop(config, compute_meta_loss, projected, keeps, flat_state, flat_
     state = tf.nest.pack_sequence_as(template, list(flat_state))
     params = tf.nest.pack_sequence_as(_params_template(config), list(flat_params))
     steps = tf.shape(projected)[0]
+    dtype = config.state_dtype
     small_template = state._replace(memory=())
     small_tas = [
         tf.TensorArray(t.dtype, size=steps, element_shape=t.shape)
         for t in tf.nest.flatten(small_template)
     ]
     factor_tas = [
-        tf.TensorArray(tf.float32, size=steps, element_shape=[None, config.num_heads, size])
+        tf.TensorArray(dtype, size=steps, element_shape=[None, config.num_heads, size])
         for index in range(config.memory_layers)
         for size in (config.memory_sizes[index + 1], config.memory_sizes[index])
     ]
-    h_ta = tf.TensorArray(tf.float32, size=steps, element_shape=state.h.shape)
-    read_ta = tf.TensorArray(tf.float32, size=steps, element_shape=state.read.shape)
+    h_ta = tf.TensorArray(dtype, size=steps, element_shape=state.h.shape)
+    read_ta = tf.TensorArray(dtype, size=steps, element_shape=state.read.shape)
     flat_start = tf.nest.flatten(state)
 
     def body(t, current, small_tas, factor_tas, h_ta, read_ta):
@@ -760,8 +778,9 @@ def _loop_memory_efficient(config, params, projected, state, keeps, compute_meta
     b_i^T``, recomputes the step under a `tf.GradientTape` and takes its vector-Jacobian
     product. Memory: O(T B (d_h + H sum_l (D_{l+1} + D_l))) instead of
     O(T B sum_l D_{l+1} D_l); each step's forward pass runs twice. Rebuilding undoes a
-    float32 subtraction with an addition: exact up to rounding (tested against plain
-    autodiff). With ``jit_compile`` both loops are compiled with XLA.
+    subtraction (in `MNMConfig.state_dtype`) with an addition: exact up to rounding
+    (tested against plain autodiff and, in float64, against numerical gradients). With
+    ``jit_compile`` both loops are compiled with XLA.
 
     Returns ``(hs [T, B, d_h], reads [T, B, d_v], final_state)``.
     """

@@ -3,8 +3,11 @@
 The NumPy reference of one step is in `tests/test_mnm_cell.py` (through `MNMCell.call`,
 which runs `core.compiled_step`); the memory-efficient backward pass against
 `keras.layers.RNN` is in `tests/test_mnm_layer.py`. Here: that every way of running the
-core computes the same thing.
+core computes the same thing, in float32 and in float64 (the reference precision, where
+the memory-efficient backward pass is checked against numerical gradients).
 """
+
+import dataclasses
 
 import keras
 import numpy as np
@@ -234,3 +237,123 @@ def test_recall_delay_meta_loss_against_numpy(rule):
             total += weight * error
     np.testing.assert_allclose(final.meta[:, 0], total, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(final.meta[:, 1], np.full(BATCH, TIME))
+
+
+def _float64(cell):
+    """``cell``'s config and weights in float64: the core's reference precision."""
+    config = dataclasses.replace(cell.config, compute_dtype="float64")
+    params = tf.nest.map_structure(lambda t: tf.cast(t, tf.float64), cell.params())
+    return config, params
+
+
+def test_state_dtype_follows_the_compute_dtype():
+    assert core.make_config(4).state_dtype == "float32"
+    assert core.make_config(4, compute_dtype="float64").state_dtype == "float64"
+    for mixed in ("float16", "bfloat16"):  # mixed precision keeps a float32 state
+        assert core.make_config(4, compute_dtype=mixed).state_dtype == "float32"
+
+
+@pytest.mark.parametrize("rule", ["local", "gradient"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_float64_unroll_is_float64_and_equals_float32(rule, reverse):
+    """Every loop runs entirely in float64 for a float64 config: outputs and the whole
+    final state are float64, equal to float32's up to float32 rounding, the three loops
+    agree to float64 rounding, and the outputs resolve a change of the inputs far below
+    float32's resolution (a float32 intermediate would round it away)."""
+    cell = _cell(write_rule=rule)
+    config64, params64 = _float64(cell)
+    x = _inputs(6)
+    mask = np.ones((BATCH, TIME), bool)
+    mask[0, :2] = False  # leading padding
+    mask[1, 3] = False  # a gap
+    mask[2, -2:] = False  # trailing padding
+    start32 = core.initial_state(cell.config, cell.params(), BATCH)
+    outputs32, final32 = core.unroll(
+        cell.config, cell.params(), x, start32, mask=mask, reverse=reverse
+    )
+    start = core.initial_state(config64, params64, BATCH)
+    assert {t.dtype for t in tf.nest.flatten(start)} == {tf.float64}
+    loops = {"xla": {}, "no_xla": {"jit_compile": False}, "on_step": {"on_step": lambda *_: None}}
+
+    def run(loop, inputs):
+        return core.unroll(
+            config64, params64, inputs, start, mask=mask, reverse=reverse, **loops[loop]
+        )
+
+    x64 = tf.cast(x, tf.float64)
+    reference_outputs, reference_final = run("xla", x64)
+    real = reference_outputs.numpy() != 0.0  # not the zeros before the first real step
+    for loop in loops:
+        outputs, final = run(loop, x64)
+        assert outputs.dtype == tf.float64, loop
+        assert {t.dtype for t in tf.nest.flatten(final)} == {tf.float64}, loop
+        np.testing.assert_allclose(outputs, outputs32, rtol=1e-5, atol=1e-5, err_msg=loop)
+        for a, b in zip(core.pack(config64, final), core.pack(cell.config, final32)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=loop)
+        np.testing.assert_allclose(outputs, reference_outputs, rtol=1e-12, atol=1e-12, err_msg=loop)
+        for a, b in zip(tf.nest.flatten(final), tf.nest.flatten(reference_final)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, err_msg=loop)
+        change = np.abs(run(loop, x64 * (1.0 + 1e-10))[0].numpy() - outputs.numpy())
+        assert np.all(change[real] > 0.0), loop
+        assert np.max(change) < 1e-8, loop
+
+
+GRADIENT_CHECKS = [
+    dict(write_rule="local", normalize_writes=True),
+    dict(write_rule="local", normalize_writes=False),
+    dict(write_rule="gradient", normalize_writes=True),
+]
+
+
+@pytest.mark.parametrize(
+    "options", GRADIENT_CHECKS, ids=["local-normalized", "local-unnormalized", "gradient"]
+)
+def test_float64_memory_efficient_gradients_equal_numerical_gradients(options):
+    """The custom gradient of the XLA loop (the backward loop that rebuilds the memory)
+    against central differences, in float64, with a mask: with respect to the inputs,
+    the controller's recurrent kernel, the interface and rate kernels and (MNM-p) the
+    first feedback kernel, of a loss that reads the outputs, the meta loss and the final
+    memory."""
+    batch, time, features = 2, 4, 3
+    cell = mnm_keras.MNMCell(
+        3,
+        memory_units=5,
+        memory_layers=2,
+        key_size=4,
+        value_size=3,
+        num_heads=2,
+        seed=7,
+        **options,
+    )
+    cell.build((None, features))
+    config, params = _float64(cell)
+    rng = np.random.default_rng(8)
+    x = tf.constant(rng.normal(size=(batch, time, features)))
+    mask = np.array([[False, True, True, False], [True, False, True, True]])
+    names = ["controller_recurrent_kernel", "interface_kernel", "rate_kernel"]
+    checked = [x] + [getattr(params, name) for name in names]
+    if config.feedback_layers:
+        checked.append(params.feedback_kernels[0])
+
+    def loss(x, recurrent, interface, rate, *feedback):
+        changed = params._replace(
+            controller_recurrent_kernel=recurrent, interface_kernel=interface, rate_kernel=rate
+        )
+        if feedback:
+            changed = changed._replace(feedback_kernels=feedback + changed.feedback_kernels[1:])
+        start = core.initial_state(config, changed, batch)
+        outputs, final = core.unroll(config, changed, x, start, mask=mask)
+        total = tf.reduce_sum(tf.sin(outputs)) + tf.reduce_sum(final.meta[:, 0])
+        return total + sum(tf.reduce_sum(tf.sin(m)) for m in final.memory)
+
+    assert loss(*checked).dtype == tf.float64
+    # delta 1e-4: the loss's float64 rounding is then ~1e-10 of a derivative and the
+    # central differences' truncation error ~1e-8 (smaller deltas are noisier).
+    theoretical, numerical = tf.test.compute_gradient(loss, checked, delta=1e-4)
+    for index, (a, b) in enumerate(zip(theoretical, numerical)):
+        scale = float(np.max(np.abs(b)))
+        assert scale > 1e-4, index  # every checked tensor matters to the loss
+        np.testing.assert_allclose(a / scale, b / scale, atol=1e-6, err_msg=str(index))
+    # The padded steps' inputs have no effect.
+    d_x = theoretical[0].reshape(batch, time, features)
+    np.testing.assert_array_equal(d_x[~mask], 0.0)
