@@ -46,7 +46,9 @@ def define_flags():
         ["lstm", "mnm_p", "mnm_g", "mnm_p_cell", "mnm_g_cell"],
         "Models to compare: lstm, salu (mnm_keras.SALU), salu_cell "
         "(keras.layers.RNN(SALUCell)), mnm_p, mnm_g (mnm_keras.MNM), mnm_p_cell, "
-        "mnm_g_cell (keras.layers.RNN(MNMCell)); an MNM model with the suffix _no_xla "
+        "mnm_g_cell (keras.layers.RNN(MNMCell)); an MNM model with the suffix _kernel or "
+        "_xla runs with implementation='kernel' or 'xla' (the fused C++ kernel or the "
+        "XLA reference; without a suffix: 'auto'), one with the suffix _no_xla "
         "runs with jit_compile=False.",
     )
     flags.DEFINE_list("lengths", ["16", "64", "256", "1024"], "Lengths.")
@@ -98,6 +100,10 @@ NAMES = {
     "mnm_p_no_xla": "`MNM(jit_compile=False)`, MNM-p",
     "mnm_g_no_xla": "`MNM(jit_compile=False)`, MNM-g",
     "mnm_p_cell_no_xla": "`RNN(MNMCell(jit_compile=False))`, MNM-p",
+    "mnm_p_kernel": "`MNM(implementation='kernel')`, MNM-p",
+    "mnm_p_xla": "`MNM(implementation='xla')`, MNM-p",
+    "mnm_p_cell_kernel": "`RNN(MNMCell(implementation='kernel'))`, MNM-p",
+    "mnm_p_cell_xla": "`RNN(MNMCell(implementation='xla'))`, MNM-p",
     "mnm_g_cell_no_xla": "`RNN(MNMCell(jit_compile=False))`, MNM-g",
 }
 
@@ -112,6 +118,10 @@ def build(model, length, units, memory_units, features, jit_compile):
     options = {}
     if model.endswith("_no_xla"):  # the same layer with its loops not compiled
         model, options = model.removesuffix("_no_xla"), {"jit_compile": False}
+    for implementation in ("kernel", "xla"):  # the fused kernel, or the XLA reference
+        if model.endswith(f"_{implementation}"):
+            model = model.removesuffix(f"_{implementation}")
+            options = {**options, "implementation": implementation}
     if model in CELL_MODELS:  # through keras.layers.RNN(MNMCell) or RNN(SALUCell)
         model, options = model.removesuffix("_cell"), {**options, "memory_efficient": False}
     core = models.recurrent_layer(

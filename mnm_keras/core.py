@@ -43,7 +43,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mnm_keras import memory
+from mnm_keras import fused, memory
 
 WRITE_RULES = ("local", "gradient")
 
@@ -914,6 +914,7 @@ def unroll(
     on_step=None,
     compute_meta_loss=True,
     jit_compile=True,
+    implementation="auto",
 ):
     """Runs MNM over a sequence: ``(outputs [B, T, d_o], final_state)``.
 
@@ -940,7 +941,12 @@ def unroll(
       compute_meta_loss: as in `recurrent_step`.
       jit_compile: compile the loop and its backward pass with XLA (default True: on
         CPU a training step is about 3x faster so; see docs/performance.md). Without
-        effect with ``on_step``.
+        effect with ``on_step`` and on the kernel.
+      implementation: ``"auto"`` (default), ``"kernel"`` or ``"xla"``: the loop through
+        the fused C++ ops of `mnm_keras.fused` (on a CPU, for the configurations they
+        cover) or the `tf.while_loop` above, the reference (`fused.choose`). Without
+        effect with ``on_step`` and on other backends than TensorFlow (``"kernel"`` is then
+        an error).
     """
     time_major, keeps = time_major_inputs(inputs, mask, reverse)
     projected = project_inputs(config, params, time_major)  # [T, B, 4 d_h]
@@ -949,6 +955,10 @@ def unroll(
             raise ValueError("`unroll` with `on_step` needs a static number of time steps.")
         hs, reads, final = _loop_python(
             config, params, projected, time_major, state, keeps, compute_meta_loss, on_step
+        )
+    elif fused.choose(config, implementation) == "kernel":
+        hs, reads, final = fused.recurrence(
+            config, params, projected, state, keeps, compute_meta_loss
         )
     elif keras.backend.backend() == "tensorflow":
         hs, reads, final = _loop_memory_efficient(

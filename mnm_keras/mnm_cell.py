@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mnm_keras import _utils, core
+from mnm_keras import _utils, core, fused
 from mnm_keras._controller import ControllerCell
 from mnm_keras._utils import seeded
 
@@ -91,6 +91,15 @@ class MNMCell(ControllerCell):
       jit_compile: compile the step (and `mnm_keras.MNM`'s whole loop with its backward
         pass) with XLA (default True; on a CPU a training step of `MNM` is then about 3x faster,
         docs/performance.md); ``False`` runs the same operations without XLA.
+      implementation: ``"auto"`` (default), ``"kernel"`` or ``"xla"``: run the step (and
+        `mnm_keras.MNM`'s whole sequence) through the fused C++ kernel of
+        `mnm_keras.fused` or through TensorFlow/XLA operations, the reference. For
+        `mnm_keras.MNM`'s sequence ``"auto"`` takes the kernel on a CPU when it is built and
+        covers the configuration (MNM-p with tanh memory layers and a linear last one, no
+        recall delay, float32 or float64); for this cell's single step in
+        `keras.layers.RNN` it takes XLA, measured faster there. ``"kernel"`` forces the
+        kernel and raises an error naming what is missing where it cannot run. Both
+        compute the same outputs and gradients (tested in float64).
       controller_dtype: dtype policy of the sublayers (default: ``dtype`` or the global
         policy); the cell itself always computes in float32 (see above).
 
@@ -136,6 +145,7 @@ class MNMCell(ControllerCell):
         bias_regularizer=None,
         controller_dtype=None,
         jit_compile=True,
+        implementation="auto",
         **kwargs,
     ):
         _utils.check_backend("MNMCell")
@@ -178,6 +188,9 @@ class MNMCell(ControllerCell):
                 f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."
             )
         self.jit_compile = jit_compile
+        self.implementation = fused.check_implementation(implementation)
+        if implementation == "kernel":
+            fused.choose(self.config, implementation)  # an error now, naming what is missing
         self.memory_units = memory_units
         self.memory_layers = memory_layers
         self.write_rule = write_rule
@@ -287,13 +300,13 @@ class MNMCell(ControllerCell):
     # ------------------------------------------------------------------------------ call
     def call(self, inputs, states, training=False):
         """One MNM step (`core.step`); returns ``y_t`` and the new state list."""
-        y, new_state = core.compiled_step(
-            self.config,
-            self.params(),
-            inputs,
-            core.unpack(self.config, states),
-            jit_compile=self.jit_compile,
-        )
+        state = core.unpack(self.config, states)
+        if fused.choose(self.config, self.implementation, single_step=True) == "kernel":
+            y, new_state = fused.step(self.config, self.params(), inputs, state)
+        else:
+            y, new_state = core.compiled_step(
+                self.config, self.params(), inputs, state, jit_compile=self.jit_compile
+            )
         return y, core.pack(self.config, new_state)
 
     # --------------------------------------------------------------------------- config
@@ -317,6 +330,7 @@ class MNMCell(ControllerCell):
                 "rate_bias_initializer": keras.initializers.serialize(self.rate_bias_initializer),
                 "controller_dtype": keras.dtype_policies.serialize(self.sublayer_dtype),
                 "jit_compile": self.jit_compile,
+                "implementation": self.implementation,
             }
         )
         return config

@@ -125,6 +125,7 @@ class MNM(CellSequenceLayer):
                 mask=mask,
                 reverse=self.go_backwards,
                 jit_compile=cell.jit_compile,
+                implementation=cell.implementation,
             )
             output = outputs if self.return_sequences else outputs[:, -1]
             states = core.pack(config, final)

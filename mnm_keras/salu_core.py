@@ -30,6 +30,12 @@ class SALUConfig(NamedTuple):
     max_length: int
     compute_dtype: str = "float32"
 
+    @property
+    def state_dtype(self):
+        """The dtype of the state (as `core.MNMConfig.state_dtype`): float64 for a float64
+        computation, float32 otherwise (mixed precision included)."""
+        return "float64" if self.compute_dtype == "float64" else "float32"
+
 
 class SALUParams(NamedTuple):
     """The weights, as tensors (`SALUCell.params`)."""

@@ -24,7 +24,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import nest_utils
 
-from mnm_keras import core
+from mnm_keras import core, fused
 from mnm_keras._utils import check_positive_int, derive_seed
 
 CORES = ("mnm_p", "mnm_g", "lstm")
@@ -57,6 +57,9 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
     ``meta_loss_weight``. The state is the flat list of `mnm_keras.core.pack`
     (`unpack_state` gives the `mnm_keras.core.MNMState`).
 
+    ``implementation`` (``"auto"``, ``"kernel"`` or ``"xla"``) chooses the fused C++ step
+    or the TensorFlow/XLA one, as for `mnm_keras.MNMCell`.
+
     Call arguments: ``inputs [B, input_dim]``, ``states`` (list as above), ``training``.
     Returns ``(y [B, output_units], new_states)``.
     """
@@ -87,6 +90,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         kernel_regularizer=None,
         bias_regularizer=None,
         jit_compile=True,
+        implementation="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -95,6 +99,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
                 f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."
             )
         self.jit_compile = jit_compile
+        self.implementation = fused.check_implementation(implementation)
         core.check_non_negative_number("meta_loss_weight", meta_loss_weight)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
@@ -244,14 +249,20 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
 
     def call(self, inputs, states, training=False):
         """One MNM step (`mnm_keras.core.step`); returns ``y_t`` and the new state list."""
-        y, new_state = core.compiled_step(
-            self.config,
-            self.params(),
-            inputs,
-            core.unpack(self.config, states),
-            compute_meta_loss=bool(training),
-            jit_compile=self.jit_compile,
-        )
+        state = core.unpack(self.config, states)
+        if fused.choose(self.config, self.implementation, single_step=True) == "kernel":
+            y, new_state = fused.step(
+                self.config, self.params(), inputs, state, compute_meta_loss=bool(training)
+            )
+        else:
+            y, new_state = core.compiled_step(
+                self.config,
+                self.params(),
+                inputs,
+                state,
+                compute_meta_loss=bool(training),
+                jit_compile=self.jit_compile,
+            )
         return y, core.pack(self.config, new_state)
 
     def get_config(self):
@@ -288,6 +299,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
                 "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer),
                 "jit_compile": self.jit_compile,
+                "implementation": self.implementation,
             }
         )
         return config
