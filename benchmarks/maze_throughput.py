@@ -2,6 +2,7 @@ r"""Maze agents: episodes per second against the arithmetic each episode needs.
 
     python benchmarks/maze_throughput.py                                   # lstm, mnm_p 1 x 100, 3 x 100
     python benchmarks/maze_throughput.py --networks=lstm,mnm_p:3 --num_parallel_episodes=16,64
+    python benchmarks/maze_throughput.py --networks=mnm_p:3@steps,mnm_p:3@xla,mnm_p:3@kernel
 
 The MNM-p agent's throughput target is 40 episodes per second on a 2-core CPU (the paper's
 250,000 episodes in under two hours). This script puts that target beside the work it
@@ -54,7 +55,8 @@ def define_flags():
         "networks",
         ["lstm", "mnm_p:1", "mnm_p:3"],
         "Networks: lstm, or mnm_p:L / mnm_g:L with an L-layer memory of 100 (controller "
-        "200, H = 3; mnm_p:3 is the paper's agent).",
+        "200, H = 3; mnm_p:3 is the paper's agent), each optionally followed by @PATH, the "
+        "update's path: auto, kernel, xla (the fused sequence) or steps (step by step).",
     )
     flags.DEFINE_list("num_parallel_episodes", ["16"], "Episodes per update (batch B).")
     flags.DEFINE_integer("iterations", 3, "Timed iterations per network and batch (median).")
@@ -170,12 +172,16 @@ def episode_flops(network, episode_length=EPISODE_LENGTH):
 
 
 # ------------------------------------------------------------------------------- timing
+PATHS = ("auto", "kernel", "xla", "steps")
+
+
 def parse_network(spec):
     """``"lstm"`` or ``"mnm_p:L"`` / ``"mnm_g:L"`` -> ``(core, memory layers)``.
 
     ``mnm_p`` / ``mnm_g`` without ``:L`` have the paper's 3 layers; ``lstm`` gives None.
+    A training path may follow after ``@`` (`parse_path`); it is not part of the result.
     """
-    core, _, layers = spec.partition(":")
+    core, _, layers = spec.partition("@")[0].partition(":")
     if core == "lstm":
         if layers:
             raise ValueError(f"`networks`: 'lstm' takes no ':L'; received {spec!r}.")
@@ -191,6 +197,23 @@ def parse_network(spec):
     return core, count
 
 
+def parse_path(spec):
+    """The training path of ``"network@path"``: one of `PATHS` (``auto`` when absent).
+
+    ``kernel`` / ``xla``: the update runs each episode through the cell's fused sequence
+    with that implementation; ``steps``: through tf-agents' step-by-step `DynamicUnroll`
+    (``fused_sequence=False``); ``auto``: the network's default. The LSTM takes ``auto``
+    or ``steps`` only (it has no fused sequence).
+    """
+    _, separator, path = spec.partition("@")
+    path = path if separator else "auto"
+    if path not in PATHS:
+        raise ValueError(f"`networks`: the path in {spec!r} must be one of {PATHS}.")
+    if spec.startswith("lstm") and path in ("kernel", "xla"):
+        raise ValueError(f"`networks`: the LSTM has no {path!r} path; received {spec!r}.")
+    return path
+
+
 def build_iteration(spec, batch, normalize_writes=True, seed=0, episode_length=250, **sizes):
     """``(iteration, network)``: the maze training's compiled rollout + update.
 
@@ -204,6 +227,7 @@ def build_iteration(spec, batch, normalize_writes=True, seed=0, episode_length=2
     from tf_agents_ext import training as maze_training
 
     core, layers = parse_network(spec)
+    path = parse_path(spec)
     if layers is not None:
         sizes["memory_layers"] = layers
     agent, _ = maze_training.build_agent(
@@ -214,6 +238,10 @@ def build_iteration(spec, batch, normalize_writes=True, seed=0, episode_length=2
         normalize_writes=normalize_writes,
         **sizes,
     )
+    if path == "steps":
+        agent.network.fused_sequence = False
+    elif path in ("kernel", "xla"):
+        agent.network.cell.implementation = path
     env = tf_py_environment.TFPyEnvironment(
         maze.BatchedMazeEnvironment(batch, episode_length=episode_length, seed=seed)
     )

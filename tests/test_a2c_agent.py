@@ -168,6 +168,45 @@ def test_meta_loss_piece_is_the_agents_weight_times_the_cells():
     np.testing.assert_allclose(pieces[0.5, 3.0], 1.5 * unweighted, rtol=1e-5)
 
 
+def _counting(function, calls):
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return function(*args, **kwargs)
+
+    return counted
+
+
+def test_mnm_update_through_the_fused_sequence_equals_step_by_step():
+    """The agent asks for whole episodes; its loss and gradients equal the step-by-step unroll."""
+    results = []
+    for fused_sequence in (True, False):
+        net = networks.mnm_actor_critic(
+            OBSERVATION_SPEC,
+            ACTION_SPEC,
+            units=8,
+            memory_units=6,
+            memory_layers=2,
+            key_size=5,
+            value_size=5,
+            num_heads=2,
+            seed=0,
+        )
+        net.fused_sequence = fused_sequence
+        agent = a2c_agent.A2CAgent(
+            ts.time_step_spec(OBSERVATION_SPEC), ACTION_SPEC, net, tf.keras.optimizers.SGD(0.1)
+        )
+        calls = []
+        net.cell.unroll = _counting(net.cell.unroll, calls)
+        with tf.GradientTape() as tape:
+            loss_info = agent.loss(_experience(), training=True)
+        gradients = tape.gradient(loss_info.loss, net.trainable_variables)
+        assert bool(calls) == fused_sequence
+        results.append([loss_info.loss, loss_info.extra.meta_loss] + gradients)
+    assert float(results[0][1]) > 0.0
+    for fused, steps in zip(*results):
+        np.testing.assert_allclose(fused.numpy(), steps.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_value_gradient_is_only_the_value_loss():
     """The advantage's value is stop-gradient: d loss / d w_V = mean_b (1/T) sum_t 0.06 (V - R) x."""
     agent = _agent()

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
 import mnm_keras
+from mnm_keras import kernels
 from tf_agents_ext import networks
 
 SIZES = {"memory_units": 6, "key_size": 5, "value_size": 4, "num_heads": 2}
@@ -163,6 +164,100 @@ def test_state_resets_at_first(core):
     # ... and without a FIRST step it does matter (the test can fail).
     (carried, _), _ = net(observation[:, 3:], tf.ones([2, 3], tf.int32), garbage)
     assert not np.allclose(carried.numpy(), fresh_logits.numpy(), atol=1e-4)
+
+
+def _fused_network(core, implementation):
+    net = networks.actor_critic_network(
+        core, OBSERVATION_SPEC, ACTION_SPEC, seed=0, units=8, memory_layers=2, **SIZES
+    )
+    net.cell.implementation = implementation
+    net.create_variables()
+    return net
+
+
+def _step_by_step(net, observation, step_type, state, training):
+    """The network's output through tf-agents' `DynamicUnroll` alone (the reference)."""
+    reset_mask = tf.equal(step_type, 0)
+    outputs, final = net._unroll(
+        observation, initial_state=state, reset_mask=reset_mask, training=training
+    )
+    return (net._logits(outputs), tf.squeeze(net._value(outputs), -1)), list(final)
+
+
+@pytest.mark.parametrize(
+    "core,implementation",
+    [("mnm_p", "kernel"), ("mnm_p", "xla"), ("mnm_g", "xla")],
+)
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "function"])
+def test_whole_episodes_run_through_the_fused_sequence(core, implementation, compiled):
+    """Episodes that start at their first step run through ``cell.unroll``, equal to steps.
+
+    With ``whole_episodes=True``: rows 0 and 2 start with FIRST (their state is reset),
+    row 1 carries the given state; outputs, the final state, the meta loss and every weight's gradient agree with the
+    step-by-step `DynamicUnroll`.
+    """
+    if implementation == "kernel" and not kernels.available():
+        pytest.skip(kernels.unavailable_reason())
+    net = _fused_network(core, implementation)
+    observation = tf.random.stateless_normal([3, 6, 7], seed=[5, 6])
+    step_type = tf.constant([[0, 1, 1, 1, 1, 2], [1, 1, 1, 1, 1, 2], [0, 1, 1, 1, 1, 1]])
+    state = [
+        tf.random.stateless_uniform(tf.shape(s), seed=[7, i], minval=-0.3, maxval=0.3)
+        for i, s in enumerate(net.get_initial_state(3))
+    ]
+    state[-1] = tf.constant([[0.0, 0.0], [1.5, 2.0], [0.0, 0.0]])  # the meta accumulator
+    calls = []
+    unroll = net.cell.unroll
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return unroll(*args, **kwargs)
+
+    net.cell.unroll = spy
+
+    def run(through_network):
+        with tf.GradientTape() as tape:
+            if through_network:
+                (logits, value), final = net(
+                    observation, step_type, state, training=True, whole_episodes=True
+                )
+            else:
+                (logits, value), final = _step_by_step(net, observation, step_type, state, True)
+            loss = (
+                tf.reduce_sum(tf.sin(logits))
+                + tf.reduce_sum(value**2)
+                + tf.reduce_sum(net.meta_loss(final))
+            )
+        gradients = tape.gradient(loss, net.trainable_variables)
+        return [logits, value] + list(final) + gradients
+
+    fused = (tf.function(run) if compiled else run)(True)
+    reference = run(False)
+    assert calls, "the network did not run the fused sequence"
+    assert len(fused) == len(reference)
+    for mine, theirs in zip(fused, reference):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=2e-4, atol=2e-5)
+    assert net.meta_loss(fused[2 : -len(net.trainable_variables)])[1] > 0.0
+
+
+def test_whole_episodes_refuses_a_reset_inside_a_row():
+    net = _fused_network("mnm_p", "xla")
+    observation = tf.random.stateless_normal([2, 6, 7], seed=[8, 9])
+    step_type = tf.constant([[0, 1, 1, 0, 1, 1], [0, 1, 1, 1, 1, 1]])
+    state = net.get_initial_state(2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="whole_episodes=True"):
+        net(observation, step_type, state, training=True, whole_episodes=True)
+    net.fused_sequence = False  # the promise is then not needed: steps cross the reset
+    (logits, _), _ = net(observation, step_type, state, training=True, whole_episodes=True)
+    (reference, _), _ = _step_by_step(net, observation, step_type, state, True)
+    np.testing.assert_allclose(logits.numpy(), reference.numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="fused_sequence"):
+        net.fused_sequence = "yes"
+    net.fused_sequence = True
+    # Without the promise the row is unrolled step by step, across its reset.
+    (logits, _), _ = net(observation, step_type, state, training=True)
+    (reference, _), _ = _step_by_step(net, observation, step_type, state, True)
+    np.testing.assert_allclose(logits.numpy(), reference.numpy(), rtol=1e-6, atol=1e-7)
 
 
 def test_paper_defaults():

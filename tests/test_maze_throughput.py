@@ -106,6 +106,23 @@ def test_parse_network_rejects_bad_specs(spec, message):
         mt.parse_network(spec)
 
 
+@pytest.mark.parametrize(
+    "spec, message",
+    [("mnm_p:1@fast", "must be one of"), ("lstm@kernel", "no 'kernel' path"), ("lstm@xla", "xla")],
+)
+def test_parse_path_rejects_bad_paths(spec, message):
+    with pytest.raises(ValueError, match=message):
+        mt.parse_path(spec)
+
+
+def test_parse_path_gives_the_training_path():
+    assert mt.parse_path("mnm_p:1") == "auto"
+    assert mt.parse_path("mnm_p:1@steps") == "steps"
+    assert mt.parse_path("mnm_g@xla") == "xla"
+    assert mt.parse_path("lstm@steps") == "steps"
+    assert mt.parse_network("mnm_p:1@kernel") == ("mnm_p", 1)
+
+
 def test_main_writes_a_table_json_and_png(tmp_path, capsys):
     before = set(flags.FLAGS)
     mt.define_flags()
@@ -113,7 +130,7 @@ def test_main_writes_a_table_json_and_png(tmp_path, capsys):
         flags.FLAGS(
             [
                 "maze_throughput",
-                "--networks=lstm,mnm_p:1",
+                "--networks=lstm,mnm_p:1,mnm_p:1@steps",
                 "--num_parallel_episodes=2",
                 "--iterations=1",
                 "--units=8",
@@ -128,7 +145,7 @@ def test_main_writes_a_table_json_and_png(tmp_path, capsys):
         for name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, name)
     result = json.loads((tmp_path / "maze_throughput.json").read_text())
-    assert [r["network"] for r in result["rows"]] == ["lstm", "mnm_p:1"]
+    assert [r["network"] for r in result["rows"]] == ["lstm", "mnm_p:1", "mnm_p:1@steps"]
     for row in result["rows"]:
         assert row["episodes_per_second"] > 0
         assert row["achieved_gflops"] == pytest.approx(

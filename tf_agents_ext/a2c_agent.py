@@ -22,12 +22,15 @@ The loss pieces are module-level functions (`discounted_returns`, `gae_advantage
 
 Experience: a `Trajectory` with outer shape ``[B, T]`` holding whole episodes, each
 starting with a FIRST step (the network's state is reset there); boundary steps (LAST ->
-FIRST, as written by TF-Agents drivers) are masked out.
+FIRST, as written by TF-Agents drivers) are masked out. A network whose ``call`` takes
+``whole_episodes`` (`tf_agents_ext.networks.ActorCriticRnnNetwork`) is called with
+``whole_episodes=True``, so that an MNM core runs each episode through its fused sequence.
 """
 
 from __future__ import annotations
 
 import collections
+import inspect
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -215,6 +218,9 @@ class A2CAgent(tf_agent.TFAgent):
             )
         tf.Module.__init__(self, name=name)
         self._network = actor_critic_network
+        # Networks that can run whole episodes at once (`ActorCriticRnnNetwork`) are told so.
+        accepts = "whole_episodes" in inspect.signature(actor_critic_network.call).parameters
+        self._episodes = {"whole_episodes": True} if accepts else {}
         self._optimizer = optimizer
         self._gamma = float(gamma)
         self._value_weight = float(value_weight)
@@ -247,7 +253,7 @@ class A2CAgent(tf_agent.TFAgent):
         batch_size = tf.shape(experience.step_type)[0]
         initial_state = self._network.get_initial_state(batch_size)
         (logits, values), final_state = self._network(
-            observation, experience.step_type, initial_state, training=training
+            observation, experience.step_type, initial_state, training=training, **self._episodes
         )
         mask = tf.logical_not(experience.is_boundary())
         rewards = tf.cast(experience.reward, tf.float32)

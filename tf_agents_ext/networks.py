@@ -8,8 +8,11 @@ same pure function, `mnm_keras.core.step`: the step exists once. A test copies t
 of a Keras 3 `mnm_keras.MNMCell` into this cell and checks that the steps agree.
 
 `ActorCriticRnnNetwork` is a `tf_agents.networks.Network`: the recurrent core is the shared
-trunk, unrolled with `DynamicUnroll` (which resets the state to the cell's initial state at
-FIRST steps), followed by two linear heads, action logits and state value.
+trunk, unrolled step by step with `DynamicUnroll` (which resets the state to the cell's
+initial state at FIRST steps), followed by two linear heads, action logits and state value.
+With ``whole_episodes=True`` (the A2C agent's training batches: each row one episode, FIRST
+at most at its first step) a `TFKerasMNMCell` core runs the sequence at once instead, through
+`TFKerasMNMCell.unroll` (the fused C++ kernel or the XLA loop).
 
 Shapes: observations ``[B, T, obs]`` (or ``[B, obs]`` for one step), step types ``[B, T]``;
 outputs ``(logits [B, T, num_actions], value [B, T])`` (time axis dropped for one step).
@@ -265,6 +268,25 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
             )
         return y, core.pack(self.config, new_state)
 
+    def unroll(self, inputs, states, training=False):
+        """The whole sequence at once: ``inputs [B, T, input_dim]`` -> ``(y [B, T, d_o], states)``.
+
+        Equal to calling the cell step after step from ``states`` (no resets inside the
+        sequence), but through `mnm_keras.core.unroll`: the fused C++ sequence or the
+        XLA loop with the memory-efficient backward pass (``implementation``), the input
+        and output projections one product each.
+        """
+        outputs, final = core.unroll(
+            self.config,
+            self.params(),
+            inputs,
+            core.unpack(self.config, states),
+            compute_meta_loss=bool(training),
+            jit_compile=self.jit_compile,
+            implementation=self.implementation,
+        )
+        return outputs, core.pack(self.config, final)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -320,14 +342,26 @@ class ActorCriticRnnNetwork(network.Network):
         ``tf.keras.layers.LSTMCell``.
       seed: seed of the heads' initializers (each kernel its own sub-seed,
         `mnm_keras._utils.derive_seed`).
+      fused_sequence: run calls with ``whole_episodes=True`` through the cell's ``unroll``
+        where it has one (default); False unrolls every call step by step.
 
     Call: ``network(observation, step_type, network_state=(), training=False)`` with
     ``observation [B, T, obs]`` / ``step_type [B, T]`` (or without the time axis) returns
     ``((logits, value), new_network_state)``; an empty ``network_state`` means the cell's
-    initial state.
+    initial state. ``whole_episodes=True`` promises that no row has a FIRST step after its
+    first (checked): the core then runs each row's steps at once through ``cell.unroll``
+    where the cell has one (`TFKerasMNMCell`), which equals the step-by-step unroll.
     """
 
-    def __init__(self, input_tensor_spec, action_spec, cell, seed=None, name="ActorCriticRnn"):
+    def __init__(
+        self,
+        input_tensor_spec,
+        action_spec,
+        cell,
+        seed=None,
+        fused_sequence=True,
+        name="ActorCriticRnn",
+    ):
         if tf.nest.is_nested(input_tensor_spec) or input_tensor_spec.shape.rank != 1:
             raise ValueError(
                 "`input_tensor_spec` must be a single rank-1 observation spec; received "
@@ -350,6 +384,7 @@ class ActorCriticRnnNetwork(network.Network):
         super().__init__(input_tensor_spec=input_tensor_spec, state_spec=state_spec, name=name)
         self._cell = cell
         self._unroll = unroll
+        self.fused_sequence = fused_sequence
         init = lambda name: tf.keras.initializers.GlorotUniform(  # noqa: E731
             seed=derive_seed(seed, name)
         )
@@ -365,10 +400,21 @@ class ActorCriticRnnNetwork(network.Network):
         return self._cell
 
     @property
+    def fused_sequence(self):
+        """Whether ``whole_episodes=True`` calls run through the cell's ``unroll``."""
+        return self._fused_sequence
+
+    @fused_sequence.setter
+    def fused_sequence(self, value):
+        if not isinstance(value, bool):
+            raise ValueError(f"`fused_sequence` must be True or False; received {value!r}.")
+        self._fused_sequence = value
+
+    @property
     def num_actions(self):
         return self._num_actions
 
-    def call(self, observation, step_type, network_state=(), training=False):
+    def call(self, observation, step_type, network_state=(), training=False, whole_episodes=False):
         outer_rank = nest_utils.get_outer_rank(observation, self.input_tensor_spec)
         if outer_rank not in (1, 2):
             raise ValueError(
@@ -381,14 +427,40 @@ class ActorCriticRnnNetwork(network.Network):
             step_type = tf.expand_dims(step_type, 1)
         reset_mask = tf.equal(step_type, ts.StepType.FIRST)
         initial_state = list(network_state) if network_state else None
-        outputs, new_state = self._unroll(
-            observation, initial_state=initial_state, reset_mask=reset_mask, training=training
-        )
+        fused = self._fused_sequence and hasattr(self._cell, "unroll")
+        if whole_episodes and has_time and fused:
+            outputs, new_state = self._sequence(observation, reset_mask, initial_state, training)
+        else:
+            outputs, new_state = self._unroll(
+                observation, initial_state=initial_state, reset_mask=reset_mask, training=training
+            )
         logits = self._logits(outputs)
         value = tf.squeeze(self._value(outputs), -1)
         if not has_time:
             logits, value = tf.squeeze(logits, 1), tf.squeeze(value, 1)
         return (logits, value), list(new_state)
+
+    def _sequence(self, observation, reset_mask, initial_state, training):
+        """The core over ``[B, T]`` steps through the cell's fused sequence (``cell.unroll``).
+
+        The state is reset in the rows whose first step is FIRST; a FIRST step later in
+        the sequence is an error (checked in the graph).
+        """
+        tf.debugging.assert_equal(
+            tf.reduce_any(reset_mask[:, 1:]),
+            False,
+            message=(
+                "`whole_episodes=True` needs every row to hold one episode: a FIRST step "
+                "after the first step of a row was found."
+            ),
+        )
+        batch_size = tf.shape(observation)[0]
+        zero_state = self._cell.get_initial_state(batch_size=batch_size, dtype=tf.float32)
+        if initial_state is None:
+            initial_state = zero_state
+        first = tf.reshape(reset_mask[:, 0], [-1, 1])
+        state = [tf.where(first, zero, given) for zero, given in zip(zero_state, initial_state)]
+        return self._cell.unroll(observation, state, training=training)
 
     def meta_loss(self, network_state):
         """Mean per-step meta loss ``[B]`` held in an MNM state (None for other cores).
