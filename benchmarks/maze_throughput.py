@@ -200,10 +200,12 @@ def parse_network(spec):
 def parse_path(spec):
     """The training path of ``"network@path"``: one of `PATHS` (``auto`` when absent).
 
-    ``kernel`` / ``xla``: the update runs each episode through the cell's fused sequence
-    with that implementation; ``steps``: through tf-agents' step-by-step `DynamicUnroll`
-    (``fused_sequence=False``); ``auto``: the network's default. The LSTM takes ``auto``
-    or ``steps`` only (it has no fused sequence).
+    ``auto`` (the network's default): the rollout's single steps through XLA, the update
+    through the fused sequence (the kernel on a CPU); ``kernel`` / ``xla``: the cell's
+    ``implementation`` forced, for the rollout's steps and the update's sequence alike;
+    ``steps``: the update through tf-agents' step-by-step `DynamicUnroll`
+    (``fused_sequence=False``), as before the fused sequence. The LSTM takes ``auto`` or
+    ``steps`` only (it has no fused sequence).
     """
     _, separator, path = spec.partition("@")
     path = path if separator else "auto"
