@@ -344,13 +344,23 @@ def render_table(results, xla=False):
     return "\n".join(lines) + "\n"
 
 
+def _sibling(name):
+    """The module ``benchmarks/<name>.py`` (imported as a package or, run as a script, by name)."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"benchmarks.{name}")
+    except ImportError:  # run as a script, from benchmarks/
+        return importlib.import_module(name)
+
+
 def render_doc(doc=DOC, write=True):
     """Renders every benchmark table of ``doc`` from its records.
 
     A table is the text between ``<!-- benchmark table: DIR -->`` and `TABLE_END`, where
     DIR (relative to the repository) holds a run's ``<model>.json``; it becomes
-    `render_table` of that run (or, for a ``factored_memory.json`` record,
-    `factored_memory.render_table`). Returns ``(current text, rendered text)`` and writes the
+    `render_table` of that run (or, for a ``factored_memory.json``, ``kernel_profile.json``
+    or ``maze_throughput.json`` record, that script's ``render_table``). Returns ``(current text, rendered text)`` and writes the
     rendered one when ``write``.
     """
     path = doc if os.path.isabs(doc) else os.path.join(ROOT, doc)
@@ -358,16 +368,15 @@ def render_doc(doc=DOC, write=True):
         text = f.read()
 
     def table(match):
-        factored = os.path.join(ROOT, match.group(1), "factored_memory.json")
-        if os.path.exists(factored):
-            try:
-                from benchmarks import factored_memory
-            except ImportError:  # run as a script, from benchmarks/
-                import factored_memory
-
-            with open(factored) as f:
-                record = json.load(f)
-            return f"{TABLE_START}{match.group(1)} -->\n{factored_memory.render_table(record)}{TABLE_END}"
+        for name in ("factored_memory", "kernel_profile", "maze_throughput"):
+            path = os.path.join(ROOT, match.group(1), f"{name}.json")
+            if os.path.exists(path):
+                module = _sibling(name)
+                with open(path) as f:
+                    record = json.load(f)
+                return (
+                    f"{TABLE_START}{match.group(1)} -->\n{module.render_table(record)}{TABLE_END}"
+                )
         results = load_results(os.path.join(ROOT, match.group(1)))
         # A run with compile(jit_compile=True) only (as on JAX, where it is Keras's
         # default) is rendered from those rows.

@@ -214,7 +214,12 @@ def table(rows):
             + " | ".join(cells)
             + f" | {r['ratio_to_lstm']:.2f}x |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
+
+
+def render_table(record):
+    """The markdown table of a ``kernel_profile.json`` record."""
+    return table(record["rows"])
 
 
 def main(argv):
@@ -226,7 +231,7 @@ def main(argv):
     with open(os.path.join(FLAGS.out_dir, "kernel_profile.json"), "w") as f:
         json.dump({"rows": rows}, f, indent=2)
     plot(rows, os.path.join(FLAGS.out_dir, "kernel_profile.png"))
-    print(table(rows))
+    print(table(rows), end="")
 
 
 if __name__ == "__main__":

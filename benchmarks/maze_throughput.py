@@ -348,6 +348,23 @@ def plot(rows, dense, path):
     plt.close(figure)
 
 
+def render_table(record):
+    """The markdown table of a ``maze_throughput.json`` record (one row per network and B)."""
+    lines = [
+        "| network | B | GFLOP per episode (rollout + training) | episodes/s | achieved GFLOP/s "
+        f"| GFLOP/s for {GOAL_EPISODES_PER_SECOND:g} episodes/s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['network']} | {r['num_parallel_episodes']} | "
+            f"{r['flops']['rollout'] / 1e9:.3f} + {r['flops']['training'] / 1e9:.3f} | "
+            f"{r['episodes_per_second']:.2f} | {r['achieved_gflops']:.1f} | "
+            f"{r['gflops_needed_for_goal']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv):
     del argv
     import tf_agents_ext  # noqa: F401 (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
@@ -369,18 +386,7 @@ def main(argv):
     with open(os.path.join(FLAGS.out_dir, "maze_throughput.json"), "w") as f:
         json.dump({"rows": rows, "dense_gemm_gflops": dense}, f, indent=2)
     plot(rows, dense, os.path.join(FLAGS.out_dir, "maze_throughput.png"))
-    print(
-        "| network | B | GFLOP per episode (rollout + training) | episodes/s | achieved GFLOP/s "
-        f"| GFLOP/s for {GOAL_EPISODES_PER_SECOND:g} episodes/s |"
-    )
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(
-            f"| {r['network']} | {r['num_parallel_episodes']} | "
-            f"{r['flops']['rollout'] / 1e9:.3f} + {r['flops']['training'] / 1e9:.3f} | "
-            f"{r['episodes_per_second']:.2f} | {r['achieved_gflops']:.1f} | "
-            f"{r['gflops_needed_for_goal']:.1f} |"
-        )
+    print(render_table({"rows": rows, "dense_gemm_gflops": dense}), end="")
     for batch, rate in dense.items():
         print(
             f"dense [{batch} x {gate_inner}] x [{gate_inner} x {4 * FLAGS.units}] "
