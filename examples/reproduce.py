@@ -26,7 +26,11 @@ trains only what is unfinished. Each process has a deadline, its estimated time 
 name and killed, and the table goes on (its record is collected if it was complete).
 ``--dry_run`` prints each run's status (done, partial with the steps its ``model_dir`` has
 trained, to do), its budget and an estimate of its training time from the committed
-records' speed (seconds per step of the same script and model).
+records' speed (seconds per step of the same script and model). ``--hours=H`` runs only
+what fits in H hours (`fits`), and each record is collected, and the docs rendered, the
+moment its run ends, so that whatever finished is kept. ``--parallel=2`` runs two at once,
+each process pinned to its own core (on 2 cores, two maze runs pinned so were faster
+than the same runs one after the other).
 
 Tables: normalize_writes, demo, dictionary, double_copy, priority_sort, babi_task1, maze,
 babi_paper, maze_paper, maze_regime.
@@ -42,6 +46,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import typing
 
@@ -83,7 +88,32 @@ class Config:
         "0: no deadline (as for a run of unknown speed).",
     )
 
+    hours: float = option(
+        0.0,
+        "Run only what fits in this many hours (0: no limit): a run starts only if its "
+        "estimate (as --dry_run's) ends within them, a run of unknown speed is stopped at "
+        "their end (its checkpoints keep what it trained), and each record is collected and "
+        "the docs rendered the moment its run ends.",
+    )
+    parallel: int = option(
+        1,
+        "Runs at once (at most the CPU cores); with more than one, each process is pinned "
+        "to its own core.",
+    )
+
     def __post_init__(self):
+        if not self.hours >= 0:
+            raise ValueError(
+                f"`hours` must be non-negative (0: no limit); received hours={self.hours!r}."
+            )
+        cores = len(os.sched_getaffinity(0))
+        if isinstance(self.parallel, bool) or not (
+            isinstance(self.parallel, int) and 1 <= self.parallel <= cores
+        ):
+            raise ValueError(
+                f"`parallel` must be an integer from 1 to the {cores} CPU cores; received "
+                f"parallel={self.parallel!r}."
+            )
         if not self.deadline_factor >= 0:
             raise ValueError(
                 "`deadline_factor` must be non-negative (0: no deadline); received "
@@ -361,6 +391,7 @@ class Run:
     conflict: tuple = ()
     replaces: int | None = None  # the protocol of an older committed record it replaces
     deadline: float | None = None  # seconds its process may run (`run_deadline`); None: no limit
+    cpu: int | None = None  # the core its process is pinned to (``--parallel`` > 1)
 
     @property
     def budget(self):
@@ -588,12 +619,13 @@ def run_deadline(run, records, factor):
     return factor * seconds + DEADLINE_MARGIN_SECONDS
 
 
-def wait_for(command, name, deadline=None):
+def wait_for(command, name, deadline=None, cpu=None):
     """Runs ``command`` in the repository; returns its exit status, or None when it did not
     end within ``deadline`` seconds: then it is reported (naming the run ``name``) and
     killed with the processes it started (a process that has written its record but hangs
-    at exit ignores SIGTERM)."""
-    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+    at exit ignores SIGTERM). ``cpu``: the core the process (and its threads) is pinned to."""
+    pin = None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, preexec_fn=pin)
     try:
         return process.wait(timeout=deadline)
     except subprocess.TimeoutExpired:
@@ -622,8 +654,9 @@ def launch(run):
         run.spec.script_module,
         *flag_arguments(run.spec.overrides, model_dir),
     ]
-    print(f"[reproduce] {run.spec.name}: {' '.join(command[1:])}", flush=True)
-    return wait_for(command, run.spec.name, run.deadline)
+    where = "" if run.cpu is None else f" (core {run.cpu})"
+    print(f"[reproduce] {run.spec.name}{where}: {' '.join(command[1:])}", flush=True)
+    return wait_for(command, run.spec.name, run.deadline, run.cpu)
 
 
 def check_conflicts(runs):
@@ -644,11 +677,33 @@ def check_conflicts(runs):
         )
 
 
+def fits(run, records, seconds_left):
+    """(whether ``run`` may start with ``seconds_left`` of ``--hours`` left, its deadline).
+
+    Without a limit (None) every run starts with `run_deadline`'s deadline. With one, a
+    run whose estimate (`estimate`) ends after the limit does not start; one of unknown
+    speed starts with the time left as its deadline; the others get the earlier of their
+    own deadline and the time left. Nothing starts once the time is up.
+    """
+    deadline = run.deadline
+    if seconds_left is None:
+        return True, deadline
+    if seconds_left <= 0:
+        return False, deadline
+    seconds, _ = estimate(run, records)
+    if seconds is not None and seconds > seconds_left:
+        return False, deadline
+    return True, seconds_left if deadline is None else min(deadline, seconds_left)
+
+
 def run_table(options):
     """Runs what is unfinished in ``options.table``, collects it and renders the docs.
 
-    Each run's process has a deadline (`run_deadline`); a process still running then is
-    killed, and its run counts as failed unless it had written its complete record.
+    Each run's process has a deadline (`run_deadline`; with ``--hours``, `fits`); a process
+    still running then is killed, and its run counts as failed unless it had written its
+    complete record. Each record is collected, and the docs rendered, as soon as its run
+    ends. With ``--parallel=N``, N runs go at once, each process pinned to its own core,
+    in the table's order.
 
     Returns:
       The names of the runs that failed (their process ended with an error, or did not end
@@ -656,33 +711,71 @@ def run_table(options):
     """
     runs = table_runs(options)
     check_conflicts(runs)
-    records = results.load_records(options.results_root) if options.deadline_factor else []
+    needs_records = options.deadline_factor or options.hours
+    records = results.load_records(options.results_root) if needs_records else []
+    started = time.perf_counter()
+    lock = threading.Lock()
+    queue = list(runs)
     failed = []
-    for run in runs:
-        if run.status == "done":
-            print(f"[reproduce] {run.spec.name}: done", flush=True)
-            continue
-        start = time.perf_counter()
-        if run.status != "finished":
-            run.deadline = run_deadline(run, records, options.deadline_factor)
-            status = launch(run)
-            if status is None and plan_run(run.spec, options).status == "finished":
-                print(
-                    f"[reproduce] {run.spec.name}: its record was complete before the "
-                    "deadline; collected.",
-                    flush=True,
-                )
-            elif status != 0:
-                reason = "did not end by its deadline" if status is None else f"exit {status}"
-                print(f"[reproduce] {run.spec.name}: FAILED ({reason})", flush=True)
-                failed.append(run.spec.name)
+
+    def seconds_left():
+        if not options.hours:
+            return None
+        return options.hours * 3600 - (time.perf_counter() - started)
+
+    def next_run():
+        with lock:
+            return queue.pop(0) if queue else None
+
+    def worker(cpu):
+        while (run := next_run()) is not None:
+            if run.status == "done":
+                print(f"[reproduce] {run.spec.name}: done", flush=True)
                 continue
-        results.collect(run.model_dir, run.destination)
-        seconds = time.perf_counter() - start
-        print(f"[reproduce] {run.spec.name}: collected ({seconds:.0f} s)", flush=True)
+            start = time.perf_counter()
+            if run.status != "finished":
+                run.deadline = run_deadline(run, records, options.deadline_factor)
+                may_start, run.deadline = fits(run, records, seconds_left())
+                if not may_start:
+                    print(
+                        f"[reproduce] {run.spec.name}: not started, its estimate does not fit "
+                        f"in the {format_seconds(seconds_left())} left of --hours.",
+                        flush=True,
+                    )
+                    continue
+                run.cpu = cpu
+                status = launch(run)
+                if status is None and plan_run(run.spec, options).status == "finished":
+                    print(
+                        f"[reproduce] {run.spec.name}: its record was complete before the "
+                        "deadline; collected.",
+                        flush=True,
+                    )
+                elif status != 0:
+                    reason = "did not end by its deadline" if status is None else f"exit {status}"
+                    print(f"[reproduce] {run.spec.name}: FAILED ({reason})", flush=True)
+                    with lock:
+                        failed.append(run.spec.name)
+                    continue
+            with lock:
+                results.collect(run.model_dir, run.destination)
+                seconds = time.perf_counter() - start
+                print(f"[reproduce] {run.spec.name}: collected ({seconds:.0f} s)", flush=True)
+                for path in results.render(options.results_root):
+                    print(f"[reproduce] rendered {path}", flush=True)
+
+    if options.parallel == 1:
+        worker(None)
+    else:
+        cores = sorted(os.sched_getaffinity(0))[: options.parallel]
+        threads = [threading.Thread(target=worker, args=(cpu,)) for cpu in cores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     for path in results.render(options.results_root):
         print(f"[reproduce] rendered {path}", flush=True)
-    return failed
+    return sorted(failed, key=[run.spec.name for run in runs].index)
 
 
 def run(options):
@@ -710,7 +803,7 @@ def _options(argv, flag_values):
         )
         raise app.UsageError(
             f"{received}. Usage: python -m examples.reproduce TABLE [--dry_run] "
-            f"[--only=TEXT]; tables: {', '.join(TABLES)}."
+            f"[--only=TEXT] [--hours=H] [--parallel=N]; tables: {', '.join(TABLES)}."
         )
     try:
         return Config(**values)

@@ -304,3 +304,64 @@ def test_the_table_goes_on_past_a_run_that_does_not_end(tiny, monkeypatch, capsy
     seconds, _ = reproduce.estimate(run, records)
     assert reproduce.run_deadline(run, records, 3.0) == 3 * seconds + 600
     assert reproduce.run_deadline(run, records, 0.0) is None
+
+
+def test_hours_start_only_what_fits_and_bound_the_deadline(monkeypatch):
+    run = reproduce.Run(spec=None, config=None, script=None, model_dir="", destination="")
+    monkeypatch.setattr(reproduce, "estimate", lambda run, records: (100.0, True))
+    assert reproduce.fits(run, [], None) == (True, None)  # no --hours
+    assert reproduce.fits(run, [], 99.0) == (False, None)  # the estimate ends after them
+    assert reproduce.fits(run, [], 500.0) == (True, 500.0)
+    run.deadline = 400.0
+    assert reproduce.fits(run, [], 500.0) == (True, 400.0)
+    assert reproduce.fits(run, [], 0.0)[0] is False  # the time is up
+    monkeypatch.setattr(reproduce, "estimate", lambda run, records: (None, False))
+    run.deadline = None
+    assert reproduce.fits(run, [], 50.0) == (True, 50.0)  # unknown speed: stopped at the end
+
+
+def test_hours_skip_a_run_that_does_not_fit(tiny, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "estimate", lambda run, records: (7200.0, True))
+    launched = []
+    monkeypatch.setattr(reproduce, "launch", lambda run: launched.append(run) or 0)
+    options = dataclasses.replace(tiny, hours=1.0)
+    assert reproduce.run(options) == []
+    assert launched == []
+    assert "tiny-lstm-seed0: not started, its estimate does not fit in the 1 h 00 min" in (
+        capsys.readouterr().out
+    )
+
+
+def test_parallel_runs_go_at_once_each_pinned_to_a_core(tiny, monkeypatch):
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 cores")
+    launched = []
+    launch = reproduce.launch
+
+    def record(run):
+        launched.append(run.cpu)
+        return launch(run)
+
+    monkeypatch.setattr(reproduce, "launch", record)
+    options = dataclasses.replace(tiny, parallel=2)
+    assert reproduce.run(options) == []
+    assert sorted(launched) == sorted(os.sched_getaffinity(0))[:2]
+    for seed in (0, 1):
+        path = os.path.join(tiny.results_root, "results", "algorithmic", f"tiny-lstm-seed{seed}")
+        assert os.path.exists(os.path.join(path, "metrics.json"))
+
+
+def test_a_pinned_child_runs_on_its_core_only():
+    code = "import os, sys; sys.exit(0 if os.sched_getaffinity(0) == {0} else 3)"
+    assert reproduce.wait_for([sys.executable, "-c", code], "pinned", deadline=60, cpu=0) == 0
+    if len(os.sched_getaffinity(0)) > 1:  # the check can fail: unpinned, it sees every core
+        assert reproduce.wait_for([sys.executable, "-c", code], "free", deadline=60) == 3
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [("hours", -1.0, "hours"), ("parallel", 0, "parallel"), ("parallel", 1000, "CPU cores")],
+)
+def test_hours_and_parallel_are_checked(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        reproduce.Config(table="demo", **{field: value})
