@@ -153,13 +153,25 @@ def cell_step_flops(cell, training):
 def episode_flops(network, episode_length=EPISODE_LENGTH):
     """FLOPs of one trained episode of ``network`` (an `ActorCriticRnnNetwork`).
 
-    Returns a dict: ``rollout`` (the sampling forward pass), ``training`` (the training
+    An MNM cell's step is counted through its TensorFlow/XLA path whatever its
+    ``implementation`` (the kernel's op hides its products). Returns a dict: ``rollout``
+    (the sampling forward pass), ``training`` (the training
     unroll's forward pass plus a backward pass of twice its cost), ``total``, and the per
     step forward counts ``step_rollout`` and ``step_training``.
     """
     heads = 2 * network.cell.output_size * (network.num_actions + 1)
-    step_rollout = cell_step_flops(network.cell, training=False) + heads
-    step_training = cell_step_flops(network.cell, training=True) + heads
+    cell = network.cell
+    # The fused kernel's op hides its products from the graph: count the same step through
+    # the TensorFlow/XLA reference, which does the same arithmetic.
+    implementation = getattr(cell, "implementation", None)
+    if implementation is not None:
+        cell.implementation = "xla"
+    try:
+        step_rollout = cell_step_flops(cell, training=False) + heads
+        step_training = cell_step_flops(cell, training=True) + heads
+    finally:
+        if implementation is not None:
+            cell.implementation = implementation
     rollout = episode_length * step_rollout
     training = 3 * episode_length * step_training
     return {
