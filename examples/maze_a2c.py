@@ -54,7 +54,11 @@ class Config:
         2000, "Episodes to train, over every invocation (a multiple of batch_size)."
     )
     batch_size: int = option(16, "Episodes per update, run in parallel (the reference: 1).")
-    learning_rate: float = option(1e-4, "Adam learning rate (the reference: 1e-4).")
+    learning_rate: float | None = option(
+        None,
+        "Adam learning rate; default 1e-4 x batch_size (the reference: 1e-4 at one episode "
+        "per update).",
+    )
     units: int = option(200, "Controller / LSTM units (paper: 200).")
     memory_units: int = option(100, "MNM memory width, d_k = d_v (paper: 100).")
     memory_layers: int = option(3, "MNM memory layers L (paper: 3).")
@@ -85,6 +89,9 @@ class Config:
 
     def __post_init__(self):
         maze_training.check_options(**_train_options(self))
+        if self.learning_rate is None:  # the record holds the rate the run trains at
+            rate = maze_training.default_learning_rate(self.batch_size)
+            object.__setattr__(self, "learning_rate", rate)
 
 
 def _train_options(config):

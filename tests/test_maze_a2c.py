@@ -67,6 +67,12 @@ def test_flags_are_the_config_fields(example):
     # The old names: one run per invocation, the shared vocabulary of the other scripts.
     assert not {"root_dir", "network", "seeds", "num_parallel_episodes", "plot"} & defined
     assert example.Config().model == "mnm_p"  # the defaults make sense together
+    # The learning rate defaults to 1e-4 per episode of an update, and the config (so the
+    # run record) holds the rate itself.
+    assert config.learning_rate == pytest.approx(4e-4)
+    assert example.Config().learning_rate == pytest.approx(1.6e-3)
+    assert example.Config(batch_size=1, num_episodes=5).learning_rate == pytest.approx(1e-4)
+    assert example.Config(learning_rate=3e-4).learning_rate == 3e-4
 
 
 @pytest.mark.parametrize(

@@ -139,7 +139,8 @@ def test_a_killed_run_resumes_and_keeps_what_was_checkpointed(tmp_path):
     first = maze_training.train(model_dir, num_episodes=4, **options)
     assert maze_training.completed_episodes(model_dir) == 4
     kept_rewards, kept_rows = maze_training.read_rewards(model_dir), first["history"]
-    assert [row["learning_rate"] for row in kept_rows] == pytest.approx([1e-4, 1e-4])
+    # The default learning rate: 1e-4 per episode of an update (2 here).
+    assert [row["learning_rate"] for row in kept_rows] == pytest.approx([2e-4, 2e-4])
     # A run killed after writing an episode and a row, before their checkpoint.
     with open(os.path.join(model_dir, "rewards.csv"), "a") as f:
         f.write("5,99.0\n")
