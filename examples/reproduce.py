@@ -573,22 +573,56 @@ def _aligned(rows):
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
-def dry_run_report(runs, records):
+def window_plan(runs, records, hours, parallel=1):
+    """What ``--hours=hours --parallel=parallel`` would start: ``{name: start seconds}``.
+
+    The schedule of `run_table`, on the estimates (`estimate`): each of ``parallel`` slots
+    takes the next run in the table's order when it is free; a run starts only if its
+    estimate ends within the hours (`fits`); one of unknown speed holds its slot to their
+    end. Done and finished runs take no time and are left out.
+    """
+    window = hours * 3600
+    slots = [0.0] * parallel
+    starts = {}
+    for run in runs:
+        if run.status in ("done", "finished"):
+            continue
+        slot = min(range(parallel), key=slots.__getitem__)
+        seconds, _ = estimate(run, records)
+        if not fits(run, records, window - slots[slot])[0]:
+            continue
+        starts[run.spec.name] = slots[slot]
+        slots[slot] = window if seconds is None else slots[slot] + seconds
+    return starts
+
+
+def dry_run_report(runs, records, hours=0.0, parallel=1):
     """The table printed by ``--dry_run``: name, status, budget and estimate per run, and
-    the total time left (runs of unknown speed counted apart)."""
+    the total time left (runs of unknown speed counted apart); with ``hours``, when each
+    run would start under ``--hours`` and ``--parallel`` (`window_plan`)."""
     rows = [("run", "status", "budget", "estimate")]
+    plan = window_plan(runs, records, hours, parallel) if hours else None
+    if plan is not None:
+        rows[0] += (f"with --hours={hours:g} --parallel={parallel}",)
     estimates = []
     for run in runs:
         seconds, like = estimate(run, records)
         estimates.append((seconds, like))
-        rows.append(
-            (
-                run.spec.name,
-                _status_text(run),
-                f"{run.budget:,}",
-                _estimate_text(run, seconds, like),
-            )
+        row = (
+            run.spec.name,
+            _status_text(run),
+            f"{run.budget:,}",
+            _estimate_text(run, seconds, like),
         )
+        if plan is not None:
+            if run.status in ("done", "finished"):
+                when = "-"
+            elif run.spec.name in plan:
+                when = f"starts at {format_seconds(plan[run.spec.name])}"
+            else:
+                when = "does not fit"
+            row += (when,)
+        rows.append(row)
     known = [seconds for seconds, _ in estimates if seconds is not None]
     unknown = len(estimates) - len(known)
     done = sum(run.status == "done" for run in runs)
@@ -596,6 +630,8 @@ def dry_run_report(runs, records):
     summary = f"{len(runs)} runs, {done} done; estimated time left: {total}"
     if unknown:
         summary += f" (+ {unknown} runs of unknown speed)"
+    if plan is not None:
+        summary += f"; {len(plan)} would start within --hours={hours:g}"
     if any(seconds is not None and not like for seconds, like in estimates):
         summary += "\n* from the speed of records of other models, tasks or sizes (none like it)"
     return "\n".join([*_aligned(rows), summary])
@@ -784,7 +820,8 @@ def run(options):
         raise ValueError(f"Unknown table {options.table!r}; tables: {', '.join(TABLES)}.")
     if options.dry_run:
         records = results.load_records(options.results_root)
-        print(dry_run_report(table_runs(options), records), flush=True)
+        report = dry_run_report(table_runs(options), records, options.hours, options.parallel)
+        print(report, flush=True)
         return []
     return run_table(options)
 

@@ -365,3 +365,33 @@ def test_a_pinned_child_runs_on_its_core_only():
 def test_hours_and_parallel_are_checked(field, value, message):
     with pytest.raises(ValueError, match=message):
         reproduce.Config(table="demo", **{field: value})
+
+
+def test_the_dry_run_plans_the_hours_window(tiny, monkeypatch, capsys):
+    speeds = {"a": 100.0, "b": 100.0, "c": None, "d": 50.0}
+    runs = [
+        reproduce.Run(reproduce.RunSpec(name, "examples.algorithmic", {}), None, None, "", "")
+        for name in speeds
+    ]
+    monkeypatch.setattr(
+        reproduce, "estimate", lambda run, records: (speeds.get(run.spec.name, 7200.0), True)
+    )
+    hours = 250 / 3600
+    # One slot: c (unknown speed) holds it to the end, so d no longer fits.
+    assert reproduce.window_plan(runs, [], hours) == {"a": 0.0, "b": 100.0, "c": 200.0}
+    # Two slots: a and b at once; c after a, d after b.
+    assert reproduce.window_plan(runs, [], hours, parallel=2) == {
+        "a": 0.0,
+        "b": 0.0,
+        "c": 100.0,
+        "d": 100.0,
+    }
+    runs[0].status = "done"  # a done run takes no time
+    assert reproduce.window_plan(runs, [], hours)["b"] == 0.0
+    # The report: the tiny table's runs (2 h each here) do not fit in one hour.
+    options = dataclasses.replace(tiny, dry_run=True, hours=1.0)
+    assert reproduce.run(options) == []
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-2:] == ["--hours=1", "--parallel=1"]
+    assert lines[1].endswith("does not fit") and lines[2].endswith("does not fit")
+    assert lines[3].endswith("0 would start within --hours=1")
