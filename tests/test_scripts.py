@@ -37,7 +37,8 @@ VOCABULARY = {
     "train_steps": (int,),
     "steps_per_epoch": (int,),
     "batch_size": (int,),
-    "learning_rate": (float,),
+    # None: a default that follows other fields (the maze's 1e-4 per episode of an update).
+    "learning_rate": (float, float | None),
     "seed": (int,),
     "units": (int,),
     "memory_units": (int,),
