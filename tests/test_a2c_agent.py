@@ -135,28 +135,34 @@ def test_agent_loss_equals_hand_computation(options):
     assert float(loss_info.extra.meta_loss) == 0.0
 
 
+def _mnm_agent(sizes, **agent_options):
+    """An A2C agent on a tiny seeded MNM network (``sizes`` beside units 8, memory 2 x 6)."""
+    net = networks.mnm_actor_critic(
+        OBSERVATION_SPEC,
+        ACTION_SPEC,
+        units=8,
+        memory_units=6,
+        memory_layers=2,
+        key_size=5,
+        seed=0,
+        **sizes,
+    )
+    return a2c_agent.A2CAgent(
+        ts.time_step_spec(OBSERVATION_SPEC),
+        ACTION_SPEC,
+        net,
+        tf.keras.optimizers.SGD(0.1),
+        **agent_options,
+    )
+
+
 def test_meta_loss_piece_is_the_agents_weight_times_the_cells():
     # The same MNM network (same seed) with the cell's meta_loss_weight 1 and 0.5: the
     # agent's meta piece is agent weight x cell weight x the network's mean meta loss.
     pieces = {}
     for cell_weight, agent_weight in ((1.0, 1.0), (0.5, 1.0), (0.5, 3.0)):
-        net = networks.mnm_actor_critic(
-            OBSERVATION_SPEC,
-            ACTION_SPEC,
-            units=8,
-            memory_units=6,
-            memory_layers=2,
-            key_size=5,
-            value_size=4,
-            num_heads=1,
-            meta_loss_weight=cell_weight,
-            seed=0,
-        )
-        agent = a2c_agent.A2CAgent(
-            ts.time_step_spec(OBSERVATION_SPEC),
-            ACTION_SPEC,
-            net,
-            tf.keras.optimizers.SGD(0.1),
+        agent = _mnm_agent(
+            dict(value_size=4, num_heads=1, meta_loss_weight=cell_weight),
             meta_loss_weight=agent_weight,
         )
         pieces[cell_weight, agent_weight] = float(
@@ -180,21 +186,9 @@ def test_mnm_update_through_the_fused_sequence_equals_step_by_step():
     """The agent asks for whole episodes; its loss and gradients equal the step-by-step unroll."""
     results = []
     for fused_sequence in (True, False):
-        net = networks.mnm_actor_critic(
-            OBSERVATION_SPEC,
-            ACTION_SPEC,
-            units=8,
-            memory_units=6,
-            memory_layers=2,
-            key_size=5,
-            value_size=5,
-            num_heads=2,
-            seed=0,
-        )
+        agent = _mnm_agent(dict(value_size=5, num_heads=2))
+        net = agent.network
         net.fused_sequence = fused_sequence
-        agent = a2c_agent.A2CAgent(
-            ts.time_step_spec(OBSERVATION_SPEC), ACTION_SPEC, net, tf.keras.optimizers.SGD(0.1)
-        )
         calls = []
         net.cell.unroll = _counting(net.cell.unroll, calls)
         with tf.GradientTape() as tape:
