@@ -30,7 +30,9 @@ records' speed (seconds per step of the same script and model). ``--hours=H`` ru
 what fits in H hours (`fits`), and each record is collected, and the docs rendered, the
 moment its run ends, so that whatever finished is kept. ``--parallel=2`` runs two at once,
 each process pinned to its own core (on 2 cores, two maze runs pinned so were faster
-than the same runs one after the other).
+than the same runs one after the other). A run too long for one sitting has ``stages``
+(`RunSpec`): each invocation trains it to its next stage, whose record is collected like a
+finished run's.
 
 Tables: normalize_writes, demo, dictionary, double_copy, priority_sort, babi_task1, maze,
 babi_paper, maze_paper, maze_regime.
@@ -122,11 +124,18 @@ class Config:
 
 
 class RunSpec(typing.NamedTuple):
-    """One run of a table: its name, its script (``examples.X``) and its config's fields."""
+    """One run of a table: its name, its script (``examples.X``) and its config's fields.
+
+    ``stages``: budgets below the run's (increasing) at which it is stopped and recorded, for
+    a run too long for one sitting: each invocation trains, resuming its ``model_dir``, to
+    the next stage only, and its record (the run so far) is collected like a finished
+    run's; the record of the last stage is the run's.
+    """
 
     name: str
     script_module: str
     overrides: dict
+    stages: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -246,8 +255,24 @@ def babi_task1_table(options):
     ]
 
 
+# The maze table's budget and, per model, the episodes of each stage (`RunSpec.stages`),
+# so that a stage takes under an hour on one core of this 2-core CPU with another run on
+# the other: at 16 episodes per update the maze_regime records played 8,000 episodes in
+# 167 s (LSTM) and 650 s (MNM-p 1 x 100) on both cores; one core is up to twice as slow;
+# MNM-p 3 x 100 plays about 1.6 times fewer episodes per second than 1 x 100 and MNM-g
+# 1 x 100 about 3 times fewer (the maze throughput benchmark; MNM-g has no fused kernel).
+# Stages are multiples of the evaluation interval, where the runs save their checkpoints.
+MAZE_EPISODES = 100_000
+MAZE_EVAL_INTERVAL = 2_000
+MAZE_STAGE_EPISODES = {"lstm": 50_000, "mnm_p-1x100": 20_000, "mnm_p-3x100": 12_000}
+MAZE_STAGE_EPISODES["mnm_g-1x100"] = 6_000
+
+
 def maze_table(options):
-    """The maze at 4,000 episodes: LSTM, MNM-p and MNM-g 1 x 100, the paper's MNM-p 3 x 100."""
+    """The maze at 100,000 episodes: LSTM, MNM-p and MNM-g 1 x 100, the paper's MNM-p 3 x
+    100, each run recorded in stages of `MAZE_STAGE_EPISODES`, evaluated on the held-out
+    mazes every `MAZE_EVAL_INTERVAL` episodes (the script's other defaults: 16 episodes per
+    update, learning rate 1e-4 per episode of an update)."""
     variants = (
         ("lstm", "lstm", 1),
         ("mnm_p-1x100", "mnm_p", 1),
@@ -256,9 +281,18 @@ def maze_table(options):
     )
     return [
         RunSpec(
-            f"maze-{label}-4000-seed{seed}",
+            f"maze-{label}-{MAZE_EPISODES}-seed{seed}",
             "examples.maze_a2c",
-            dict(model=model, memory_layers=layers, num_episodes=4000, seed=seed),
+            dict(
+                model=model,
+                memory_layers=layers,
+                num_episodes=MAZE_EPISODES,
+                eval_interval=MAZE_EVAL_INTERVAL,
+                seed=seed,
+            ),
+            stages=tuple(
+                range(MAZE_STAGE_EPISODES[label], MAZE_EPISODES, MAZE_STAGE_EPISODES[label])
+            ),
         )
         for label, model, layers in variants
         for seed in SEEDS
@@ -393,9 +427,20 @@ class Run:
     deadline: float | None = None  # seconds its process may run (`run_deadline`); None: no limit
     cpu: int | None = None  # the core its process is pinned to (``--parallel`` > 1)
 
+    recorded: int | None = None  # the budget of the committed record of an earlier stage
+
     @property
     def budget(self):
+        """The run's whole budget (steps; maze: episodes)."""
         return getattr(self.config, self.script.budget)
+
+    @property
+    def next_budget(self):
+        """What the next invocation trains to: the first stage above the steps its
+        ``model_dir`` has trained, else the whole budget. (A clone with the committed record
+        of a stage but not the run's checkpoints trains from the start again, stage by
+        stage; a record below the committed one's budget is not collected.)"""
+        return next((s for s in self.spec.stages if s > self.steps_done), self.budget)
 
 
 def _read_json(path):
@@ -439,8 +484,40 @@ def _record_state(run, path):
     return record, difference
 
 
+def _recorded_budget(run, record, difference):
+    """The budget ``record`` was trained to when it is a record of ``run`` (its whole budget,
+    or one of its stages: the config may then differ in the budget field only), else None."""
+    budget = int(record.get("train_steps", -1))
+    if not difference and budget == run.budget:
+        return budget
+    if set(difference) == {run.script.budget} and budget in run.spec.stages:
+        return budget
+    return None
+
+
+def check_stages(spec):
+    """Raises ValueError unless ``spec.stages`` increase and lie below the run's budget."""
+    stages = tuple(spec.stages)
+    if not stages:
+        return
+    budget = spec.overrides.get(SCRIPTS[spec.script_module].budget)
+    valid = all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in stages)
+    if not valid or list(stages) != sorted(set(stages)) or budget is None or stages[-1] >= budget:
+        raise ValueError(
+            f"`stages` of the run {spec.name!r} must be increasing positive integers below "
+            f"its budget ({budget}); received {stages!r}."
+        )
+
+
 def plan_run(spec, options):
-    """The `Run` of ``spec``: its config, and its status from the records and model_dir."""
+    """The `Run` of ``spec``: its config, and its status from the records and model_dir.
+
+    A staged run (``spec.stages``) whose committed record is of an earlier stage is
+    "partial" or "to do" (``recorded``: that stage), and its next invocation trains to
+    `Run.next_budget`; a record of a stage in its ``model_dir``, beyond the committed one,
+    is "finished" (to collect) like a whole run's.
+    """
+    check_stages(spec)
     script = SCRIPTS[spec.script_module]
     model_dir = os.path.join(options.runs_dir, spec.name)
     run = Run(
@@ -453,16 +530,19 @@ def plan_run(spec, options):
     committed = os.path.join(run.destination, "metrics.json")
     if os.path.exists(committed):
         record, difference = _record_state(run, committed)
+        budget = _recorded_budget(run, record, difference)
         if int(record.get("protocol", 1)) != results.PROTOCOL:
             # A record of an older protocol measured another objective: the run is trained
             # again under this one, and its record replaces the old.
             run.replaces = int(record.get("protocol", 1))
-        elif difference:
+        elif budget is None and difference:
             run.status, run.conflict = "conflict", tuple(difference)
             return run
-        elif int(record.get("train_steps", -1)) == run.budget:
+        elif budget == run.budget:
             run.status, run.steps_done = "done", run.budget
             return run
+        elif budget is not None:
+            run.recorded = budget
     invocations = os.path.join(model_dir, "invocations.json")
     if os.path.exists(invocations):
         protocols = {int(i.get("protocol", 1)) for i in _read_json(invocations)}
@@ -473,8 +553,9 @@ def plan_run(spec, options):
     finished = os.path.join(model_dir, "metrics.json")
     if os.path.exists(finished):
         record, difference = _record_state(run, finished)
-        if not difference and int(record.get("train_steps", -1)) == run.budget:
-            run.status, run.steps_done = "finished", run.budget
+        budget = _recorded_budget(run, record, difference)
+        if budget is not None and budget > (run.recorded or 0):
+            run.status, run.steps_done = "finished", budget
             return run
     run.steps_done = trained_steps(model_dir)
     run.status = "partial" if run.steps_done else "to do"
@@ -548,14 +629,25 @@ def _status_text(run):
         "partial": f"partial ({run.steps_done} steps done)",
         "finished": "finished, to collect",
     }.get(run.status, run.status)
+    if run.recorded is not None:
+        text += f", stage {run.recorded:,} recorded"
     if run.replaces is not None:
         text += f", replaces a protocol {run.replaces} record"
     return text
 
 
-def estimate(run, records):
-    """(seconds left or None, from records like it) of ``run``: (0, True) when it is done."""
-    remaining = 0 if run.status in ("done", "finished") else run.budget - run.steps_done
+def _budget_text(run):
+    if not run.spec.stages or run.status == "done":
+        return f"{run.budget:,}"
+    budget = run.steps_done if run.status == "finished" else run.next_budget
+    return f"{budget:,} of {run.budget:,}"
+
+
+def estimate(run, records, whole=False):
+    """(seconds left or None, from records like it) of ``run``'s next invocation (``whole``:
+    of all it has left, every stage): (0, True) when it is done or finished."""
+    target = run.budget if whole else run.next_budget
+    remaining = 0 if run.status in ("done", "finished") else target - run.steps_done
     if not remaining:
         return 0.0, True
     speed, like = seconds_per_step(run, records)
@@ -597,9 +689,10 @@ def window_plan(runs, records, hours, parallel=1):
 
 
 def dry_run_report(runs, records, hours=0.0, parallel=1):
-    """The table printed by ``--dry_run``: name, status, budget and estimate per run, and
-    the total time left (runs of unknown speed counted apart); with ``hours``, when each
-    run would start under ``--hours`` and ``--parallel`` (`window_plan`)."""
+    """The table printed by ``--dry_run``: name, status, budget and estimate per run (of a
+    staged run: its next stage's), and the total time left, every stage counted (runs of
+    unknown speed counted apart); with ``hours``, when each run would start under
+    ``--hours`` and ``--parallel`` (`window_plan`; a staged run's next stage)."""
     rows = [("run", "status", "budget", "estimate")]
     plan = window_plan(runs, records, hours, parallel) if hours else None
     if plan is not None:
@@ -607,11 +700,11 @@ def dry_run_report(runs, records, hours=0.0, parallel=1):
     estimates = []
     for run in runs:
         seconds, like = estimate(run, records)
-        estimates.append((seconds, like))
+        estimates.append(estimate(run, records, whole=True))
         row = (
             run.spec.name,
             _status_text(run),
-            f"{run.budget:,}",
+            _budget_text(run),
             _estimate_text(run, seconds, like),
         )
         if plan is not None:
@@ -684,11 +777,12 @@ def launch(run):
     model_dir = run.model_dir
     if not os.path.isabs(model_dir):
         model_dir = os.path.relpath(os.path.abspath(model_dir), ROOT)
+    overrides = {**run.spec.overrides, run.script.budget: run.next_budget}
     command = [
         sys.executable,
         "-m",
         run.spec.script_module,
-        *flag_arguments(run.spec.overrides, model_dir),
+        *flag_arguments(overrides, model_dir),
     ]
     where = "" if run.cpu is None else f" (core {run.cpu})"
     print(f"[reproduce] {run.spec.name}{where}: {' '.join(command[1:])}", flush=True)
@@ -781,7 +875,8 @@ def run_table(options):
                     continue
                 run.cpu = cpu
                 status = launch(run)
-                if status is None and plan_run(run.spec, options).status == "finished":
+                planned = plan_run(run.spec, options)
+                if status is None and planned.status == "finished":
                     print(
                         f"[reproduce] {run.spec.name}: its record was complete before the "
                         "deadline; collected.",
@@ -793,12 +888,28 @@ def run_table(options):
                     with lock:
                         failed.append(run.spec.name)
                     continue
+                run = planned
             with lock:
-                results.collect(run.model_dir, run.destination)
-                seconds = time.perf_counter() - start
-                print(f"[reproduce] {run.spec.name}: collected ({seconds:.0f} s)", flush=True)
-                for path in results.render(options.results_root):
-                    print(f"[reproduce] rendered {path}", flush=True)
+                if run.status == "finished":
+                    results.collect(run.model_dir, run.destination)
+                    seconds = time.perf_counter() - start
+                    print(f"[reproduce] {run.spec.name}: collected ({seconds:.0f} s)", flush=True)
+                    for path in results.render(options.results_root):
+                        print(f"[reproduce] rendered {path}", flush=True)
+                elif run.recorded is not None:  # a clone without the run's checkpoints
+                    print(
+                        f"[reproduce] {run.spec.name}: trained to {run.steps_done:,}, below "
+                        f"the committed record's stage ({run.recorded:,}); not collected.",
+                        flush=True,
+                    )
+                else:
+                    print(f"[reproduce] {run.spec.name}: FAILED (no record)", flush=True)
+                    failed.append(run.spec.name)
+                    continue
+                if run.spec.stages:
+                    after = plan_run(run.spec, options)
+                    if after.status != "done":  # its next stage, before the other runs
+                        queue.insert(0, after)
 
     if options.parallel == 1:
         worker(None)

@@ -374,7 +374,9 @@ def test_the_dry_run_plans_the_hours_window(tiny, monkeypatch, capsys):
         for name in speeds
     ]
     monkeypatch.setattr(
-        reproduce, "estimate", lambda run, records: (speeds.get(run.spec.name, 7200.0), True)
+        reproduce,
+        "estimate",
+        lambda run, records, whole=False: (speeds.get(run.spec.name, 7200.0), True),
     )
     hours = 250 / 3600
     # One slot: c (unknown speed) holds it to the end, so d no longer fits.
@@ -395,3 +397,76 @@ def test_the_dry_run_plans_the_hours_window(tiny, monkeypatch, capsys):
     assert lines[0].split()[-2:] == ["--hours=1", "--parallel=1"]
     assert lines[1].endswith("does not fit") and lines[2].endswith("does not fit")
     assert lines[3].endswith("0 would start within --hours=1")
+
+
+def staged_table(options):
+    """One tiny LSTM run of 3 steps, recorded after step 1 and step 2."""
+    return [
+        reproduce.RunSpec(
+            "tiny-staged-seed0",
+            "examples.algorithmic",
+            {**TINY, "train_steps": 3, "seed": 0},
+            stages=(1, 2),
+        )
+    ]
+
+
+def test_a_staged_run_trains_records_and_resumes_stage_by_stage(tiny, monkeypatch, capsys):
+    monkeypatch.setitem(reproduce.TABLES, "_staged", staged_table)
+    options = dataclasses.replace(tiny, table="_staged")
+    launched = []
+    launch = reproduce.launch
+    monkeypatch.setattr(
+        reproduce, "launch", lambda run: launched.append(run.next_budget) or launch(run)
+    )
+    record_path = os.path.join(
+        options.results_root, "results", "algorithmic", "tiny-staged-seed0", "metrics.json"
+    )
+    # The dry run shows the first stage, and counts all three steps in the time left.
+    (run,) = reproduce.table_runs(options)
+    assert (run.status, run.next_budget, run.budget) == ("to do", 1, 3)
+    # --hours that fit one stage (100 s a step here) with 5 s to spare: the first stage is
+    # trained, recorded and collected; the second does not fit in what is then left.
+    monkeypatch.setattr(reproduce.results, "load_records", lambda root: [])
+
+    def estimate(run, records, whole=False):
+        target = run.budget if whole else run.next_budget
+        return 100.0 * (target - run.steps_done), True
+
+    monkeypatch.setattr(reproduce, "estimate", estimate)
+    assert reproduce.run(dataclasses.replace(options, hours=105 / 3600)) == []
+    assert launched == [1]
+    with open(record_path) as f:
+        assert json.load(f)["train_steps"] == 1
+    (run,) = reproduce.table_runs(options)
+    assert (run.status, run.recorded, run.steps_done, run.next_budget) == ("partial", 1, 1, 2)
+    capsys.readouterr()
+    reproduce.run(dataclasses.replace(options, dry_run=True))
+    lines = capsys.readouterr().out.splitlines()
+    assert "stage 1 recorded" in lines[1] and "2 of 3" in lines[1]
+    assert lines[2] == "1 runs, 0 done; estimated time left: 3 min"  # 2 steps at 100 s
+    # Without a limit the rest goes on: stage 2, then the whole budget, each collected.
+    assert reproduce.run(options) == []
+    assert launched == [1, 2, 3]
+    with open(record_path) as f:
+        record = json.load(f)
+    assert record["train_steps"] == 3 and len(record["invocations"]) == 3
+    (run,) = reproduce.table_runs(options)
+    assert run.status == "done"
+    assert reproduce.run(options) == [] and launched == [1, 2, 3]
+
+
+@pytest.mark.parametrize("stages", [(2, 1), (0, 1), (3,), (1, 1)])
+def test_stages_must_increase_below_the_budget(tiny, monkeypatch, stages):
+    spec = reproduce.RunSpec("x", "examples.algorithmic", {**TINY, "train_steps": 3}, stages)
+    with pytest.raises(ValueError, match=r"`stages` of the run 'x' must be increasing"):
+        reproduce.plan_run(spec, tiny)
+
+
+def test_maze_stages_end_at_checkpoints_and_resume_to_the_whole_budget():
+    options = reproduce.Config(table="maze")
+    for spec in reproduce.maze_table(options):
+        reproduce.check_stages(spec)
+        interval = spec.overrides["eval_interval"]
+        assert spec.stages and all(stage % interval == 0 for stage in spec.stages), spec.name
+        assert spec.overrides["num_episodes"] == reproduce.MAZE_EPISODES
