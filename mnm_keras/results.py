@@ -464,7 +464,18 @@ def maze_table(records):
         "random policy reward",
         "training s (mean)",
     ]
-    return _markdown(header, _maze_rows(records, cells), records)
+    return _markdown(header, _maze_rows(records, cells) + MAZE_PAPER_ROWS, records)
+
+
+# The paper's figure 6 beside the maze table (its curves are training rewards; the
+# reference updates after every episode): MNM (10 runs) and Miconi et al.'s plastic
+# networks, and the random policy (tf_agents_ext.training.RANDOM_POLICY_REWARD).
+MAZE_PAPER_ROWS = [
+    ["paper: MNM (figure 6, 10 runs)", 1, "-", "250,000", 10, "-", "-", "-", "-"]
+    + ["about 175", "9.3", "-"],
+    ["paper: plastic networks (Miconi et al., figure 6)", 1, "-", "about 1,000,000", "-"]
+    + ["-", "-", "-", "-", "about 175", "9.3", "-"],
+]
 
 
 # The runs of `python -m examples.reproduce maze_regime` (their names start so).

@@ -199,6 +199,10 @@ def test_summary_covers_every_task_beside_the_paper(tmp_path):
         "| 15.0 ± 7.1 | 15.0 [12.5, 17.5] | 7.5 ± 3.5 | 7.5 [6.2, 8.8] | 1.0 ± 0.0 | 9.0 ± 0.0 |"
         in maze
     )
+    # The paper's figure 6 beside it: MNM and the plastic networks, about 175.
+    assert "| paper: MNM (figure 6, 10 runs) | 1 | - | 250,000 | 10 |" in maze
+    assert "| paper: plastic networks (Miconi et al., figure 6) |" in maze
+    assert maze.count("| about 175 | 9.3 | - |") == 2
     assert "| 1: 2.5 |" in results.babi_table(records)
     assert "| LSTM | 1,200 | 1 | 0.250 | 0.875 | 3 |" in results.associative_recall_table(records)
 
