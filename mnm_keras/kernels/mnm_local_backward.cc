@@ -12,26 +12,115 @@
 namespace mnm_keras {
 namespace {
 
-// Back-propagates through z^{l+1} = act_l(M^l z^l) for one sequence, from the last layer
-// to the first: with g = dz^{l+1} * act_l' (1 - (z^{l+1})^2 for tanh, 1 for the linear last
-// layer), dM^l += g (z^l)^T and dz^l += (M^l)^T g. d_activations holds dL/dz^l for every l
-// on entry (the gradients that reach each activation directly) and, on return, the totals;
-// d_activations's z^0 slot is then the keys' gradient. gate: [max D] scratch.
+// Back-propagates the K = s.queries() queries through y^{l+1}_k = act_l(M^l_t y^l_k) for one
+// sequence, from the last layer to the first, one pass over each M^l_t and dM^l: with
+// g_k = dy^{l+1}_k * act_l' (1 - (y^{l+1}_k)^2 for tanh, 1 for the linear last layer),
+//   dM^l += sum_k g_k (y^l_k)^T,   dy^l_k += (M^l_t)^T g_k.
+// d_queries [sum_l K D_l] holds dL/dy^L on entry and, on return, every layer's gradient;
+// its layer 0 is then the query keys' gradient. gates: [K max D] scratch.
 template <typename T>
-void MemoryBackward(const LocalSizes& s, const T* const* memory, const T* activations,
-                    T* d_activations, T* d_memory, T* gate) {
+void QueryBackward(const LocalSizes& s, const T* const* memory, const T* queries,
+                   T* d_queries, T* d_memory, T* gates) {
+  const int64_t count = s.queries();
   for (int64_t l = s.layers - 1; l >= 0; --l) {
     const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-    for (int64_t i = 0; i < s.heads; ++i) {
-      const T* z_out = activations + s.activation_offset(l + 1) + i * rows;
-      const T* d_out = d_activations + s.activation_offset(l + 1) + i * rows;
-      const T* z_in = activations + s.activation_offset(l) + i * cols;
-      T* d_in = d_activations + s.activation_offset(l) + i * cols;
-      for (int64_t j = 0; j < rows; ++j) {
-        gate[j] = l < s.layers - 1 ? d_out[j] * (T(1) - z_out[j] * z_out[j]) : d_out[j];
+    const T* y_out = queries + s.query_offset(l + 1);
+    const T* d_out = d_queries + s.query_offset(l + 1);
+    const T* y_in = queries + s.query_offset(l);
+    T* d_in = d_queries + s.query_offset(l);
+    for (int64_t q = 0; q < count * rows; ++q) {
+      gates[q] = l < s.layers - 1 ? d_out[q] * (T(1) - y_out[q] * y_out[q]) : d_out[q];
+    }
+    T* dm = d_memory + s.memory_offset(l);
+    for (int64_t j = 0; j < rows; ++j) {
+      const ConstVector<T> row(memory[l] + j * cols, cols);
+      Vector<T> d_row(dm + j * cols, cols);
+      for (int64_t k = 0; k < count; ++k) {
+        const T g = gates[k * rows + j];
+        d_row.noalias() += g * ConstVector<T>(y_in + k * cols, cols);
+        Vector<T>(d_in + k * cols, cols).noalias() += g * row;
       }
-      OuterAccumulate(rows, cols, T(1), gate, z_in, d_memory + s.memory_offset(l));
-      MatTVecAccumulate(rows, cols, memory[l], gate, d_in);
+    }
+  }
+}
+
+// The gradient through step t's write and the write keys' pass under M_{t-1}, for one
+// sequence, from the last layer to the first, one pass over each dM^l (read and written)
+// and over M^l_t, which it turns into M^l_{t-1} = M^l_t + sum_i a^l_i (z^l_i)^T (`before`).
+// With d_memory = dL/dM_t on entry (the read's and the meta term's shares included), for
+// each layer l and head i (M_t = M_{t-1} - a b^T, a = step (z^{l+1} - target),
+// step = beta^l / (H n), b = z^l):
+//   dL/da = -dM z^l,  dL/db = -dM^T a,  dL/dstep = sum_j dL/da_j (z^{l+1} - target)_j,
+//   dz^{l+1} += step dL/da,  dtarget -= step dL/da,  dbeta^l += dL/dstep / (H n),
+//   dz^l += dL/db (+ 2 (-dL/dstep step / n) z^l with normalised writes),
+// then through z^{l+1} = act_l(M^l_{t-1} z^l): g = dz^{l+1} * act_l',
+//   dM^l += g (z^l)^T (dL/dM_{t-1}),  dz^l += (M^l_{t-1})^T g.
+// writes: z^0 .. z^{L-1} (the stored b factors), factors: a; z^L is computed on the way
+// (the last layer is linear). d_writes [sum_l H D_l] (zero on entry) ends with dz, whose
+// layer 0 is the write keys' gradient; d_targets and d_rates are added to.
+template <typename T>
+void WriteBackward(const LocalSizes& s, int64_t e, const T* const* now, T* const* before,
+                   const T* writes, const T* factors, const LocalStepScratch<T>& w,
+                   T* d_memory, T* d_writes, T* d_targets, T* d_rates, T* scratch) {
+  const int64_t heads = s.heads, layers = s.layers, total = s.output_size();
+  const T* targets = w.targets.data() + e * total;
+  T* d_b = scratch;  // [H, D_l]: -dL/db
+  std::vector<T> steps(heads), norms(heads), d_steps(heads), g(heads);
+  for (int64_t l = layers - 1; l >= 0; --l) {
+    const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+    const bool hidden = l < layers - 1;
+    const T rate = w.rates[e * layers + l];
+    const T* z_in = writes + s.activation_offset(l);
+    const T* z_next = hidden ? writes + s.activation_offset(l + 1) : nullptr;
+    const T* a = factors + s.output_offset(l);
+    const T* target = targets + s.output_offset(l);
+    T* dz_in = d_writes + s.activation_offset(l);
+    T* dz_out = d_writes + s.activation_offset(l + 1);
+    T* d_target = d_targets + s.output_offset(l);
+    for (int64_t i = 0; i < heads; ++i) {
+      T norm = 1;
+      if (s.normalize) {
+        norm = static_cast<T>(kNormalizationEpsilon);
+        for (int64_t k = 0; k < cols; ++k) norm += z_in[i * cols + k] * z_in[i * cols + k];
+      }
+      norms[i] = norm;
+      steps[i] = rate / T(heads) / norm;
+      d_steps[i] = 0;
+    }
+    std::fill_n(d_b, heads * cols, T(0));
+    T* dm = d_memory + s.memory_offset(l);
+    for (int64_t j = 0; j < rows; ++j) {
+      const ConstVector<T> now_row(now[l] + j * cols, cols);
+      Vector<T> row(before[l] + j * cols, cols);
+      row = now_row;
+      for (int64_t i = 0; i < heads; ++i) {
+        row.noalias() += a[i * rows + j] * ConstVector<T>(z_in + i * cols, cols);
+      }
+      Vector<T> d_row(dm + j * cols, cols);
+      for (int64_t i = 0; i < heads; ++i) {
+        const ConstVector<T> z(z_in + i * cols, cols);
+        const T d_a = d_row.dot(z);  // -dL/da_j
+        const T z_out = hidden ? z_next[i * rows + j] : row.dot(z);
+        const T step = steps[i];
+        d_steps[i] -= d_a * (z_out - target[i * rows + j]);
+        const T dz = dz_out[i * rows + j] - step * d_a;
+        dz_out[i * rows + j] = dz;
+        d_target[i * rows + j] += step * d_a;
+        g[i] = hidden ? dz * (T(1) - z_out * z_out) : dz;
+        Vector<T>(d_b + i * cols, cols).noalias() += a[i * rows + j] * d_row;
+      }
+      for (int64_t i = 0; i < heads; ++i) {
+        d_row.noalias() += g[i] * ConstVector<T>(z_in + i * cols, cols);
+        Vector<T>(dz_in + i * cols, cols).noalias() += g[i] * row;
+      }
+    }
+    for (int64_t i = 0; i < heads; ++i) {
+      d_rates[l] += d_steps[i] / (T(heads) * norms[i]);
+      for (int64_t k = 0; k < cols; ++k) dz_in[i * cols + k] -= d_b[i * cols + k];
+      if (s.normalize) {
+        const T d_norm = -d_steps[i] * steps[i] / norms[i];
+        for (int64_t k = 0; k < cols; ++k) dz_in[i * cols + k] += T(2) * d_norm * z_in[i * cols + k];
+      }
     }
   }
 }
@@ -73,9 +162,11 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
   std::vector<char> kept(count);
   std::vector<T*> now_layers(layers), before_layers(layers);
   // Per sequence and step.
-  std::vector<T> stored_a(output_size), stored_b(activation_size), read_out(dv);
+  const int64_t query_size = s.query_size();
+  std::vector<T> stored_a(output_size), stored_b(activation_size);
   std::vector<T> d_vectors(width), d_activations(activation_size), d_targets(output_size);
-  std::vector<T> d_rates(layers), d_rate_pre(layers), gate(widest), d_a(widest), d_b(widest);
+  std::vector<T> d_queries(query_size), gates(s.queries() * widest), gate(widest);
+  std::vector<T> d_rates(layers), d_rate_pre(layers), d_b(heads * widest);
   for (int64_t t = s.steps - 1; t >= 0; --t) {
     const T* h = t == 0 ? forward.h + first * dh : in.hs + ((t - 1) * batch + first) * dh;
     const T* c = t == 0 ? forward.c + first * dh : in.cs + ((t - 1) * batch + first) * dh;
@@ -98,7 +189,7 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
         std::copy(now, now + memory_size, memory_before.data() + e * memory_size);
         continue;
       }
-      // 1. M_{t-1} = M_t + sum_i a_i b_i^T.
+      // 1. The step's stored write factors and, from M_t, the queries' activations again.
       T* now = memory_now.data() + e * memory_size;
       T* before = memory_before.data() + e * memory_size;
       for (int64_t l = 0; l < layers; ++l) {
@@ -112,79 +203,38 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
         std::copy(in.factors_b[l] + row * b_size, in.factors_b[l] + (row + 1) * b_size,
                   stored_b.data() + s.activation_offset(l));
       }
-      UndoWrite(s, stored_a.data(), stored_b.data(), now_layers.data(), before_layers.data());
-      // 2. The step again, from M_{t-1} (write) and M_t (read, meta).
+      QueryForward(s, e, now_layers.data(), &w);
       const T* vectors = w.vectors.data() + e * width;
-      T* writes = w.writes.data() + e * activation_size;
-      MemoryForward(s, before_layers.data(), vectors + heads * dk, writes);
-      WriteFactors(s, e, &w);
-      ReadAndRecall(s, e, now_layers.data(), &w, read_out.data());
-      // 3. Back-propagation.
       T* d_mem = d_memory.data() + e * memory_size;
       std::fill(d_vectors.begin(), d_vectors.end(), T(0));
-      // The read-out: dL/dy^L_i = dL/dv^r / H.
-      std::fill(d_activations.begin(), d_activations.end(), T(0));
-      T* d_last = d_activations.data() + s.activation_offset(layers);
+      // 2. The queries under M_t: the read-out, dL/dy^L_i = dL/dv^r / H (i < H), and the
+      // meta loss's term, (1/H) sum_i ||y^L_{H+i} - v_i||^2.
+      std::fill(d_queries.begin(), d_queries.end(), T(0));
+      const T* queries = w.queries.data() + e * query_size;
+      T* d_last = d_queries.data() + s.query_offset(layers);
       for (int64_t i = 0; i < heads; ++i) {
         for (int64_t j = 0; j < dv; ++j) d_last[i * dv + j] = d_read_e[j] / T(heads);
       }
-      MemoryBackward(s, now_layers.data(), w.reads.data() + e * activation_size, d_activations.data(), d_mem,
-                     gate.data());
-      for (int64_t q = 0; q < heads * dk; ++q) d_vectors[q] += d_activations[q];
-      // The meta loss's term: (1/H) sum_i ||u^L_i - v_i||^2.
       if (s.compute_meta) {
-        std::fill(d_activations.begin(), d_activations.end(), T(0));
-        const T* recalled = w.recalls.data() + e * activation_size + s.activation_offset(layers);
+        const T* recalled = queries + s.query_offset(layers) + heads * dv;
         const T scale = d_meta[2 * e] * T(2) / T(heads);
         for (int64_t q = 0; q < heads * dv; ++q) {
           const T g = scale * (recalled[q] - vectors[values_offset + q]);
-          d_last[q] = g;
+          d_last[heads * dv + q] = g;
           d_vectors[values_offset + q] -= g;
         }
-        MemoryBackward(s, now_layers.data(), w.recalls.data() + e * activation_size, d_activations.data(),
-                       d_mem, gate.data());
-        for (int64_t q = 0; q < heads * dk; ++q) d_vectors[heads * dk + q] += d_activations[q];
       }
-      // The write, with d_mem = dL/dM_t (the read and the meta term included).
+      QueryBackward(s, now_layers.data(), queries, d_queries.data(), d_mem, gates.data());
+      for (int64_t q = 0; q < s.queries() * dk; ++q) d_vectors[q] += d_queries[q];
+      // 3. The write, with d_mem = dL/dM_t, which becomes dL/dM_{t-1}; M_{t-1} is rebuilt.
       std::fill(d_activations.begin(), d_activations.end(), T(0));
       std::fill(d_targets.begin(), d_targets.end(), T(0));
       std::fill(d_rates.begin(), d_rates.end(), T(0));
-      const T* factors = w.factors.data() + e * output_size;
-      const T* targets = w.targets.data() + e * output_size;
-      for (int64_t l = 0; l < layers; ++l) {
-        const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-        const T* dm = d_mem + s.memory_offset(l);
-        const T rate = w.rates[e * layers + l];
-        for (int64_t i = 0; i < heads; ++i) {
-          const T* a = factors + s.output_offset(l) + i * rows;
-          const T* z_in = writes + s.activation_offset(l) + i * cols;
-          const T* z_out = writes + s.activation_offset(l + 1) + i * rows;
-          const T* target = targets + s.output_offset(l) + i * rows;
-          T* dz_in = d_activations.data() + s.activation_offset(l) + i * cols;
-          T* dz_out = d_activations.data() + s.activation_offset(l + 1) + i * rows;
-          T* d_target = d_targets.data() + s.output_offset(l) + i * rows;
-          MatVec(rows, cols, dm, z_in, d_a.data());  // -da
-          std::fill_n(d_b.data(), cols, T(0));
-          MatTVecAccumulate(rows, cols, dm, a, d_b.data());  // -db
-          const T norm = w.norms[(e * layers + l) * heads + i];
-          const T step = rate / T(heads) / norm;
-          T d_step = 0;
-          for (int64_t j = 0; j < rows; ++j) d_step -= d_a[j] * (z_out[j] - target[j]);
-          d_rates[l] += d_step / (T(heads) * norm);
-          for (int64_t k = 0; k < cols; ++k) dz_in[k] -= d_b[k];
-          if (s.normalize) {
-            const T d_norm = -d_step * step / norm;
-            for (int64_t k = 0; k < cols; ++k) dz_in[k] += T(2) * d_norm * z_in[k];
-          }
-          for (int64_t j = 0; j < rows; ++j) {
-            const T d_error = -step * d_a[j];
-            dz_out[j] += d_error;
-            d_target[j] -= d_error;
-          }
-        }
-      }
-      MemoryBackward(s, before_layers.data(), writes, d_activations.data(), d_mem, gate.data());
+      WriteBackward(s, e, now_layers.data(), before_layers.data(), stored_b.data(),
+                    stored_a.data(), w, d_mem, d_activations.data(), d_targets.data(),
+                    d_rates.data(), d_b.data());
       for (int64_t q = 0; q < heads * dk; ++q) d_vectors[heads * dk + q] += d_activations[q];
+      const T* targets = w.targets.data() + e * output_size;
       // The targets q^l(v^w_i) = act(v^w_i Q^l + q^l), or v^w_i itself for the last layer.
       for (int64_t l = 0; l < layers; ++l) {
         const int64_t size = s.dims[l + 1];

@@ -15,8 +15,7 @@ template <typename T>
 void LocalForwardBlock(const LocalSizes& s, const LocalParams<T>& p,
                        const LocalForwardInputs<T>& in, const LocalForwardOutputs<T>& out,
                        int64_t first, int64_t count) {
-  const int64_t batch = s.batch, dh = s.units, dv = s.value(), dk = s.key();
-  const int64_t heads = s.heads, width = s.interface();
+  const int64_t batch = s.batch, dh = s.units, dv = s.value(), heads = s.heads;
   LocalStepScratch<T> w(s);
   for (int64_t e = 0; e < count; ++e) {
     const int64_t b = first + e;
@@ -54,11 +53,9 @@ void LocalForwardBlock(const LocalSizes& s, const LocalParams<T>& p,
       for (int64_t l = 0; l < s.layers; ++l) {
         memory[l] = out.memory[l] + b * s.dims[l + 1] * s.dims[l];
       }
-      T* writes = w.writes.data() + e * s.activation_size();
-      MemoryForward(s, memory.data(), w.vectors.data() + e * width + heads * dk, writes);
-      WriteFactors(s, e, &w);
+      const T meta = WriteAndQuery(s, e, memory.data(), &w, read_out);
+      const T* writes = w.writes.data() + e * s.activation_size();
       const T* factors = w.factors.data() + e * s.output_size();
-      ApplyWrite(s, factors, writes, memory.data());
       for (int64_t l = 0; l < s.layers; ++l) {
         const int64_t a_size = heads * s.dims[l + 1], b_size = heads * s.dims[l];
         std::copy(factors + s.output_offset(l), factors + s.output_offset(l) + a_size,
@@ -66,7 +63,6 @@ void LocalForwardBlock(const LocalSizes& s, const LocalParams<T>& p,
         std::copy(writes + s.activation_offset(l), writes + s.activation_offset(l) + b_size,
                   out.factors_b[l] + row * b_size);
       }
-      const T meta = ReadAndRecall(s, e, memory.data(), &w, read_out);
       std::copy(w.hidden.data() + e * dh, w.hidden.data() + (e + 1) * dh, h_out);
       std::copy(w.cell.data() + e * dh, w.cell.data() + (e + 1) * dh, c_out);
       if (s.compute_meta) {
