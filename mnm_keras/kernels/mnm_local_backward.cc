@@ -12,115 +12,26 @@
 namespace mnm_keras {
 namespace {
 
-// Back-propagates the K = s.queries() queries through y^{l+1}_k = act_l(M^l_t y^l_k) for one
-// sequence, from the last layer to the first, one pass over each M^l_t and dM^l: with
-// g_k = dy^{l+1}_k * act_l' (1 - (y^{l+1}_k)^2 for tanh, 1 for the linear last layer),
-//   dM^l += sum_k g_k (y^l_k)^T,   dy^l_k += (M^l_t)^T g_k.
-// d_queries [sum_l K D_l] holds dL/dy^L on entry and, on return, every layer's gradient;
-// its layer 0 is then the query keys' gradient. gates: [K max D] scratch.
+// Back-propagates through z^{l+1} = act_l(M^l z^l) for one sequence, from the last layer
+// to the first: with g = dz^{l+1} * act_l' (1 - (z^{l+1})^2 for tanh, 1 for the linear last
+// layer), dM^l += g (z^l)^T and dz^l += (M^l)^T g. d_activations holds dL/dz^l for every l
+// on entry (the gradients that reach each activation directly) and, on return, the totals;
+// d_activations's z^0 slot is then the keys' gradient. gate: [max D] scratch.
 template <typename T>
-void QueryBackward(const LocalSizes& s, const T* const* memory, const T* queries,
-                   T* d_queries, T* d_memory, T* gates) {
-  const int64_t count = s.queries();
+void MemoryBackward(const LocalSizes& s, const T* const* memory, const T* activations,
+                    T* d_activations, T* d_memory, T* gate) {
   for (int64_t l = s.layers - 1; l >= 0; --l) {
     const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-    const T* y_out = queries + s.query_offset(l + 1);
-    const T* d_out = d_queries + s.query_offset(l + 1);
-    const T* y_in = queries + s.query_offset(l);
-    T* d_in = d_queries + s.query_offset(l);
-    for (int64_t q = 0; q < count * rows; ++q) {
-      gates[q] = l < s.layers - 1 ? d_out[q] * (T(1) - y_out[q] * y_out[q]) : d_out[q];
-    }
-    T* dm = d_memory + s.memory_offset(l);
-    for (int64_t j = 0; j < rows; ++j) {
-      const ConstVector<T> row(memory[l] + j * cols, cols);
-      Vector<T> d_row(dm + j * cols, cols);
-      for (int64_t k = 0; k < count; ++k) {
-        const T g = gates[k * rows + j];
-        d_row.noalias() += g * ConstVector<T>(y_in + k * cols, cols);
-        Vector<T>(d_in + k * cols, cols).noalias() += g * row;
+    for (int64_t i = 0; i < s.heads; ++i) {
+      const T* z_out = activations + s.activation_offset(l + 1) + i * rows;
+      const T* d_out = d_activations + s.activation_offset(l + 1) + i * rows;
+      const T* z_in = activations + s.activation_offset(l) + i * cols;
+      T* d_in = d_activations + s.activation_offset(l) + i * cols;
+      for (int64_t j = 0; j < rows; ++j) {
+        gate[j] = l < s.layers - 1 ? d_out[j] * (T(1) - z_out[j] * z_out[j]) : d_out[j];
       }
-    }
-  }
-}
-
-// The gradient through step t's write and the write keys' pass under M_{t-1}, for one
-// sequence, from the last layer to the first, one pass over each dM^l (read and written)
-// and over M^l_t, which it turns into M^l_{t-1} = M^l_t + sum_i a^l_i (z^l_i)^T (`before`).
-// With d_memory = dL/dM_t on entry (the read's and the meta term's shares included), for
-// each layer l and head i (M_t = M_{t-1} - a b^T, a = step (z^{l+1} - target),
-// step = beta^l / (H n), b = z^l):
-//   dL/da = -dM z^l,  dL/db = -dM^T a,  dL/dstep = sum_j dL/da_j (z^{l+1} - target)_j,
-//   dz^{l+1} += step dL/da,  dtarget -= step dL/da,  dbeta^l += dL/dstep / (H n),
-//   dz^l += dL/db (+ 2 (-dL/dstep step / n) z^l with normalised writes),
-// then through z^{l+1} = act_l(M^l_{t-1} z^l): g = dz^{l+1} * act_l',
-//   dM^l += g (z^l)^T (dL/dM_{t-1}),  dz^l += (M^l_{t-1})^T g.
-// writes: z^0 .. z^{L-1} (the stored b factors), factors: a; z^L is computed on the way
-// (the last layer is linear). d_writes [sum_l H D_l] (zero on entry) ends with dz, whose
-// layer 0 is the write keys' gradient; d_targets and d_rates are added to.
-template <typename T>
-void WriteBackward(const LocalSizes& s, int64_t e, const T* const* now, T* const* before,
-                   const T* writes, const T* factors, const LocalStepScratch<T>& w,
-                   T* d_memory, T* d_writes, T* d_targets, T* d_rates, T* scratch) {
-  const int64_t heads = s.heads, layers = s.layers, total = s.output_size();
-  const T* targets = w.targets.data() + e * total;
-  T* d_b = scratch;  // [H, D_l]: -dL/db
-  std::vector<T> steps(heads), norms(heads), d_steps(heads), g(heads);
-  for (int64_t l = layers - 1; l >= 0; --l) {
-    const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-    const bool hidden = l < layers - 1;
-    const T rate = w.rates[e * layers + l];
-    const T* z_in = writes + s.activation_offset(l);
-    const T* z_next = hidden ? writes + s.activation_offset(l + 1) : nullptr;
-    const T* a = factors + s.output_offset(l);
-    const T* target = targets + s.output_offset(l);
-    T* dz_in = d_writes + s.activation_offset(l);
-    T* dz_out = d_writes + s.activation_offset(l + 1);
-    T* d_target = d_targets + s.output_offset(l);
-    for (int64_t i = 0; i < heads; ++i) {
-      T norm = 1;
-      if (s.normalize) {
-        norm = static_cast<T>(kNormalizationEpsilon);
-        for (int64_t k = 0; k < cols; ++k) norm += z_in[i * cols + k] * z_in[i * cols + k];
-      }
-      norms[i] = norm;
-      steps[i] = rate / T(heads) / norm;
-      d_steps[i] = 0;
-    }
-    std::fill_n(d_b, heads * cols, T(0));
-    T* dm = d_memory + s.memory_offset(l);
-    for (int64_t j = 0; j < rows; ++j) {
-      const ConstVector<T> now_row(now[l] + j * cols, cols);
-      Vector<T> row(before[l] + j * cols, cols);
-      row = now_row;
-      for (int64_t i = 0; i < heads; ++i) {
-        row.noalias() += a[i * rows + j] * ConstVector<T>(z_in + i * cols, cols);
-      }
-      Vector<T> d_row(dm + j * cols, cols);
-      for (int64_t i = 0; i < heads; ++i) {
-        const ConstVector<T> z(z_in + i * cols, cols);
-        const T d_a = d_row.dot(z);  // -dL/da_j
-        const T z_out = hidden ? z_next[i * rows + j] : row.dot(z);
-        const T step = steps[i];
-        d_steps[i] -= d_a * (z_out - target[i * rows + j]);
-        const T dz = dz_out[i * rows + j] - step * d_a;
-        dz_out[i * rows + j] = dz;
-        d_target[i * rows + j] += step * d_a;
-        g[i] = hidden ? dz * (T(1) - z_out * z_out) : dz;
-        Vector<T>(d_b + i * cols, cols).noalias() += a[i * rows + j] * d_row;
-      }
-      for (int64_t i = 0; i < heads; ++i) {
-        d_row.noalias() += g[i] * ConstVector<T>(z_in + i * cols, cols);
-        Vector<T>(dz_in + i * cols, cols).noalias() += g[i] * row;
-      }
-    }
-    for (int64_t i = 0; i < heads; ++i) {
-      d_rates[l] += d_steps[i] / (T(heads) * norms[i]);
-      for (int64_t k = 0; k < cols; ++k) dz_in[i * cols + k] -= d_b[i * cols + k];
-      if (s.normalize) {
-        const T d_norm = -d_steps[i] * steps[i] / norms[i];
-        for (int64_t k = 0; k < cols; ++k) dz_in[i * cols + k] += T(2) * d_norm * z_in[i * cols + k];
-      }
+      OuterAccumulate(rows, cols, T(1), gate, z_in, d_memory + s.memory_offset(l));
+      MatTVecAccumulate(rows, cols, memory[l], gate, d_in);
     }
   }
 }
@@ -162,11 +73,9 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
   std::vector<char> kept(count);
   std::vector<T*> now_layers(layers), before_layers(layers);
   // Per sequence and step.
-  const int64_t query_size = s.query_size();
-  std::vector<T> stored_a(output_size), stored_b(activation_size);
+  std::vector<T> stored_a(output_size), stored_b(activation_size), read_out(dv);
   std::vector<T> d_vectors(width), d_activations(activation_size), d_targets(output_size);
-  std::vector<T> d_queries(query_size), gates(s.queries() * widest), gate(widest);
-  std::vector<T> d_rates(layers), d_rate_pre(layers), d_b(heads * widest);
+  std::vector<T> d_rates(layers), d_rate_pre(layers), gate(widest), d_a(widest), d_b(widest);
   for (int64_t t = s.steps - 1; t >= 0; --t) {
     const T* h = t == 0 ? forward.h + first * dh : in.hs + ((t - 1) * batch + first) * dh;
     const T* c = t == 0 ? forward.c + first * dh : in.cs + ((t - 1) * batch + first) * dh;
@@ -189,52 +98,87 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
         std::copy(now, now + memory_size, memory_before.data() + e * memory_size);
         continue;
       }
-      // 1. The step's stored write factors and, from M_t, the queries' activations again.
+      // 1. M_{t-1} = M_t + sum_i a_i b_i^T.
       T* now = memory_now.data() + e * memory_size;
       T* before = memory_before.data() + e * memory_size;
       for (int64_t l = 0; l < layers; ++l) {
         now_layers[l] = now + s.memory_offset(l);
         before_layers[l] = before + s.memory_offset(l);
       }
-      for (int64_t l = 0; l < layers; ++l) {
-        const int64_t a_size = heads * s.dims[l + 1], b_size = heads * s.dims[l];
-        std::copy(in.factors_a[l] + row * a_size, in.factors_a[l] + (row + 1) * a_size,
-                  stored_a.data() + s.output_offset(l));
-        std::copy(in.factors_b[l] + row * b_size, in.factors_b[l] + (row + 1) * b_size,
-                  stored_b.data() + s.activation_offset(l));
-      }
-      QueryForward(s, e, now_layers.data(), &w);
+      GatherFactors(s, row, in.factors_a, in.factors_b, stored_a.data(), stored_b.data());
+      UndoWrite(s, stored_a.data(), stored_b.data(), now_layers.data(), before_layers.data());
+      // 2. The step again, from M_{t-1} (write) and M_t (read, meta).
       const T* vectors = w.vectors.data() + e * width;
+      T* writes = w.writes.data() + e * activation_size;
+      MemoryForward(s, before_layers.data(), vectors + heads * dk, writes);
+      WriteFactors(s, e, &w);
+      ReadAndRecall(s, e, now_layers.data(), &w, read_out.data());
+      // 3. Back-propagation.
       T* d_mem = d_memory.data() + e * memory_size;
       std::fill(d_vectors.begin(), d_vectors.end(), T(0));
-      // 2. The queries under M_t: the read-out, dL/dy^L_i = dL/dv^r / H (i < H), and the
-      // meta loss's term, (1/H) sum_i ||y^L_{H+i} - v_i||^2.
-      std::fill(d_queries.begin(), d_queries.end(), T(0));
-      const T* queries = w.queries.data() + e * query_size;
-      T* d_last = d_queries.data() + s.query_offset(layers);
+      // The read-out: dL/dy^L_i = dL/dv^r / H.
+      std::fill(d_activations.begin(), d_activations.end(), T(0));
+      T* d_last = d_activations.data() + s.activation_offset(layers);
       for (int64_t i = 0; i < heads; ++i) {
         for (int64_t j = 0; j < dv; ++j) d_last[i * dv + j] = d_read_e[j] / T(heads);
       }
+      MemoryBackward(s, now_layers.data(), w.reads.data() + e * activation_size, d_activations.data(), d_mem,
+                     gate.data());
+      for (int64_t q = 0; q < heads * dk; ++q) d_vectors[q] += d_activations[q];
+      // The meta loss's term: (1/H) sum_i ||u^L_i - v_i||^2.
       if (s.compute_meta) {
-        const T* recalled = queries + s.query_offset(layers) + heads * dv;
+        std::fill(d_activations.begin(), d_activations.end(), T(0));
+        const T* recalled = w.recalls.data() + e * activation_size + s.activation_offset(layers);
         const T scale = d_meta[2 * e] * T(2) / T(heads);
         for (int64_t q = 0; q < heads * dv; ++q) {
           const T g = scale * (recalled[q] - vectors[values_offset + q]);
-          d_last[heads * dv + q] = g;
+          d_last[q] = g;
           d_vectors[values_offset + q] -= g;
         }
+        MemoryBackward(s, now_layers.data(), w.recalls.data() + e * activation_size, d_activations.data(),
+                       d_mem, gate.data());
+        for (int64_t q = 0; q < heads * dk; ++q) d_vectors[heads * dk + q] += d_activations[q];
       }
-      QueryBackward(s, now_layers.data(), queries, d_queries.data(), d_mem, gates.data());
-      for (int64_t q = 0; q < s.queries() * dk; ++q) d_vectors[q] += d_queries[q];
-      // 3. The write, with d_mem = dL/dM_t, which becomes dL/dM_{t-1}; M_{t-1} is rebuilt.
+      // The write, with d_mem = dL/dM_t (the read and the meta term included).
       std::fill(d_activations.begin(), d_activations.end(), T(0));
       std::fill(d_targets.begin(), d_targets.end(), T(0));
       std::fill(d_rates.begin(), d_rates.end(), T(0));
-      WriteBackward(s, e, now_layers.data(), before_layers.data(), stored_b.data(),
-                    stored_a.data(), w, d_mem, d_activations.data(), d_targets.data(),
-                    d_rates.data(), d_b.data());
-      for (int64_t q = 0; q < heads * dk; ++q) d_vectors[heads * dk + q] += d_activations[q];
+      const T* factors = w.factors.data() + e * output_size;
       const T* targets = w.targets.data() + e * output_size;
+      for (int64_t l = 0; l < layers; ++l) {
+        const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+        const T* dm = d_mem + s.memory_offset(l);
+        const T rate = w.rates[e * layers + l];
+        for (int64_t i = 0; i < heads; ++i) {
+          const T* a = factors + s.output_offset(l) + i * rows;
+          const T* z_in = writes + s.activation_offset(l) + i * cols;
+          const T* z_out = writes + s.activation_offset(l + 1) + i * rows;
+          const T* target = targets + s.output_offset(l) + i * rows;
+          T* dz_in = d_activations.data() + s.activation_offset(l) + i * cols;
+          T* dz_out = d_activations.data() + s.activation_offset(l + 1) + i * rows;
+          T* d_target = d_targets.data() + s.output_offset(l) + i * rows;
+          MatVec(rows, cols, dm, z_in, d_a.data());  // -da
+          std::fill_n(d_b.data(), cols, T(0));
+          MatTVecAccumulate(rows, cols, dm, a, d_b.data());  // -db
+          const T norm = w.norms[(e * layers + l) * heads + i];
+          const T step = rate / T(heads) / norm;
+          T d_step = 0;
+          for (int64_t j = 0; j < rows; ++j) d_step -= d_a[j] * (z_out[j] - target[j]);
+          d_rates[l] += d_step / (T(heads) * norm);
+          for (int64_t k = 0; k < cols; ++k) dz_in[k] -= d_b[k];
+          if (s.normalize) {
+            const T d_norm = -d_step * step / norm;
+            for (int64_t k = 0; k < cols; ++k) dz_in[k] += T(2) * d_norm * z_in[k];
+          }
+          for (int64_t j = 0; j < rows; ++j) {
+            const T d_error = -step * d_a[j];
+            dz_out[j] += d_error;
+            d_target[j] -= d_error;
+          }
+        }
+      }
+      MemoryBackward(s, before_layers.data(), writes, d_activations.data(), d_mem, gate.data());
+      for (int64_t q = 0; q < heads * dk; ++q) d_vectors[heads * dk + q] += d_activations[q];
       // The targets q^l(v^w_i) = act(v^w_i Q^l + q^l), or v^w_i itself for the last layer.
       for (int64_t l = 0; l < layers; ++l) {
         const int64_t size = s.dims[l + 1];
@@ -388,15 +332,13 @@ template <typename T>
 class MnmLocalBackwardOp : public OpKernel {
  public:
   explicit MnmLocalBackwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_heads", &heads_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("normalize", &normalize_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("compute_meta", &compute_meta_));
+    OP_REQUIRES_OK(ctx, ReadLocalAttrs(ctx, &attrs_));
   }
 
   void Compute(OpKernelContext* ctx) override {
     LocalSizes s;
     LocalParams<T> p;
-    OP_REQUIRES_OK(ctx, ReadLocalInputs<T>(ctx, heads_, normalize_, compute_meta_, &s, &p));
+    OP_REQUIRES_OK(ctx, ReadLocalInputs<T>(ctx, attrs_, &s, &p));
     const int64_t steps = s.steps, batch = s.batch, heads = s.heads;
     LocalForwardInputs<T> forward;
     forward.projected = ctx->input(0).flat<T>().data();
@@ -443,27 +385,21 @@ class MnmLocalBackwardOp : public OpKernel {
       in.factors_b.push_back(factors_b[l].flat<T>().data());
     }
 
+    // Each gradient has the shape of the input it is the gradient of.
     LocalBackwardOutputs<T> out;
-    Tensor* tensor = nullptr;
-    const std::vector<std::pair<const char*, int>> state = {
-        {"d_projected", 0}, {"d_h", 2}, {"d_c", 3}, {"d_read", 4}, {"d_meta", 5}};
-    std::vector<T*> outputs;
-    for (const auto& [name, input] : state) {
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(name, ctx->input(input).shape(), &tensor));
-      outputs.push_back(tensor->flat<T>().data());
+    const std::vector<std::pair<const char*, T**>> state = {
+        {"d_projected", &out.projected}, {"d_h", &out.h}, {"d_c", &out.c},
+        {"d_read", &out.read}, {"d_meta", &out.meta}};
+    const int state_inputs[] = {0, 2, 3, 4, 5};
+    for (size_t index = 0; index < state.size(); ++index) {
+      OP_REQUIRES_OK(ctx, AllocateOutput(ctx, state[index].first,
+                                         ctx->input(state_inputs[index]).shape(),
+                                         state[index].second));
     }
-    out.projected = outputs[0];
-    out.h = outputs[1];
-    out.c = outputs[2];
-    out.read = outputs[3];
-    out.meta = outputs[4];
-    ::tensorflow::OpOutputList d_memory;
-    OP_REQUIRES_OK(ctx, ctx->output_list("d_memory", &d_memory));
     ::tensorflow::OpInputList memory;
     OP_REQUIRES_OK(ctx, ctx->input_list("memory", &memory));
     for (int64_t l = 0; l < s.layers; ++l) {
-      OP_REQUIRES_OK(ctx, d_memory.allocate(l, memory[l].shape(), &tensor));
-      out.memory.push_back(tensor->flat<T>().data());
+      OP_REQUIRES_OK(ctx, AllocateListOutput(ctx, "d_memory", l, memory[l].shape(), &out.memory));
     }
 
     // Each block sums its weights' gradients into its own row; the rows are then added in
@@ -487,26 +423,22 @@ class MnmLocalBackwardOp : public OpKernel {
     const char* weight_inputs[] = {"read_kernel",      "recurrent_kernel", "controller_bias",
                                    "interface_kernel", "interface_bias",   "rate_kernel",
                                    "rate_bias"};
-    std::vector<T*> targets;
+    std::vector<T*> targets(7);
     for (int index = 0; index < 7; ++index) {
       const Tensor* weight;
       OP_REQUIRES_OK(ctx, ctx->input(weight_inputs[index], &weight));
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(names[index], weight->shape(), &tensor));
-      targets.push_back(tensor->flat<T>().data());
+      OP_REQUIRES_OK(ctx, AllocateOutput(ctx, names[index], weight->shape(), &targets[index]));
     }
-    ::tensorflow::OpOutputList d_feedback_kernels, d_feedback_biases;
     ::tensorflow::OpInputList feedback_kernels, feedback_biases;
-    OP_REQUIRES_OK(ctx, ctx->output_list("d_feedback_kernels", &d_feedback_kernels));
-    OP_REQUIRES_OK(ctx, ctx->output_list("d_feedback_biases", &d_feedback_biases));
     OP_REQUIRES_OK(ctx, ctx->input_list("feedback_kernels", &feedback_kernels));
     OP_REQUIRES_OK(ctx, ctx->input_list("feedback_biases", &feedback_biases));
     for (int64_t l = 0; l < s.feedback; ++l) {
-      OP_REQUIRES_OK(ctx, d_feedback_kernels.allocate(l, feedback_kernels[l].shape(), &tensor));
-      targets.push_back(tensor->flat<T>().data());
+      OP_REQUIRES_OK(ctx, AllocateListOutput(ctx, "d_feedback_kernels", l,
+                                             feedback_kernels[l].shape(), &targets));
     }
     for (int64_t l = 0; l < s.feedback; ++l) {
-      OP_REQUIRES_OK(ctx, d_feedback_biases.allocate(l, feedback_biases[l].shape(), &tensor));
-      targets.push_back(tensor->flat<T>().data());
+      OP_REQUIRES_OK(ctx, AllocateListOutput(ctx, "d_feedback_biases", l,
+                                             feedback_biases[l].shape(), &targets));
     }
     int64_t offset = 0;
     for (size_t index = 0; index < sizes.size(); ++index) {
@@ -521,9 +453,7 @@ class MnmLocalBackwardOp : public OpKernel {
   }
 
  private:
-  int64_t heads_;
-  bool normalize_;
-  bool compute_meta_;
+  LocalAttrs attrs_;
 };
 
 #define REGISTER_CPU(type)                                                              \

@@ -2,13 +2,10 @@
 // [first, first + count) of the batch.
 //
 // From the last step to the first, for every sequence b:
-//   1. recompute the step's controller from (h_{t-1}, c_{t-1}, v^r_{t-1}) and its queries'
-//      activations under M_t (QueryForward); the write keys' activations z^0 .. z^{L-1}
-//      and the factors a are those MnmLocalForward returned (b = z);
-//   2. rebuild the memory before the step by undoing its write (equation 4's update),
-//        M^l_{t-1} = M^l_t + sum_i a^l_i (b^l_i)^T,
-//      row by row inside the write's back-propagation (WriteBackward), which also computes
-//      z^L = M^{L-1}_{t-1} z^{L-1} there (no step's memory is kept);
+//   1. rebuild the memory before the step by undoing its write (equation 4's update):
+//        M^l_{t-1} = M^l_t + sum_i a^l_i (b^l_i)^T
+//      from the factors MnmLocalForward returned (no step's memory is kept);
+//   2. recompute the step from (h_{t-1}, c_{t-1}, v^r_{t-1}, M_{t-1}) (mnm_local_common.h);
 //   3. back-propagate, with dL/dM_t, dL/dh_t, dL/dc_t, dL/dv^r_t and dL/dmeta carried from
 //      step t + 1 (the upstream gradients of hs and reads added at step t):
 //        read  v^r_t = (1/H) sum_i f_{M_t}(k^r_i):
@@ -26,9 +23,6 @@
 //              dz^l += (M^l_{t-1})^T (dz^{l+1} * act'),  dk^w = dz^0
 //        targets q^l(v) = act(v Q^l + q^l), rates beta = sigmoid(beta' W_beta + b_beta), the
 //              interface tanh(h_t W_i + b_i) and the LSTM: their ordinary derivatives.
-// Each matrix is passed over in rows, every product with it made while a row is in the L1
-// cache: per layer and step, M_t twice (the queries forward and backward, read and recall
-// together), dM twice (the same, and the write) and M_{t-1} once (written and read).
 // At a masked step (keep 0) the state's gradients pass through unchanged.
 // The weights' gradients are summed over the block's sequences in order, so the op's
 // result does not depend on the number of threads.

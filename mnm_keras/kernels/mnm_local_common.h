@@ -64,12 +64,6 @@ struct LocalSizes {
     return offset;
   }
   int64_t activation_size() const { return activation_offset(layers + 1); }
-  // The queries of the written memory M_t: the H read keys, then (with the meta loss) the
-  // H write keys, which sit in this order at the start of the interface's vectors.
-  int64_t queries() const { return compute_meta ? 2 * heads : heads; }
-  // Offset of layer l's activations [K, D_l] of the K = queries() queries, and the total.
-  int64_t query_offset(int64_t l) const { return queries() * activation_offset(l) / heads; }
-  int64_t query_size() const { return query_offset(layers + 1); }
   // Offset of layer l's output-sized vectors [H, D_{l+1}] (targets, write factors a^l).
   int64_t output_offset(int64_t l) const {
     int64_t offset = 0;
@@ -222,6 +216,21 @@ void MatVec(int64_t rows, int64_t cols, const T* m, const T* z, T* y) {
       ConstRows<T>(m, rows, cols, Eigen::OuterStride<>(cols)) * ConstVector<T>(z, cols);
 }
 
+// dz += M^T d: M [rows, cols], d [rows], dz [cols].
+template <typename T>
+void MatTVecAccumulate(int64_t rows, int64_t cols, const T* m, const T* d, T* dz) {
+  Vector<T>(dz, cols).noalias() +=
+      ConstRows<T>(m, rows, cols, Eigen::OuterStride<>(cols)).transpose() *
+      ConstVector<T>(d, rows);
+}
+
+// M += sign * a b^T: M [rows, cols], a [rows], b [cols].
+template <typename T>
+void OuterAccumulate(int64_t rows, int64_t cols, T sign, const T* a, const T* b, T* m) {
+  Rows<T>(m, rows, cols, Eigen::OuterStride<>(cols)).noalias() +=
+      (sign * ConstVector<T>(a, rows)) * ConstVector<T>(b, cols).transpose();
+}
+
 // ------------------------------------------------------------ one block's step, forward
 // What one step computes for the n sequences of a block, kept for the backward pass.
 // Per sequence e (offsets e * size):
@@ -236,9 +245,8 @@ struct LocalStepScratch {
   std::vector<T> writes;   // [n, sum_l H D_l]: z^0 = k^w, z^{l+1} = act(M^l_{t-1} z^l)
   std::vector<T> norms;    // [n, L, H]: ||z^l||^2 + eps with normalised writes, else 1
   std::vector<T> factors;  // [n, sum_l H D_{l+1}]: a^l of the write
-  // [n, sum_l K D_l]: the queries' activations under M_t, y^0_k = key_k, y^{l+1}_k =
-  // act(M^l_t y^l_k): k < H the read keys k^r_i, k >= H the write keys k^w_i (the recall).
-  std::vector<T> queries;
+  std::vector<T> reads;    // [n, sum_l H D_l]: y^0 = k^r, y^{l+1} = act(M^l_t y^l)
+  std::vector<T> recalls;  // [n, sum_l H D_l]: u^0 = k^w, u^{l+1} = act(M^l_t u^l)
 
   explicit LocalStepScratch(const LocalSizes& s)
       : gates(kBlock * s.gates()),
@@ -250,7 +258,8 @@ struct LocalStepScratch {
         writes(kBlock * s.activation_size()),
         norms(kBlock * s.layers * s.heads),
         factors(kBlock * s.output_size()),
-        queries(kBlock * s.query_size()) {}
+        reads(kBlock * s.activation_size()),
+        recalls(kBlock * s.activation_size()) {}
 };
 
 // The controller, the interface and the write targets for a block (section 3.1,
@@ -324,107 +333,133 @@ void ControllerForward(const LocalSizes& s, const LocalParams<T>& p, int64_t n,
   }
 }
 
-// y_k = M z_k for `count` vectors z_k [cols] (row stride z_stride) and one matrix M [rows,
-// cols]: one pass over M, each row's products with every z_k while it is in the L1 cache.
-// y_k [rows] at y + k * y_stride.
+// z^0_i = key_i, z^{l+1}_i = act_l(M^l z^l_i) for one sequence and its H heads (section
+// 3.2): act_l = tanh for l < L - 1, linear for the last layer. memory: the sequence's L
+// matrices (memory[l] is M^l); activations [sum_l H D_l] (z^0 written from keys [H, D_0]).
 template <typename T>
-void MatVecs(int64_t rows, int64_t cols, const T* m, int64_t count, const T* z, int64_t z_stride,
-             T* y, int64_t y_stride) {
-  if (count == 1) {
-    MatVec(rows, cols, m, z, y);
-    return;
-  }
-  for (int64_t j = 0; j < rows; ++j) {
-    const ConstVector<T> row(m + j * cols, cols);
-    for (int64_t k = 0; k < count; ++k) {
-      y[k * y_stride + j] = row.dot(ConstVector<T>(z + k * z_stride, cols));
-    }
-  }
-}
-
-// The write factor a^l_i of equation 4 for layer l of one sequence and its H heads
-// (memory.local_write_factors):
-//   a^l_i = (beta^l_t / H) (z^{l+1}_i - target^l_i) / n^l_i,   (b^l_i = z^l_i)
-//   n^l_i = ||z^l_i||^2 + eps with normalised writes, else 1,
-// with z the activations of the write keys under M_{t-1}. Writes w->norms and w->factors.
-template <typename T>
-void LayerWriteFactors(const LocalSizes& s, int64_t e, int64_t l, const T* activations,
-                       LocalStepScratch<T>* w) {
-  const int64_t heads = s.heads, total = s.output_size();
-  const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-  const T rate = w->rates[e * s.layers + l];
-  for (int64_t i = 0; i < heads; ++i) {
-    const T* z_in = activations + s.activation_offset(l) + i * cols;
-    const T* z_out = activations + s.activation_offset(l + 1) + i * rows;
-    T norm = 1;
-    if (s.normalize) {
-      norm = static_cast<T>(kNormalizationEpsilon);
-      for (int64_t k = 0; k < cols; ++k) norm += z_in[k] * z_in[k];
-    }
-    w->norms[(e * s.layers + l) * heads + i] = norm;
-    const T step = rate / static_cast<T>(heads) / norm;
-    const T* target = w->targets.data() + e * total + s.output_offset(l) + i * rows;
-    T* a = w->factors.data() + e * total + s.output_offset(l) + i * rows;
-    for (int64_t j = 0; j < rows; ++j) a[j] = step * (z_out[j] - target[j]);
-  }
-}
-
-// One step's memory work for one sequence (sections 3.2 and 3.4, equations 4 and 5), layer
-// by layer so that each matrix is passed over twice: for l = 0 .. L-1,
-//   1. z^{l+1}_i = act_l(M^l_{t-1} z^l_i), z^0_i = k^w_i (the write keys under M_{t-1});
-//      then a^l_i (LayerWriteFactors);
-//   2. row by row: M^l_t = M^l_{t-1} - sum_i a^l_i (z^l_i)^T, and each new row's products
-//      with the queries' activations, y^{l+1}_k = act_l(M^l_t y^l_k) (y^0: the read keys,
-//      and with the meta loss the write keys).
-// act_l = tanh for l < L - 1, linear for the last layer. Returns the meta loss's term of
-// step t (equation 5, no recall delay), (1/H) sum_i ||y^L_{H+i} - v^w_i||^2 (0 without the
-// meta loss), and writes the read-out v^r_t = (1/H) sum_i y^L_i. memory: the sequence's L
-// matrices, updated in place; w->writes holds z, w->queries y.
-template <typename T>
-T WriteAndQuery(const LocalSizes& s, int64_t e, T* const* memory, LocalStepScratch<T>* w,
-                T* read_out) {
-  const int64_t heads = s.heads, dk = s.key(), dv = s.value(), width = s.interface();
-  const int64_t count = s.queries();
-  const T* vectors = w->vectors.data() + e * width;
-  T* writes = w->writes.data() + e * s.activation_size();
-  T* queries = w->queries.data() + e * s.query_size();
-  const T* factors = w->factors.data() + e * s.output_size();
-  std::copy(vectors + heads * dk, vectors + 2 * heads * dk, writes);
-  std::copy(vectors, vectors + count * dk, queries);
+void MemoryForward(const LocalSizes& s, const T* const* memory, const T* keys, T* activations) {
+  const int64_t heads = s.heads;
+  std::copy(keys, keys + heads * s.dims[0], activations);
   for (int64_t l = 0; l < s.layers; ++l) {
     const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-    const bool hidden = l < s.layers - 1;
-    T* z_in = writes + s.activation_offset(l);
-    T* z_out = writes + s.activation_offset(l + 1);
-    MatVecs(rows, cols, memory[l], heads, z_in, cols, z_out, rows);
-    if (hidden) {
-      for (int64_t q = 0; q < heads * rows; ++q) z_out[q] = Tanh(z_out[q]);
-    }
-    LayerWriteFactors(s, e, l, writes, w);
-    const T* a = factors + s.output_offset(l);
-    const T* y_in = queries + s.query_offset(l);
-    T* y_out = queries + s.query_offset(l + 1);
-    for (int64_t j = 0; j < rows; ++j) {
-      Vector<T> row(memory[l] + j * cols, cols);
-      for (int64_t i = 0; i < heads; ++i) {
-        row.noalias() -= a[i * rows + j] * ConstVector<T>(z_in + i * cols, cols);
+    for (int64_t i = 0; i < heads; ++i) {
+      const T* z = activations + s.activation_offset(l) + i * cols;
+      T* out = activations + s.activation_offset(l + 1) + i * rows;
+      MatVec(rows, cols, memory[l], z, out);
+      if (l < s.layers - 1) {
+        for (int64_t j = 0; j < rows; ++j) out[j] = Tanh(out[j]);
       }
-      for (int64_t k = 0; k < count; ++k) {
-        y_out[k * rows + j] = row.dot(ConstVector<T>(y_in + k * cols, cols));
-      }
-    }
-    if (hidden) {
-      for (int64_t q = 0; q < count * rows; ++q) y_out[q] = Tanh(y_out[q]);
     }
   }
-  const T* last = queries + s.query_offset(s.layers);
+}
+
+// One step's write factors of one sequence, between the ops' per-layer arrays
+// (L x [S, B, H, D_{l+1}] for a, L x [S, B, H, D_l] for b) at `row` = t B + b and the flat
+// layout of one sequence (a at output_offset(l), b at activation_offset(l)).
+template <typename T>
+void GatherFactors(const LocalSizes& s, int64_t row, const std::vector<const T*>& a,
+                   const std::vector<const T*>& b, T* flat_a, T* flat_b) {
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const int64_t a_size = s.heads * s.dims[l + 1], b_size = s.heads * s.dims[l];
+    std::copy(a[l] + row * a_size, a[l] + (row + 1) * a_size, flat_a + s.output_offset(l));
+    std::copy(b[l] + row * b_size, b[l] + (row + 1) * b_size, flat_b + s.activation_offset(l));
+  }
+}
+
+template <typename T>
+void ScatterFactors(const LocalSizes& s, int64_t row, const T* flat_a, const T* flat_b,
+                    const std::vector<T*>& a, const std::vector<T*>& b) {
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const int64_t a_size = s.heads * s.dims[l + 1], b_size = s.heads * s.dims[l];
+    const T* from_a = flat_a + s.output_offset(l);
+    const T* from_b = flat_b + s.activation_offset(l);
+    std::copy(from_a, from_a + a_size, a[l] + row * a_size);
+    std::copy(from_b, from_b + b_size, b[l] + row * b_size);
+  }
+}
+
+// The write of equation 4 for one sequence, as rank-H factors (memory.local_write_factors):
+//   a^l_i = (beta^l_t / H) (z^{l+1}_i - target^l_i) / n^l_i,   b^l_i = z^l_i,
+//   n^l_i = ||z^l_i||^2 + eps with normalised writes, else 1,
+// with z the activations of the write keys under M_{t-1} (MemoryForward of k^w first).
+template <typename T>
+void WriteFactors(const LocalSizes& s, int64_t e, LocalStepScratch<T>* w) {
+  const int64_t heads = s.heads, total = s.output_size(), width = s.interface();
+  const T* activations = w->writes.data() + e * s.activation_size();
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+    const T rate = w->rates[e * s.layers + l];
+    for (int64_t i = 0; i < heads; ++i) {
+      const T* z_in = activations + s.activation_offset(l) + i * cols;
+      const T* z_out = activations + s.activation_offset(l + 1) + i * rows;
+      T norm = 1;
+      if (s.normalize) {
+        norm = static_cast<T>(kNormalizationEpsilon);
+        for (int64_t k = 0; k < cols; ++k) norm += z_in[k] * z_in[k];
+      }
+      w->norms[(e * s.layers + l) * heads + i] = norm;
+      const T step = rate / static_cast<T>(heads) / norm;
+      const T* target = w->targets.data() + e * total + s.output_offset(l) + i * rows;
+      T* a = w->factors.data() + e * total + s.output_offset(l) + i * rows;
+      for (int64_t j = 0; j < rows; ++j) a[j] = step * (z_out[j] - target[j]);
+    }
+  }
+  (void)width;
+}
+
+// The write M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T, in place, for one sequence.
+// a [sum_l H D_{l+1}], b [sum_l H D_l] (z^0..z^{L-1}).
+template <typename T>
+void ApplyWrite(const LocalSizes& s, const T* a, const T* b, T* const* memory) {
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+    for (int64_t i = 0; i < s.heads; ++i) {
+      OuterAccumulate(rows, cols, T(-1), a + s.output_offset(l) + i * rows,
+                      b + s.activation_offset(l) + i * cols, memory[l]);
+    }
+  }
+}
+
+// The write undone: M^l_{t-1} = M^l_t + sum_i a^l_i (b^l_i)^T, from `now` into `before`,
+// one pass over each matrix.
+template <typename T>
+void UndoWrite(const LocalSizes& s, const T* a, const T* b, const T* const* now,
+               T* const* before) {
+  for (int64_t l = 0; l < s.layers; ++l) {
+    const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+    for (int64_t j = 0; j < rows; ++j) {
+      const T* source = now[l] + j * cols;
+      T* target = before[l] + j * cols;
+      std::copy(source, source + cols, target);
+      for (int64_t i = 0; i < s.heads; ++i) {
+        const T scale = a[s.output_offset(l) + i * rows + j];
+        const T* right = b + s.activation_offset(l) + i * cols;
+        for (int64_t k = 0; k < cols; ++k) target[k] += scale * right[k];
+      }
+    }
+  }
+}
+
+// The read-out v^r_t = (1/H) sum_i f_{phi_t}(k^r_i) and the meta loss's term of step t
+// (equation 5 with no recall delay), (1/H) sum_i ||f_{phi_t}(k^w_i) - v^w_i||^2, for one
+// sequence under the written memory M_t. Returns the meta term; writes the read-out.
+template <typename T>
+T ReadAndRecall(const LocalSizes& s, int64_t e, const T* const* memory, LocalStepScratch<T>* w,
+                T* read_out) {
+  const int64_t heads = s.heads, dk = s.key(), dv = s.value(), width = s.interface();
+  const T* vectors = w->vectors.data() + e * width;
+  T* reads = w->reads.data() + e * s.activation_size();
+  MemoryForward(s, memory, vectors, reads);  // read keys: the first H d_k entries
+  const T* last = reads + s.activation_offset(s.layers);
   for (int64_t j = 0; j < dv; ++j) {
     T sum = 0;
     for (int64_t i = 0; i < heads; ++i) sum += last[i * dv + j];
     read_out[j] = sum / static_cast<T>(heads);
   }
   if (!s.compute_meta) return T(0);
-  const T* recalled = last + heads * dv;
+  T* recalls = w->recalls.data() + e * s.activation_size();
+  MemoryForward(s, memory, vectors + heads * dk, recalls);
+  const T* recalled = recalls + s.activation_offset(s.layers);
   const T* values = vectors + 2 * heads * dk;
   T meta = 0;
   for (int64_t q = 0; q < heads * dv; ++q) {
@@ -432,26 +467,6 @@ T WriteAndQuery(const LocalSizes& s, int64_t e, T* const* memory, LocalStepScrat
     meta += diff * diff;
   }
   return meta / static_cast<T>(heads);
-}
-
-// The queries' activations under the written memory M_t again (WriteAndQuery's y, for the
-// backward pass): y^0 = the K query keys, y^{l+1}_k = act_l(M^l_t y^l_k), one pass over
-// each matrix.
-template <typename T>
-void QueryForward(const LocalSizes& s, int64_t e, const T* const* memory,
-                  LocalStepScratch<T>* w) {
-  const int64_t count = s.queries();
-  const T* vectors = w->vectors.data() + e * s.interface();
-  T* queries = w->queries.data() + e * s.query_size();
-  std::copy(vectors, vectors + count * s.key(), queries);
-  for (int64_t l = 0; l < s.layers; ++l) {
-    const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-    T* y_out = queries + s.query_offset(l + 1);
-    MatVecs(rows, cols, memory[l], count, queries + s.query_offset(l), cols, y_out, rows);
-    if (l < s.layers - 1) {
-      for (int64_t q = 0; q < count * rows; ++q) y_out[q] = Tanh(y_out[q]);
-    }
-  }
 }
 
 }  // namespace mnm_keras

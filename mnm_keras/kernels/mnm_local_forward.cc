@@ -15,7 +15,8 @@ template <typename T>
 void LocalForwardBlock(const LocalSizes& s, const LocalParams<T>& p,
                        const LocalForwardInputs<T>& in, const LocalForwardOutputs<T>& out,
                        int64_t first, int64_t count) {
-  const int64_t batch = s.batch, dh = s.units, dv = s.value(), heads = s.heads;
+  const int64_t batch = s.batch, dh = s.units, dv = s.value(), dk = s.key();
+  const int64_t heads = s.heads, width = s.interface();
   LocalStepScratch<T> w(s);
   for (int64_t e = 0; e < count; ++e) {
     const int64_t b = first + e;
@@ -53,16 +54,13 @@ void LocalForwardBlock(const LocalSizes& s, const LocalParams<T>& p,
       for (int64_t l = 0; l < s.layers; ++l) {
         memory[l] = out.memory[l] + b * s.dims[l + 1] * s.dims[l];
       }
-      const T meta = WriteAndQuery(s, e, memory.data(), &w, read_out);
-      const T* writes = w.writes.data() + e * s.activation_size();
+      T* writes = w.writes.data() + e * s.activation_size();
+      MemoryForward(s, memory.data(), w.vectors.data() + e * width + heads * dk, writes);
+      WriteFactors(s, e, &w);
       const T* factors = w.factors.data() + e * s.output_size();
-      for (int64_t l = 0; l < s.layers; ++l) {
-        const int64_t a_size = heads * s.dims[l + 1], b_size = heads * s.dims[l];
-        std::copy(factors + s.output_offset(l), factors + s.output_offset(l) + a_size,
-                  out.factors_a[l] + row * a_size);
-        std::copy(writes + s.activation_offset(l), writes + s.activation_offset(l) + b_size,
-                  out.factors_b[l] + row * b_size);
-      }
+      ApplyWrite(s, factors, writes, memory.data());
+      ScatterFactors(s, row, factors, writes, out.factors_a, out.factors_b);
+      const T meta = ReadAndRecall(s, e, memory.data(), &w, read_out);
       std::copy(w.hidden.data() + e * dh, w.hidden.data() + (e + 1) * dh, h_out);
       std::copy(w.cell.data() + e * dh, w.cell.data() + (e + 1) * dh, c_out);
       if (s.compute_meta) {
@@ -124,15 +122,13 @@ template <typename T>
 class MnmLocalForwardOp : public OpKernel {
  public:
   explicit MnmLocalForwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("num_heads", &heads_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("normalize", &normalize_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("compute_meta", &compute_meta_));
+    OP_REQUIRES_OK(ctx, ReadLocalAttrs(ctx, &attrs_));
   }
 
   void Compute(OpKernelContext* ctx) override {
     LocalSizes s;
     LocalParams<T> p;
-    OP_REQUIRES_OK(ctx, ReadLocalInputs<T>(ctx, heads_, normalize_, compute_meta_, &s, &p));
+    OP_REQUIRES_OK(ctx, ReadLocalInputs<T>(ctx, attrs_, &s, &p));
     LocalForwardInputs<T> in;
     in.projected = ctx->input(0).flat<T>().data();
     in.keeps = ctx->input(1).flat<T>().data();
@@ -146,28 +142,21 @@ class MnmLocalForwardOp : public OpKernel {
 
     LocalForwardOutputs<T> out;
     const int64_t steps = s.steps, batch = s.batch, heads = s.heads;
-    Tensor* tensor = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output("hs", TensorShape({steps, batch, s.units}), &tensor));
-    out.hs = tensor->flat<T>().data();
-    OP_REQUIRES_OK(ctx, ctx->allocate_output("cs", TensorShape({steps, batch, s.units}), &tensor));
-    out.cs = tensor->flat<T>().data();
+    OP_REQUIRES_OK(ctx, AllocateOutput(ctx, "hs", TensorShape({steps, batch, s.units}), &out.hs));
+    OP_REQUIRES_OK(ctx, AllocateOutput(ctx, "cs", TensorShape({steps, batch, s.units}), &out.cs));
     OP_REQUIRES_OK(ctx,
-                   ctx->allocate_output("reads", TensorShape({steps, batch, s.value()}), &tensor));
-    out.reads = tensor->flat<T>().data();
-    OP_REQUIRES_OK(ctx, ctx->allocate_output("final_meta", TensorShape({batch, 2}), &tensor));
-    out.meta = tensor->flat<T>().data();
-    ::tensorflow::OpOutputList final_memory, factors_a, factors_b;
-    OP_REQUIRES_OK(ctx, ctx->output_list("final_memory", &final_memory));
-    OP_REQUIRES_OK(ctx, ctx->output_list("factors_a", &factors_a));
-    OP_REQUIRES_OK(ctx, ctx->output_list("factors_b", &factors_b));
+                   AllocateOutput(ctx, "reads", TensorShape({steps, batch, s.value()}), &out.reads));
+    OP_REQUIRES_OK(ctx, AllocateOutput(ctx, "final_meta", TensorShape({batch, 2}), &out.meta));
     for (int64_t l = 0; l < s.layers; ++l) {
       const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-      OP_REQUIRES_OK(ctx, final_memory.allocate(l, TensorShape({batch, rows, cols}), &tensor));
-      out.memory.push_back(tensor->flat<T>().data());
-      OP_REQUIRES_OK(ctx, factors_a.allocate(l, TensorShape({steps, batch, heads, rows}), &tensor));
-      out.factors_a.push_back(tensor->flat<T>().data());
-      OP_REQUIRES_OK(ctx, factors_b.allocate(l, TensorShape({steps, batch, heads, cols}), &tensor));
-      out.factors_b.push_back(tensor->flat<T>().data());
+      OP_REQUIRES_OK(ctx, AllocateListOutput(ctx, "final_memory", l,
+                                             TensorShape({batch, rows, cols}), &out.memory));
+      OP_REQUIRES_OK(ctx, AllocateListOutput(ctx, "factors_a", l,
+                                             TensorShape({steps, batch, heads, rows}),
+                                             &out.factors_a));
+      OP_REQUIRES_OK(ctx, AllocateListOutput(ctx, "factors_b", l,
+                                             TensorShape({steps, batch, heads, cols}),
+                                             &out.factors_b));
     }
     ForEachBlock(ctx, batch, steps * kBlock * StepCost(s), [&](int64_t first, int64_t count) {
       LocalForwardBlock<T>(s, p, in, out, first, count);
@@ -175,9 +164,7 @@ class MnmLocalForwardOp : public OpKernel {
   }
 
  private:
-  int64_t heads_;
-  bool normalize_;
-  bool compute_meta_;
+  LocalAttrs attrs_;
 };
 
 #define REGISTER_CPU(type)                                                             \

@@ -9,9 +9,6 @@
 //   M^l_t  = M^l_{t-1} - sum_i a^l_i (z^l_i)^T,  a^l_i = (beta^l_t / H)(z^{l+1}_i - q^l(v^w_i)) / n^l_i
 //   v^r_t  = (1/H) sum_i f_{phi_t}(k^r_i)
 //   meta  += [(1/H) sum_i ||f_{phi_t}(k^w_i) - v^w_i||^2, 1]   (equation 5, with compute_meta)
-// Each layer's matrix is passed over twice per step (WriteAndQuery): the write keys'
-// products with M_{t-1}, then row by row the write and the products of the new row with
-// the read keys and, with the meta loss, the write keys (the recall).
 // At a step whose keep is 0 the state is kept and the write factors are zeros (Keras's
 // masking rule, as core._masked_step).
 #ifndef MNM_KERAS_KERNELS_MNM_LOCAL_FORWARD_H_

@@ -61,11 +61,48 @@ inline ::tensorflow::Status ExpectShape(const ::tensorflow::Tensor& tensor, cons
   return ::tensorflow::OkStatus();
 }
 
+// The attributes both ops share (MNM_LOCAL_ATTRS but the type and the list lengths), read
+// once when a kernel is constructed.
+struct LocalAttrs {
+  int64_t heads = 1;
+  bool normalize = true;
+  bool compute_meta = true;
+};
+
+inline ::tensorflow::Status ReadLocalAttrs(::tensorflow::OpKernelConstruction* ctx,
+                                           LocalAttrs* attrs) {
+  TF_RETURN_IF_ERROR(ctx->GetAttr("num_heads", &attrs->heads));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("normalize", &attrs->normalize));
+  return ctx->GetAttr("compute_meta", &attrs->compute_meta);
+}
+
+// Allocates the output `name` with the shape of `shape` and points *data at it.
+template <typename T>
+::tensorflow::Status AllocateOutput(::tensorflow::OpKernelContext* ctx, const char* name,
+                                    const ::tensorflow::TensorShape& shape, T** data) {
+  ::tensorflow::Tensor* tensor = nullptr;
+  TF_RETURN_IF_ERROR(ctx->allocate_output(name, shape, &tensor));
+  *data = tensor->flat<T>().data();
+  return ::tensorflow::OkStatus();
+}
+
+// Allocates output list `name`'s tensor `index` with the shape of `shape`; appends its data.
+template <typename T>
+::tensorflow::Status AllocateListOutput(::tensorflow::OpKernelContext* ctx, const char* name,
+                                        int index, const ::tensorflow::TensorShape& shape,
+                                        std::vector<T*>* data) {
+  ::tensorflow::OpOutputList list;
+  TF_RETURN_IF_ERROR(ctx->output_list(name, &list));
+  ::tensorflow::Tensor* tensor = nullptr;
+  TF_RETURN_IF_ERROR(list.allocate(index, shape, &tensor));
+  data->push_back(tensor->flat<T>().data());
+  return ::tensorflow::OkStatus();
+}
+
 // Reads LocalSizes and LocalParams from the shared inputs and checks every shape.
 template <typename T>
-::tensorflow::Status ReadLocalInputs(::tensorflow::OpKernelContext* ctx, int64_t heads,
-                                     bool normalize, bool compute_meta, LocalSizes* s,
-                                     LocalParams<T>* p) {
+::tensorflow::Status ReadLocalInputs(::tensorflow::OpKernelContext* ctx, const LocalAttrs& attrs,
+                                     LocalSizes* s, LocalParams<T>* p) {
   using ::tensorflow::errors::InvalidArgument;
   const ::tensorflow::Tensor* projected;
   const ::tensorflow::Tensor* h;
@@ -85,11 +122,11 @@ template <typename T>
   s->steps = projected->dim_size(0);
   s->batch = projected->dim_size(1);
   s->units = h->dim_size(1);
-  s->heads = heads;
+  s->heads = attrs.heads;
   s->layers = memory.size();
   s->feedback = feedback_kernels.size();
-  s->normalize = normalize;
-  s->compute_meta = compute_meta;
+  s->normalize = attrs.normalize;
+  s->compute_meta = attrs.compute_meta;
   if (s->feedback != s->layers && s->feedback != s->layers - 1) {
     return InvalidArgument("F (", s->feedback, " feedback functions) must be L (", s->layers,
                            ") or L - 1.");
