@@ -264,8 +264,12 @@ def babi_task1_table(options):
 # Stages are multiples of the evaluation interval, where the runs save their checkpoints.
 MAZE_EPISODES = 100_000
 MAZE_EVAL_INTERVAL = 2_000
-MAZE_STAGE_EPISODES = {"lstm": 50_000, "mnm_p-1x100": 20_000, "mnm_p-3x100": 12_000}
-MAZE_STAGE_EPISODES["mnm_g-1x100"] = 6_000
+MAZE_STAGE_EPISODES = {
+    "lstm": 50_000,
+    "mnm_p-1x100": 20_000,
+    "mnm_g-1x100": 6_000,
+    "mnm_p-3x100": 12_000,
+}
 
 
 def maze_table(options):
@@ -290,11 +294,10 @@ def maze_table(options):
                 eval_interval=MAZE_EVAL_INTERVAL,
                 seed=seed,
             ),
-            stages=tuple(
-                range(MAZE_STAGE_EPISODES[label], MAZE_EPISODES, MAZE_STAGE_EPISODES[label])
-            ),
+            stages=tuple(range(stage, MAZE_EPISODES, stage)),
         )
         for label, model, layers in variants
+        for stage in (MAZE_STAGE_EPISODES[label],)
         for seed in SEEDS
     ]
 

@@ -471,10 +471,11 @@ def maze_table(records):
 # reference updates after every episode): MNM (10 runs) and Miconi et al.'s plastic
 # networks, and the random policy (tf_agents_ext.training.RANDOM_POLICY_REWARD).
 MAZE_PAPER_ROWS = [
-    ["paper: MNM (figure 6, 10 runs)", 1, "-", "250,000", 10, "-", "-", "-", "-"]
-    + ["about 175", "9.3", "-"],
-    ["paper: plastic networks (Miconi et al., figure 6)", 1, "-", "about 1,000,000", "-"]
-    + ["-", "-", "-", "-", "about 175", "9.3", "-"],
+    [label, 1, "-", episodes, runs, "-", "-", "-", "-", "about 175", "9.3", "-"]
+    for label, episodes, runs in (
+        ("paper: MNM (figure 6, 10 runs)", "250,000", 10),
+        ("paper: plastic networks (Miconi et al., figure 6)", "about 1,000,000", "-"),
+    )
 ]
 
 
