@@ -104,6 +104,10 @@ NAMES = {
     "mnm_p_xla": "`MNM(implementation='xla')`, MNM-p",
     "mnm_p_cell_kernel": "`RNN(MNMCell(implementation='kernel'))`, MNM-p",
     "mnm_p_cell_xla": "`RNN(MNMCell(implementation='xla'))`, MNM-p",
+    "mnm_g_kernel": "`MNM(implementation='kernel')`, MNM-g",
+    "mnm_g_xla": "`MNM(implementation='xla')`, MNM-g",
+    "mnm_g_cell_kernel": "`RNN(MNMCell(implementation='kernel'))`, MNM-g",
+    "mnm_g_cell_xla": "`RNN(MNMCell(implementation='xla'))`, MNM-g",
     "mnm_g_cell_no_xla": "`RNN(MNMCell(jit_compile=False))`, MNM-g",
 }
 

@@ -35,20 +35,25 @@ def _library():
 def unsupported(config):
     """What of ``config`` (an `MNMConfig`) the kernel does not compute, or None.
 
-    The kernel covers MNM-p (``write_rule="local"``) with tanh hidden memory layers and a
-    linear last layer, normalised or paper writes, any H and L, with or without
-    ``targets_from_values``, no recall delay, in float32 or float64.
+    The kernel covers MNM-p (``write_rule="local"``, with or without
+    ``targets_from_values``) and MNM-g (``write_rule="gradient"``) with tanh hidden memory
+    layers and a linear last layer, normalised or paper writes, any H and L, no recall
+    delay, in float32 or float64.
     """
     missing = []
-    if config.write_rule != "local":
-        missing.append(f"write_rule={config.write_rule!r} (the kernel computes 'local', MNM-p)")
+    if config.write_rule not in ("local", "gradient"):
+        missing.append(
+            f"write_rule={config.write_rule!r} (the kernel computes 'local' and 'gradient')"
+        )
     if config.recall_delay:
         missing.append(f"recall_delay={config.recall_delay} (the kernel computes 0)")
     if memory._activation_kind(config.memory_activation) != "tanh":
-        missing.append(f"memory_activation={config.memory_activation!r} (the kernel computes tanh)")
+        missing.append(
+            f"memory_activation={_name(config.memory_activation)!r} (the kernel computes tanh)"
+        )
     if memory._activation_kind(config.memory_output_activation) != "identity":
         missing.append(
-            f"memory_output_activation={config.memory_output_activation!r} (the kernel "
+            f"memory_output_activation={_name(config.memory_output_activation)!r} (the kernel "
             "computes None, linear)"
         )
     if config.compute_dtype not in ("float32", "float64"):
@@ -56,6 +61,11 @@ def unsupported(config):
             f"compute_dtype={config.compute_dtype!r} (the kernel computes float32 and float64)"
         )
     return "; ".join(missing) or None
+
+
+def _name(activation):
+    """An activation as a user names it: ``"relu"`` for ``keras.activations.relu``."""
+    return getattr(activation, "__name__", activation)
 
 
 def check_implementation(implementation):
@@ -181,6 +191,7 @@ def recurrence(config, params, projected, state, keeps, compute_meta_loss=True):
         num_heads=config.num_heads,
         normalize=config.normalize_writes,
         compute_meta=bool(compute_meta_loss),
+        gradient_write=config.write_rule == "gradient",
     )
 
     def inputs(projected, start, start_memory, weights, feedback_kernels, feedback_biases):

@@ -32,6 +32,12 @@ CASES = {
     "h2-l2-paper-writes": dict(num_heads=2, memory_layers=2, normalize_writes=False),
     "h2-l2-targets-from-values": dict(num_heads=2, memory_layers=2, targets_from_values=True),
     "h1-l1-targets-from-values": dict(num_heads=1, memory_layers=1, targets_from_values=True),
+    # MNM-g: the write's gradient through a gradient step (second order).
+    "gradient-h1-l1": dict(write_rule="gradient", num_heads=1, memory_layers=1),
+    "gradient-h3-l3": dict(write_rule="gradient", num_heads=3, memory_layers=3),
+    "gradient-h2-l2-paper-writes": dict(
+        write_rule="gradient", num_heads=2, memory_layers=2, normalize_writes=False
+    ),
 }
 
 
@@ -111,7 +117,9 @@ def _kernel_is_built():
 COMBINATIONS = [(case, "ragged", False) for case in CASES] + [
     ("h3-l3", "ragged", True),
     ("h2-l2-paper-writes", "ragged", True),
+    ("gradient-h3-l3", "ragged", True),
     ("h1-l1", None, False),
+    ("gradient-h1-l1", None, False),
 ]
 
 
@@ -124,9 +132,10 @@ def test_kernel_equals_the_reference_in_float64(case, mask, reverse):
     _assert_same(reference, kernel)
 
 
-def test_kernel_from_a_random_state_without_the_meta_loss():
+@pytest.mark.parametrize("write_rule", ["local", "gradient"])
+def test_kernel_from_a_random_state_without_the_meta_loss(write_rule):
     """From a random state (every entry non-trivial), and with the meta loss off."""
-    config, params = _float64(_cell(num_heads=2, memory_layers=2))
+    config, params = _float64(_cell(num_heads=2, memory_layers=2, write_rule=write_rule))
     rng = np.random.default_rng(1)
     flat = [tf.constant(rng.normal(size=(BATCH, n))) for n in core.state_sizes(config)]
     state = core.unpack(config, flat)
@@ -138,8 +147,9 @@ def test_kernel_from_a_random_state_without_the_meta_loss():
     np.testing.assert_array_equal(kernel[1].meta, state.meta)  # untouched without it
 
 
-def test_kernel_in_float32_is_close_to_the_reference():
-    cell = _cell(num_heads=2, memory_layers=2)
+@pytest.mark.parametrize("write_rule", ["local", "gradient"])
+def test_kernel_in_float32_is_close_to_the_reference(write_rule):
+    cell = _cell(num_heads=2, memory_layers=2, write_rule=write_rule)
     x = tf.constant(np.random.default_rng(2).normal(size=(BATCH, TIME, FEATURES)), tf.float32)
     reference = _run(cell.config, cell.params(), x, _mask("ragged"), False, "xla")
     kernel = _run(cell.config, cell.params(), x, _mask("ragged"), False, "kernel")
@@ -151,33 +161,39 @@ def test_kernel_in_float32_is_close_to_the_reference():
         np.testing.assert_allclose(np.asarray(b) / scale, np.asarray(a) / scale, atol=5e-5)
 
 
-@pytest.mark.parametrize("normalize_writes", [True, False])
-def test_kernel_gradient_equals_a_numerical_gradient_in_float64(normalize_writes):
-    """Central differences of the kernel's own forward op, independent of the reference."""
+@pytest.mark.parametrize(
+    ("write_rule", "normalize_writes"),
+    [("local", True), ("local", False), ("gradient", True), ("gradient", False)],
+)
+def test_kernel_gradient_equals_a_numerical_gradient_in_float64(write_rule, normalize_writes):
+    """Central differences of the kernel's own forward op, independent of the reference
+    (for MNM-g, of the gradient step inside the write: second order)."""
     config, params = _float64(
-        _cell(num_heads=2, memory_layers=2, normalize_writes=normalize_writes)
+        _cell(
+            num_heads=2,
+            memory_layers=2,
+            normalize_writes=normalize_writes,
+            write_rule=write_rule,
+        )
     )
     rng = np.random.default_rng(3)
     x0 = rng.normal(size=(2, 3, FEATURES))
     mask = tf.constant([[True, True, True], [False, True, True]])
+    feedback = bool(params.feedback_kernels)
 
-    def loss(x, interface_kernel, rate_kernel, feedback_kernel):
+    def loss(x, interface_kernel, rate_kernel, *feedback_kernel):
         p = params._replace(
             interface_kernel=interface_kernel,
             rate_kernel=rate_kernel,
-            feedback_kernels=(feedback_kernel,) + params.feedback_kernels[1:],
+            feedback_kernels=tuple(feedback_kernel) + params.feedback_kernels[1:],
         )
         start = core.initial_state(config, p, 2)
         outputs, final = core.unroll(config, p, x, start, mask=mask, implementation="kernel")
         total = tf.reduce_sum(tf.sin(outputs)) + tf.reduce_sum(final.meta[:, 0])
         return total + sum(tf.reduce_sum(tf.cos(m)) for m in final.memory)
 
-    arguments = [
-        tf.constant(x0),
-        params.interface_kernel,
-        params.rate_kernel,
-        params.feedback_kernels[0],
-    ]
+    arguments = [tf.constant(x0), params.interface_kernel, params.rate_kernel]
+    arguments += [params.feedback_kernels[0]] if feedback else []
     theoretical, numerical = tf.test.compute_gradient(loss, arguments, delta=1e-4)
     for index, (a, b) in enumerate(zip(theoretical, numerical)):
         scale = float(np.max(np.abs(b))) + 1e-12
@@ -228,8 +244,8 @@ def test_one_and_two_threads_give_the_same_results():
 def test_the_implementation_argument_is_checked_and_saved(tmp_path):
     with pytest.raises(ValueError, match=r"implementation=.fast."):
         mnm_keras.MNMCell(4, memory_layers=1, implementation="fast")
-    with pytest.raises(ValueError, match=r"write_rule='gradient'"):
-        mnm_keras.MNMCell(4, memory_layers=1, write_rule="gradient", implementation="kernel")
+    with pytest.raises(ValueError, match=r"memory_activation=.relu."):
+        mnm_keras.MNMCell(4, memory_layers=2, memory_activation="relu", implementation="kernel")
     with pytest.raises(ValueError, match=r"recall_delay=1"):
         mnm_keras.MNMCell(4, memory_layers=1, recall_delay=1, implementation="kernel")
     inputs = keras.Input((None, 3))
@@ -260,12 +276,13 @@ def test_auto_takes_the_reference_inside_an_xla_function():
 
 
 def test_auto_falls_back_to_the_reference_where_the_kernel_does_not_compute():
-    for options in (dict(write_rule="gradient"), dict(recall_delay=1)):
+    for options in (dict(memory_activation="relu"), dict(recall_delay=1)):
         cell = _cell(num_heads=2, memory_layers=2, **options)
         assert fused.choose(cell.config, "auto") == "xla"
         assert fused.choose(cell.config, "xla") == "xla"
-    config = _cell(num_heads=2, memory_layers=2).config
-    assert fused.choose(config, "auto") == "kernel"
+    for write_rule in ("local", "gradient"):
+        config = _cell(num_heads=2, memory_layers=2, write_rule=write_rule).config
+        assert fused.choose(config, "auto") == "kernel"
     # A single step (a cell in keras.layers.RNN): the XLA step, measured faster.
     assert fused.choose(config, "auto", single_step=True) == "xla"
     assert fused.choose(config, "kernel", single_step=True) == "kernel"
@@ -299,14 +316,47 @@ def test_training_with_fit_gives_the_same_losses(implementation):
     assert reference[-1] < reference[0]
 
 
-def test_the_cell_in_keras_rnn_runs_the_kernel_step():
+@pytest.mark.parametrize("write_rule", ["local", "gradient"])
+def test_the_cell_in_keras_rnn_runs_the_kernel_step(write_rule):
     x = np.random.default_rng(0).normal(size=(3, 6, 4)).astype("float32")
     mask = np.ones((3, 6), bool)
     mask[0, :2] = False
     results = {}
     for implementation in ("xla", "kernel"):
-        cell = _cell(num_heads=2, memory_layers=2, implementation=implementation)
+        cell = _cell(
+            num_heads=2, memory_layers=2, write_rule=write_rule, implementation=implementation
+        )
         rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
         results[implementation] = rnn(x, mask=tf.constant(mask))
     for a, b in zip(results["xla"], results["kernel"]):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("jit_compile", "expected"), [("auto", "kernel"), (True, "xla")])
+def test_fit_under_compile_takes_the_kernel_unless_xla_compiles_the_step(
+    monkeypatch, jit_compile, expected
+):
+    """Keras's default `compile()` (``jit_compile="auto"``, which Keras resolves to no XLA
+    for this model on TensorFlow) trains through the kernel, as examples/distributed.py
+    does; ``jit_compile=True`` compiles the train step with XLA, which takes the reference."""
+    chosen = []
+    choose = fused.choose
+
+    def spy(config, implementation, single_step=False):
+        chosen.append(choose(config, implementation, single_step))
+        return chosen[-1]
+
+    monkeypatch.setattr(fused, "choose", spy)
+    inputs = keras.Input((5, 3))
+    features = mnm_keras.MNM(
+        6, memory_units=4, memory_layers=1, key_size=4, value_size=4, write_rule="gradient"
+    )(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(features))
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    x = np.random.default_rng(0).normal(size=(4, 5, 3)).astype("float32")
+    model.fit(x, np.zeros(4), epochs=1, verbose=0)
+    assert chosen and set(chosen) == {expected}

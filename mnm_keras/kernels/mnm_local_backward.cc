@@ -36,6 +36,154 @@ void MemoryBackward(const LocalSizes& s, const T* const* memory, const T* activa
   }
 }
 
+
+// Back-propagates MNM-p's write of sequence e (LocalWriteFactors) from d_mem = dL/dM_t:
+// with M_t = M_{t-1} - sum_i a_i b_i^T, a_i = s_i e_i, s_i = beta / (H n_i),
+// e_i = z^{l+1}_i - target^l_i, n_i = ||z^l_i||^2 + eps:
+//   da_i = -dM_t b_i,  db_i = -dM_t^T a_i,  de_i = s_i da_i,  ds_i = da_i . e_i,
+//   dbeta += ds_i / (H n_i),  dn_i = -ds_i s_i / n_i,
+//   dz^l_i += db_i + 2 dn_i z^l_i (normalised writes),  dz^{l+1}_i += de_i,
+//   dtarget^l_i = -de_i.
+// Adds to d_activations (z^0 .. z^L of the write keys), d_targets and d_rates.
+// d_a, d_b: [max D] scratch.
+template <typename T>
+void LocalWriteBackward(const LocalSizes& s, int64_t e, const LocalStepScratch<T>& w,
+                        const T* d_mem, T* d_activations, T* d_targets, T* d_rates, T* d_a,
+                        T* d_b) {
+  const int64_t heads = s.heads, layers = s.layers, output_size = s.output_size();
+  const T* writes = w.writes.data() + e * s.activation_size();
+  const T* factors = w.factors.data() + e * output_size;
+  const T* targets = w.targets.data() + e * output_size;
+  for (int64_t l = 0; l < layers; ++l) {
+    const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+    const T* dm = d_mem + s.memory_offset(l);
+    const T rate = w.rates[e * layers + l];
+    for (int64_t i = 0; i < heads; ++i) {
+      const T* a = factors + s.output_offset(l) + i * rows;
+      const T* z_in = writes + s.activation_offset(l) + i * cols;
+      const T* z_out = writes + s.activation_offset(l + 1) + i * rows;
+      const T* target = targets + s.output_offset(l) + i * rows;
+      T* dz_in = d_activations + s.activation_offset(l) + i * cols;
+      T* dz_out = d_activations + s.activation_offset(l + 1) + i * rows;
+      T* d_target = d_targets + s.output_offset(l) + i * rows;
+      MatVec(rows, cols, dm, z_in, d_a);  // -da
+      std::fill_n(d_b, cols, T(0));
+      MatTVecAccumulate(rows, cols, dm, a, d_b);  // -db
+      const T norm = w.norms[(e * layers + l) * heads + i];
+      const T step = rate / T(heads) / norm;
+      T d_step = 0;
+      for (int64_t j = 0; j < rows; ++j) d_step -= d_a[j] * (z_out[j] - target[j]);
+      d_rates[l] += d_step / (T(heads) * norm);
+      for (int64_t k = 0; k < cols; ++k) dz_in[k] -= d_b[k];
+      if (s.normalize) {
+        const T d_norm = -d_step * step / norm;
+        for (int64_t k = 0; k < cols; ++k) dz_in[k] += T(2) * d_norm * z_in[k];
+      }
+      for (int64_t j = 0; j < rows; ++j) {
+        const T d_error = -step * d_a[j];
+        dz_out[j] += d_error;
+        d_target[j] -= d_error;
+      }
+    }
+  }
+}
+
+// Scratch of GradientWriteBackward for one sequence: dL/ddelta and dL/da (one vector per
+// layer and head, laid out as the deltas) and dL/db.
+template <typename T>
+struct GradientWriteWork {
+  std::vector<T> d_deltas, d_a, d_b;
+  explicit GradientWriteWork(const LocalSizes& s)
+      : d_deltas(s.gradient ? s.output_size() : 0),
+        d_a(s.gradient ? s.output_size() : 0),
+        d_b(*std::max_element(s.dims.begin(), s.dims.end())) {}
+};
+
+// Back-propagates MNM-g's write of sequence e (GradientWriteFactors, second order) from
+// d_mem = dL/dM_t, which it turns into dL/dM_{t-1} but for the forward pass of the write
+// keys (MemoryBackward adds that). With a^l_i = s_i delta^{l+1}_i, s_i = beta / n_i:
+//   da^l_i = -dM^l_t z^l_i,  dz^l_i += -(dM^l_t)^T a^l_i          (M_t = M_{t-1} - sum a b^T)
+//   ddelta^{l+1}_i = s_i da^l_i,  ds_i = sum_l da^l_i . delta^{l+1}_i,
+//   dbeta += sum_i ds_i / n_i,  dn_i = -ds_i s_i / n_i,  dz^l_i += 2 dn_i z^l_i (normalised)
+// then through the deltas' recursion, l = 1 .. L - 1 (delta^l = r^l * (1 - (z^l)^2),
+// r^l = (M^l_{t-1})^T delta^{l+1}):
+//   dr^l = ddelta^l * (1 - (z^l)^2),  dz^l += -2 ddelta^l * r^l * z^l,
+//   ddelta^{l+1} += M^l_{t-1} dr^l,  dM^l_{t-1} += delta^{l+1} (dr^l)^T
+// and delta^L = (2/H)(z^L - v): dz^L += (2/H) ddelta^L,  dv -= (2/H) ddelta^L.
+// memory: M_{t-1}. Adds to d_mem, d_activations, d_values ([H, d_v]) and d_rates ([1]).
+template <typename T>
+void GradientWriteBackward(const LocalSizes& s, int64_t e, const T* const* memory,
+                           const LocalStepScratch<T>& w, T* d_mem, T* d_activations,
+                           T* d_values, T* d_rates, GradientWriteWork<T>* work) {
+  const int64_t heads = s.heads, layers = s.layers, output_size = s.output_size();
+  const int64_t dv = s.value();
+  const T* writes = w.writes.data() + e * s.activation_size();
+  const T* factors = w.factors.data() + e * output_size;
+  const T* deltas = w.deltas.data() + e * output_size;
+  const T* backs = w.backs.data() + e * output_size;
+  const T rate = w.rates[e];
+  T* d_deltas = work->d_deltas.data();
+  T* d_a = work->d_a.data();
+  T* d_b = work->d_b.data();
+  // First every layer's da and db from dM_t, before d_mem takes the deltas' terms.
+  for (int64_t i = 0; i < heads; ++i) {
+    T d_step = 0;
+    const T norm = w.norms[(e * layers) * heads + i];
+    const T step = rate / norm;
+    for (int64_t l = 0; l < layers; ++l) {
+      const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+      const int64_t offset = s.output_offset(l) + i * rows;
+      const T* dm = d_mem + s.memory_offset(l);
+      const T* z_in = writes + s.activation_offset(l) + i * cols;
+      T* dz_in = d_activations + s.activation_offset(l) + i * cols;
+      MatVec(rows, cols, dm, z_in, d_a + offset);  // -da
+      std::fill_n(d_b, cols, T(0));
+      MatTVecAccumulate(rows, cols, dm, factors + offset, d_b);  // -db
+      for (int64_t k = 0; k < cols; ++k) dz_in[k] -= d_b[k];
+      for (int64_t j = 0; j < rows; ++j) {
+        d_step -= d_a[offset + j] * deltas[offset + j];
+        d_deltas[offset + j] = -step * d_a[offset + j];
+      }
+    }
+    d_rates[0] += d_step / norm;
+    if (s.normalize) {
+      const T d_norm = -d_step * step / norm;
+      for (int64_t l = 0; l < layers; ++l) {
+        const T* z = writes + s.activation_offset(l) + i * s.dims[l];
+        T* dz = d_activations + s.activation_offset(l) + i * s.dims[l];
+        for (int64_t k = 0; k < s.dims[l]; ++k) dz[k] += T(2) * d_norm * z[k];
+      }
+    }
+  }
+  // The deltas' recursion, from delta^1 (computed last) to delta^L (first).
+  for (int64_t i = 0; i < heads; ++i) {
+    for (int64_t l = 1; l < layers; ++l) {
+      const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+      const T* d_lower = d_deltas + s.output_offset(l - 1) + i * cols;
+      const T* back = backs + s.output_offset(l - 1) + i * cols;
+      const T* z = writes + s.activation_offset(l) + i * cols;
+      T* dz = d_activations + s.activation_offset(l) + i * cols;
+      T* d_back = d_b;
+      for (int64_t k = 0; k < cols; ++k) {
+        d_back[k] = d_lower[k] * (T(1) - z[k] * z[k]);
+        dz[k] -= T(2) * d_lower[k] * back[k] * z[k];
+      }
+      const int64_t upper = s.output_offset(l) + i * rows;
+      Vector<T>(d_deltas + upper, rows).noalias() +=
+          ConstRows<T>(memory[l], rows, cols, Eigen::OuterStride<>(cols)) *
+          ConstVector<T>(d_back, cols);
+      OuterAccumulate(rows, cols, T(1), deltas + upper, d_back, d_mem + s.memory_offset(l));
+    }
+    const T scale = T(2) / static_cast<T>(heads);
+    const T* d_last = d_deltas + s.output_offset(layers - 1) + i * dv;
+    T* dz_last = d_activations + s.activation_offset(layers) + i * dv;
+    for (int64_t j = 0; j < dv; ++j) {
+      dz_last[j] += scale * d_last[j];
+      d_values[i * dv + j] -= scale * d_last[j];
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -46,7 +194,7 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
   const int64_t batch = s.batch, dh = s.units, dv = s.value(), dk = s.key();
   const int64_t heads = s.heads, width = s.interface(), g4 = s.gates(), layers = s.layers;
   const int64_t memory_size = s.memory_size(), activation_size = s.activation_size();
-  const int64_t output_size = s.output_size();
+  const int64_t output_size = s.output_size(), num_rates = s.rates();
   const int64_t widest = *std::max_element(s.dims.begin(), s.dims.end());
   const int64_t values_offset = 2 * heads * dk, rate_offset = values_offset + heads * dv;
   LocalStepScratch<T> w(s);
@@ -75,7 +223,9 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
   // Per sequence and step.
   std::vector<T> stored_a(output_size), stored_b(activation_size), read_out(dv);
   std::vector<T> d_vectors(width), d_activations(activation_size), d_targets(output_size);
-  std::vector<T> d_rates(layers), d_rate_pre(layers), gate(widest), d_a(widest), d_b(widest);
+  std::vector<T> d_rates(num_rates), d_rate_pre(num_rates), gate(widest), d_a(widest),
+      d_b(widest);
+  GradientWriteWork<T> gradient_work(s);
   for (int64_t t = s.steps - 1; t >= 0; --t) {
     const T* h = t == 0 ? forward.h + first * dh : in.hs + ((t - 1) * batch + first) * dh;
     const T* c = t == 0 ? forward.c + first * dh : in.cs + ((t - 1) * batch + first) * dh;
@@ -111,7 +261,7 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
       const T* vectors = w.vectors.data() + e * width;
       T* writes = w.writes.data() + e * activation_size;
       MemoryForward(s, before_layers.data(), vectors + heads * dk, writes);
-      WriteFactors(s, e, &w);
+      WriteFactors(s, e, before_layers.data(), &w);
       ReadAndRecall(s, e, now_layers.data(), &w, read_out.data());
       // 3. Back-propagation.
       T* d_mem = d_memory.data() + e * memory_size;
@@ -141,46 +291,19 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
       }
       // The write, with d_mem = dL/dM_t (the read and the meta term included).
       std::fill(d_activations.begin(), d_activations.end(), T(0));
-      std::fill(d_targets.begin(), d_targets.end(), T(0));
       std::fill(d_rates.begin(), d_rates.end(), T(0));
-      const T* factors = w.factors.data() + e * output_size;
-      const T* targets = w.targets.data() + e * output_size;
-      for (int64_t l = 0; l < layers; ++l) {
-        const int64_t rows = s.dims[l + 1], cols = s.dims[l];
-        const T* dm = d_mem + s.memory_offset(l);
-        const T rate = w.rates[e * layers + l];
-        for (int64_t i = 0; i < heads; ++i) {
-          const T* a = factors + s.output_offset(l) + i * rows;
-          const T* z_in = writes + s.activation_offset(l) + i * cols;
-          const T* z_out = writes + s.activation_offset(l + 1) + i * rows;
-          const T* target = targets + s.output_offset(l) + i * rows;
-          T* dz_in = d_activations.data() + s.activation_offset(l) + i * cols;
-          T* dz_out = d_activations.data() + s.activation_offset(l + 1) + i * rows;
-          T* d_target = d_targets.data() + s.output_offset(l) + i * rows;
-          MatVec(rows, cols, dm, z_in, d_a.data());  // -da
-          std::fill_n(d_b.data(), cols, T(0));
-          MatTVecAccumulate(rows, cols, dm, a, d_b.data());  // -db
-          const T norm = w.norms[(e * layers + l) * heads + i];
-          const T step = rate / T(heads) / norm;
-          T d_step = 0;
-          for (int64_t j = 0; j < rows; ++j) d_step -= d_a[j] * (z_out[j] - target[j]);
-          d_rates[l] += d_step / (T(heads) * norm);
-          for (int64_t k = 0; k < cols; ++k) dz_in[k] -= d_b[k];
-          if (s.normalize) {
-            const T d_norm = -d_step * step / norm;
-            for (int64_t k = 0; k < cols; ++k) dz_in[k] += T(2) * d_norm * z_in[k];
-          }
-          for (int64_t j = 0; j < rows; ++j) {
-            const T d_error = -step * d_a[j];
-            dz_out[j] += d_error;
-            d_target[j] -= d_error;
-          }
-        }
+      std::fill(d_targets.begin(), d_targets.end(), T(0));
+      if (s.gradient) {
+        GradientWriteBackward(s, e, before_layers.data(), w, d_mem, d_activations.data(),
+                              d_vectors.data() + values_offset, d_rates.data(), &gradient_work);
+      } else {
+        LocalWriteBackward(s, e, w, d_mem, d_activations.data(), d_targets.data(),
+                           d_rates.data(), d_a.data(), d_b.data());
       }
       MemoryBackward(s, before_layers.data(), writes, d_activations.data(), d_mem, gate.data());
       for (int64_t q = 0; q < heads * dk; ++q) d_vectors[heads * dk + q] += d_activations[q];
       // The targets q^l(v^w_i) = act(v^w_i Q^l + q^l), or v^w_i itself for the last layer.
-      for (int64_t l = 0; l < layers; ++l) {
+      for (int64_t l = 0; l < (s.gradient ? 0 : layers); ++l) {
         const int64_t size = s.dims[l + 1];
         for (int64_t i = 0; i < heads; ++i) {
           const T* d_target = d_targets.data() + s.output_offset(l) + i * size;
@@ -189,7 +312,7 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
             for (int64_t q = 0; q < dv; ++q) d_value[q] += d_target[q];
             continue;
           }
-          const T* target = targets + s.output_offset(l) + i * size;
+          const T* target = w.targets.data() + e * output_size + s.output_offset(l) + i * size;
           for (int64_t j = 0; j < size; ++j) {
             gate[j] = l < layers - 1 ? d_target[j] * (T(1) - target[j] * target[j]) : d_target[j];
             grads.feedback_biases[l][j] += gate[j];
@@ -201,15 +324,15 @@ void LocalBackwardBlock(const LocalSizes& s, const LocalParams<T>& p,
                                 dv);
         }
       }
-      // The rates beta^l = sigmoid(beta' W_beta + b_beta).
-      for (int64_t l = 0; l < layers; ++l) {
-        const T rate = w.rates[e * layers + l];
+      // The rates beta = sigmoid(beta' W_beta + b_beta).
+      for (int64_t l = 0; l < num_rates; ++l) {
+        const T rate = w.rates[e * num_rates + l];
         d_rate_pre[l] = d_rates[l] * rate * (T(1) - rate);
         grads.rate_bias[l] += d_rate_pre[l];
       }
-      DenseBackwardKernel<T>(1, dk, layers, vectors + rate_offset, dk, d_rate_pre.data(), layers,
-                             grads.rate_kernel);
-      DenseBackwardInput<T>(1, dk, layers, d_rate_pre.data(), layers, p.rate_kernel,
+      DenseBackwardKernel<T>(1, dk, num_rates, vectors + rate_offset, dk, d_rate_pre.data(),
+                             num_rates, grads.rate_kernel);
+      DenseBackwardInput<T>(1, dk, num_rates, d_rate_pre.data(), num_rates, p.rate_kernel,
                             d_vectors.data() + rate_offset, dk);
       // The interface's pre-activation: tanh' = 1 - tanh^2.
       for (int64_t q = 0; q < width; ++q) {

@@ -2,7 +2,7 @@
 // [first, first + count) of the batch.
 //
 // From the last step to the first, for every sequence b:
-//   1. rebuild the memory before the step by undoing its write (equation 4's update):
+//   1. rebuild the memory before the step by undoing its write:
 //        M^l_{t-1} = M^l_t + sum_i a^l_i (b^l_i)^T
 //      from the factors MnmLocalForward returned (no step's memory is kept);
 //   2. recompute the step from (h_{t-1}, c_{t-1}, v^r_{t-1}, M_{t-1}) (mnm_local_common.h);
@@ -13,7 +13,8 @@
 //              dM^l_t += (delta^{l+1} * act') (y^l_i)^T
 //        meta  (1/H) sum_i ||f_{M_t}(k^w_i) - v^w_i||^2: the same through M_t from
 //              (2/H)(u^L_i - v^w_i) dmeta_0, and -that into dv^w_i
-//        write M_t = M_{t-1} - sum_i a_i b_i^T:  dM_{t-1} = dM_t,
+//        write (MNM-p; MNM-g's, second order, in mnm_local_backward.cc,
+//              GradientWriteBackward) M_t = M_{t-1} - sum_i a_i b_i^T:  dM_{t-1} = dM_t,
 //              da_i = -dM_t b_i,  db_i = -dM_t^T a_i;  with a_i = s_i e_i,
 //              s_i = beta / (H n_i), e_i = z^{l+1}_i - target^l_i, n_i = ||z^l_i||^2 + eps:
 //              de_i = s_i da_i,  ds_i = da_i . e_i,  dbeta += ds_i / (H n_i),

@@ -1,5 +1,6 @@
-// The MNM-p recurrence (paper, section 3; write rule of equation 4) for one block of
-// sequences: the arithmetic that the fused ops MnmLocalForward and MnmLocalBackward share.
+// The MNM recurrence (paper, section 3) for one block of sequences, with either write rule:
+// MNM-p (the local rule of equation 4) or MNM-g (one gradient step, equations 2-3): the
+// arithmetic that the fused ops MnmLocalForward and MnmLocalBackward share.
 //
 // Pure functions over plain arrays (Eigen for the products): no TensorFlow types, no global
 // or static state, so
@@ -33,16 +34,18 @@ constexpr double kNormalizationEpsilon = 1e-3;
 // gradients over blocks (in block order) does not depend on the number of threads.
 constexpr int64_t kBlock = 8;
 
-// The sizes and options of one MNM-p, read from the op's inputs and attributes.
+// The sizes and options of one MNM, read from the op's inputs and attributes.
 struct LocalSizes {
   int64_t batch = 0;
   int64_t steps = 0;
   int64_t units = 0;   // d_h
   int64_t heads = 0;   // H
   int64_t layers = 0;  // L
-  // Learned feedback functions q^l: L, or L - 1 when the last layer's target is v itself.
+  // Learned feedback functions q^l: L, or L - 1 when the last layer's target is v itself
+  // (MNM-p); 0 for MNM-g.
   int64_t feedback = 0;
   std::vector<int64_t> dims;  // D_0 .. D_L
+  bool gradient = false;      // MNM-g's write (equations 2-3) instead of MNM-p's (equation 4)
   bool normalize = true;
   bool compute_meta = true;
 
@@ -50,6 +53,8 @@ struct LocalSizes {
   int64_t value() const { return dims.back(); }
   int64_t gates() const { return 4 * units; }
   int64_t interface() const { return 2 * heads * key() + heads * value() + key(); }
+  // Rates beta_t: one per layer (MNM-p) or one in all (MNM-g).
+  int64_t rates() const { return gradient ? 1 : layers; }
   // Offset of layer l in one sequence's flat memory, and the total.
   int64_t memory_offset(int64_t l) const {
     int64_t offset = 0;
@@ -82,8 +87,8 @@ struct LocalParams {
   const T* controller_bias = nullptr;   // b_c [4 d_h]
   const T* interface_kernel = nullptr;  // W_i [d_h, I]
   const T* interface_bias = nullptr;    // b_i [I]
-  const T* rate_kernel = nullptr;       // W_beta [d_k, L]
-  const T* rate_bias = nullptr;         // b_beta [L]
+  const T* rate_kernel = nullptr;       // W_beta [d_k, R]: R = L (MNM-p) or 1 (MNM-g)
+  const T* rate_bias = nullptr;         // b_beta [R]
   std::vector<const T*> feedback_kernels;  // Q^l [d_v, D_{l+1}]
   std::vector<const T*> feedback_biases;   // q^l [D_{l+1}]
 };
@@ -105,8 +110,8 @@ struct LocalParamGrads {
 // Sizes of the LocalParams' tensors, in the order of LocalParamGrads' fields.
 inline std::vector<int64_t> ParamSizes(const LocalSizes& s) {
   std::vector<int64_t> sizes = {s.value() * s.gates(), s.units * s.gates(), s.gates(),
-                                s.units * s.interface(), s.interface(), s.key() * s.layers,
-                                s.layers};
+                                s.units * s.interface(), s.interface(), s.key() * s.rates(),
+                                s.rates()};
   for (int64_t l = 0; l < s.feedback; ++l) sizes.push_back(s.value() * s.dims[l + 1]);
   for (int64_t l = 0; l < s.feedback; ++l) sizes.push_back(s.dims[l + 1]);
   return sizes;
@@ -240,10 +245,16 @@ struct LocalStepScratch {
   std::vector<T> cell;     // [n, d_h]: c_t
   std::vector<T> hidden;   // [n, d_h]: h_t
   std::vector<T> vectors;  // [n, I]: tanh(h_t W_i + b_i) = [k^r; k^w; v^w; beta'_t]
-  std::vector<T> rates;    // [n, L]: beta^l_t
-  std::vector<T> targets;  // [n, sum_l H D_{l+1}]: target^l = q^l(v^w) (equation 4)
+  std::vector<T> rates;    // [n, R]: beta^l_t (MNM-p), beta_t (MNM-g)
+  std::vector<T> targets;  // [n, sum_l H D_{l+1}]: target^l = q^l(v^w) (equation 4; MNM-p)
   std::vector<T> writes;   // [n, sum_l H D_l]: z^0 = k^w, z^{l+1} = act(M^l_{t-1} z^l)
-  std::vector<T> norms;    // [n, L, H]: ||z^l||^2 + eps with normalised writes, else 1
+  // [n, L, H]: with normalised writes ||z^l||^2 + eps (MNM-p) or sum_l (||z^l||^2 + eps)
+  // (MNM-g, the same for every l), else 1.
+  std::vector<T> norms;
+  // MNM-g: [n, sum_l H D_{l+1}]: delta^{l+1} = dL^up/d(M^l z^l) at output_offset(l), and
+  // the back-propagated (M^l)^T delta^{l+1} at output_offset(l - 1), l = 1 .. L - 1.
+  std::vector<T> deltas;
+  std::vector<T> backs;
   std::vector<T> factors;  // [n, sum_l H D_{l+1}]: a^l of the write
   std::vector<T> reads;    // [n, sum_l H D_l]: y^0 = k^r, y^{l+1} = act(M^l_t y^l)
   std::vector<T> recalls;  // [n, sum_l H D_l]: u^0 = k^w, u^{l+1} = act(M^l_t u^l)
@@ -253,10 +264,12 @@ struct LocalStepScratch {
         cell(kBlock * s.units),
         hidden(kBlock * s.units),
         vectors(kBlock * s.interface()),
-        rates(kBlock * s.layers),
+        rates(kBlock * s.rates()),
         targets(kBlock * s.output_size()),
         writes(kBlock * s.activation_size()),
         norms(kBlock * s.layers * s.heads),
+        deltas(s.gradient ? kBlock * s.output_size() : 0),
+        backs(s.gradient ? kBlock * s.output_size() : 0),
         factors(kBlock * s.output_size()),
         reads(kBlock * s.activation_size()),
         recalls(kBlock * s.activation_size()) {}
@@ -267,8 +280,8 @@ struct LocalStepScratch {
 //   gates = x_t W_x + v^r_{t-1} W_r + h_{t-1} U + b_c;  i, f, o = sigmoid, g = tanh
 //   c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
 //   [k^r; k^w; v^w; beta'_t] = tanh(h_t W_i + b_i);  beta_t = sigmoid(beta'_t W_beta + b_beta)
-//   target^l_i = act_l(v^w_i Q^l + q^l) for l < F (tanh for hidden layers, linear for the
-//   last); with F = L - 1 the last layer's target is v^w_i itself.
+//   MNM-p: target^l_i = act_l(v^w_i Q^l + q^l) for l < F (tanh for hidden layers, linear for
+//   the last); with F = L - 1 the last layer's target is v^w_i itself. MNM-g: no targets.
 // projected, h, c, read: the block's rows, with row strides 4 d_h, d_h, d_h, d_v.
 template <typename T>
 void ControllerForward(const LocalSizes& s, const LocalParams<T>& p, int64_t n,
@@ -277,6 +290,7 @@ void ControllerForward(const LocalSizes& s, const LocalParams<T>& p, int64_t n,
                        LocalStepScratch<T>* w) {
   const int64_t dh = s.units, g4 = s.gates(), width = s.interface();
   const int64_t heads = s.heads, dk = s.key(), dv = s.value(), layers = s.layers;
+  const int64_t num_rates = s.rates();
   T* gates = w->gates.data();
   for (int64_t e = 0; e < n; ++e) {
     for (int64_t q = 0; q < g4; ++q) {
@@ -308,10 +322,12 @@ void ControllerForward(const LocalSizes& s, const LocalParams<T>& p, int64_t n,
   T* rates = w->rates.data();
   const int64_t rate_offset = 2 * heads * dk + heads * dv;
   for (int64_t e = 0; e < n; ++e) {
-    std::copy(p.rate_bias, p.rate_bias + layers, rates + e * layers);
+    std::copy(p.rate_bias, p.rate_bias + num_rates, rates + e * num_rates);
   }
-  DenseAccumulate(n, dk, layers, vectors + rate_offset, width, p.rate_kernel, rates, layers);
-  for (int64_t q = 0; q < n * layers; ++q) rates[q] = Sigmoid(rates[q]);
+  DenseAccumulate(n, dk, num_rates, vectors + rate_offset, width, p.rate_kernel, rates,
+                  num_rates);
+  for (int64_t q = 0; q < n * num_rates; ++q) rates[q] = Sigmoid(rates[q]);
+  if (s.gradient) return;
   const int64_t values_offset = 2 * heads * dk, total = s.output_size();
   for (int64_t l = 0; l < layers; ++l) {
     const int64_t size = s.dims[l + 1], offset = s.output_offset(l);
@@ -378,13 +394,14 @@ void ScatterFactors(const LocalSizes& s, int64_t row, const T* flat_a, const T* 
   }
 }
 
-// The write of equation 4 for one sequence, as rank-H factors (memory.local_write_factors):
+// MNM-p's write (equation 4) for one sequence, as rank-H factors
+// (memory.local_write_factors):
 //   a^l_i = (beta^l_t / H) (z^{l+1}_i - target^l_i) / n^l_i,   b^l_i = z^l_i,
 //   n^l_i = ||z^l_i||^2 + eps with normalised writes, else 1,
 // with z the activations of the write keys under M_{t-1} (MemoryForward of k^w first).
 template <typename T>
-void WriteFactors(const LocalSizes& s, int64_t e, LocalStepScratch<T>* w) {
-  const int64_t heads = s.heads, total = s.output_size(), width = s.interface();
+void LocalWriteFactors(const LocalSizes& s, int64_t e, LocalStepScratch<T>* w) {
+  const int64_t heads = s.heads, total = s.output_size();
   const T* activations = w->writes.data() + e * s.activation_size();
   for (int64_t l = 0; l < s.layers; ++l) {
     const int64_t rows = s.dims[l + 1], cols = s.dims[l];
@@ -404,7 +421,69 @@ void WriteFactors(const LocalSizes& s, int64_t e, LocalStepScratch<T>* w) {
       for (int64_t j = 0; j < rows; ++j) a[j] = step * (z_out[j] - target[j]);
     }
   }
-  (void)width;
+}
+
+// MNM-g's write (equations 2-3) for one sequence, as rank-H factors
+// (memory.gradient_write_factors): one gradient step of
+// L^up = (1/H) sum_i ||z^L_i - v^w_i||^2 on M_{t-1}, back-propagated in closed form:
+//   delta^L_i = (2/H) (z^L_i - v^w_i)                       (linear last layer)
+//   r^l_i = (M^l_{t-1})^T delta^{l+1}_i,  delta^l_i = r^l_i * (1 - (z^l_i)^2),  l = L-1 .. 1
+//   a^l_i = beta_t delta^{l+1}_i / n_i,   b^l_i = z^l_i,
+//   n_i = sum_l (||z^l_i||^2 + eps) with normalised writes, else 1.
+// memory: M_{t-1}; z: the activations of the write keys under it (MemoryForward first).
+template <typename T>
+void GradientWriteFactors(const LocalSizes& s, int64_t e, const T* const* memory,
+                          LocalStepScratch<T>* w) {
+  const int64_t heads = s.heads, total = s.output_size(), layers = s.layers, dv = s.value();
+  const T* activations = w->writes.data() + e * s.activation_size();
+  const T* values = w->vectors.data() + e * s.interface() + 2 * heads * s.key();
+  T* deltas = w->deltas.data() + e * total;
+  T* backs = w->backs.data() + e * total;
+  const T rate = w->rates[e];
+  for (int64_t i = 0; i < heads; ++i) {
+    const T* z_last = activations + s.activation_offset(layers) + i * dv;
+    T* delta = deltas + s.output_offset(layers - 1) + i * dv;
+    for (int64_t j = 0; j < dv; ++j) {
+      delta[j] = T(2) / static_cast<T>(heads) * (z_last[j] - values[i * dv + j]);
+    }
+    for (int64_t l = layers - 1; l >= 1; --l) {
+      const int64_t rows = s.dims[l + 1], cols = s.dims[l];
+      const T* upper = deltas + s.output_offset(l) + i * rows;
+      T* back = backs + s.output_offset(l - 1) + i * cols;
+      T* lower = deltas + s.output_offset(l - 1) + i * cols;
+      std::fill_n(back, cols, T(0));
+      MatTVecAccumulate(rows, cols, memory[l], upper, back);
+      const T* z = activations + s.activation_offset(l) + i * cols;
+      for (int64_t k = 0; k < cols; ++k) lower[k] = back[k] * (T(1) - z[k] * z[k]);
+    }
+    T norm = 1;
+    if (s.normalize) {
+      norm = 0;
+      for (int64_t l = 0; l < layers; ++l) {
+        const T* z = activations + s.activation_offset(l) + i * s.dims[l];
+        norm += static_cast<T>(kNormalizationEpsilon);
+        for (int64_t k = 0; k < s.dims[l]; ++k) norm += z[k] * z[k];
+      }
+    }
+    const T step = rate / norm;
+    for (int64_t l = 0; l < layers; ++l) {
+      w->norms[(e * layers + l) * heads + i] = norm;
+      const int64_t rows = s.dims[l + 1], offset = s.output_offset(l) + i * rows;
+      T* a = w->factors.data() + e * total + offset;
+      for (int64_t j = 0; j < rows; ++j) a[j] = step * deltas[offset + j];
+    }
+  }
+}
+
+// The write factors of either rule for sequence e of the block; memory: its M_{t-1}.
+template <typename T>
+void WriteFactors(const LocalSizes& s, int64_t e, const T* const* memory,
+                  LocalStepScratch<T>* w) {
+  if (s.gradient) {
+    GradientWriteFactors(s, e, memory, w);
+  } else {
+    LocalWriteFactors(s, e, w);
+  }
 }
 
 // The write M^l_t = M^l_{t-1} - sum_i a^l_i (b^l_i)^T, in place, for one sequence.

@@ -56,7 +56,7 @@ void LocalForwardBlock(const LocalSizes& s, const LocalParams<T>& p,
       }
       T* writes = w.writes.data() + e * s.activation_size();
       MemoryForward(s, memory.data(), w.vectors.data() + e * width + heads * dk, writes);
-      WriteFactors(s, e, &w);
+      WriteFactors(s, e, memory.data(), &w);
       const T* factors = w.factors.data() + e * s.output_size();
       ApplyWrite(s, factors, writes, memory.data());
       ScatterFactors(s, row, factors, writes, out.factors_a, out.factors_b);
@@ -113,7 +113,8 @@ REGISTER_OP("MnmLocalForward")
       return ::tensorflow::OkStatus();
     })
     .Doc(R"doc(
-The MNM-p recurrence over a sequence (mnm_keras/kernels/mnm_local_forward.h): every step's
+The MNM recurrence over a sequence, MNM-p or (gradient_write) MNM-g
+(mnm_keras/kernels/mnm_local_forward.h): every step's
 controller state h_t, c_t and read-out v^r_t, the final meta-loss accumulator and memory,
 and every step's write factors (a^l, b^l), from which MnmLocalBackward rebuilds the memory.
 )doc");

@@ -1,12 +1,16 @@
-// MnmLocalForward: the MNM-p recurrence (section 3, write rule of equation 4) over a whole
-// sequence, for the sequences [first, first + count) of the batch.
+// MnmLocalForward: the MNM recurrence (section 3) over a whole sequence, for the sequences
+// [first, first + count) of the batch, with MNM-p's write (equation 4) or, with the
+// attribute gradient_write, MNM-g's (equations 2-3).
 //
 // For t = 0 .. S-1 and every sequence b (mnm_keras/core.py, recurrent_step):
 //   gates  = x_t W_x + v^r_{t-1} W_r + h_{t-1} U + b_c        (x_t W_x: `projected`)
 //   c_t    = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g);   h_t = sigmoid(o) * tanh(c_t)
 //   [k^r; k^w; v^w; beta'_t] = tanh(h_t W_i + b_i);         beta_t = sigmoid(beta'_t W_beta + b_beta)
 //   z^0 = k^w, z^{l+1} = act_l(M^l_{t-1} z^l)                (section 3.2)
-//   M^l_t  = M^l_{t-1} - sum_i a^l_i (z^l_i)^T,  a^l_i = (beta^l_t / H)(z^{l+1}_i - q^l(v^w_i)) / n^l_i
+//   M^l_t  = M^l_{t-1} - sum_i a^l_i (z^l_i)^T,  with
+//     MNM-p: a^l_i = (beta^l_t / H)(z^{l+1}_i - q^l(v^w_i)) / n^l_i
+//     MNM-g: a^l_i = beta_t delta^{l+1}_i / n_i, delta the gradient of
+//            (1/H) sum_i ||z^L_i - v^w_i||^2 at M^l z^l (GradientWriteFactors)
 //   v^r_t  = (1/H) sum_i f_{phi_t}(k^r_i)
 //   meta  += [(1/H) sum_i ||f_{phi_t}(k^w_i) - v^w_i||^2, 1]   (equation 5, with compute_meta)
 // At a step whose keep is 0 the state is kept and the write factors are zeros (Keras's

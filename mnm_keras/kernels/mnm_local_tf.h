@@ -21,8 +21,9 @@ namespace mnm_keras {
 // The inputs both ops share, in this order: projected [S, B, 4 d_h], keeps [S, B], h [B, d_h],
 // c [B, d_h], read [B, d_v], meta [B, 2], memory L x [B, D_{l+1}, D_l], read_kernel
 // [d_v, 4 d_h], recurrent_kernel [d_h, 4 d_h], controller_bias [4 d_h], interface_kernel
-// [d_h, I], interface_bias [I], rate_kernel [d_k, L], rate_bias [L], feedback_kernels
-// F x [d_v, D_{l+1}], feedback_biases F x [D_{l+1}].
+// [d_h, I], interface_bias [I], rate_kernel [d_k, R], rate_bias [R] (R = L rates for MNM-p,
+// 1 for MNM-g), feedback_kernels F x [d_v, D_{l+1}], feedback_biases F x [D_{l+1}]
+// (F = 0 for MNM-g). The attribute gradient_write chooses MNM-g's write over MNM-p's.
 #define MNM_LOCAL_INPUTS                 \
   Input("projected: T")                  \
       .Input("keeps: T")                 \
@@ -47,7 +48,8 @@ namespace mnm_keras {
       .Attr("F: int >= 0")       \
       .Attr("num_heads: int >= 1") \
       .Attr("normalize: bool")   \
-      .Attr("compute_meta: bool")
+      .Attr("compute_meta: bool") \
+      .Attr("gradient_write: bool = false")
 
 inline ::tensorflow::Status ExpectShape(const ::tensorflow::Tensor& tensor, const char* name,
                                         const std::vector<int64_t>& dims) {
@@ -65,6 +67,7 @@ inline ::tensorflow::Status ExpectShape(const ::tensorflow::Tensor& tensor, cons
 // once when a kernel is constructed.
 struct LocalAttrs {
   int64_t heads = 1;
+  bool gradient = false;
   bool normalize = true;
   bool compute_meta = true;
 };
@@ -73,6 +76,7 @@ inline ::tensorflow::Status ReadLocalAttrs(::tensorflow::OpKernelConstruction* c
                                            LocalAttrs* attrs) {
   TF_RETURN_IF_ERROR(ctx->GetAttr("num_heads", &attrs->heads));
   TF_RETURN_IF_ERROR(ctx->GetAttr("normalize", &attrs->normalize));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("gradient_write", &attrs->gradient));
   return ctx->GetAttr("compute_meta", &attrs->compute_meta);
 }
 
@@ -125,9 +129,14 @@ template <typename T>
   s->heads = attrs.heads;
   s->layers = memory.size();
   s->feedback = feedback_kernels.size();
+  s->gradient = attrs.gradient;
   s->normalize = attrs.normalize;
   s->compute_meta = attrs.compute_meta;
-  if (s->feedback != s->layers && s->feedback != s->layers - 1) {
+  if (s->gradient && s->feedback != 0) {
+    return InvalidArgument("F (", s->feedback, " feedback functions) must be 0 with ",
+                           "gradient_write (MNM-g has no feedback functions).");
+  }
+  if (!s->gradient && s->feedback != s->layers && s->feedback != s->layers - 1) {
     return InvalidArgument("F (", s->feedback, " feedback functions) must be L (", s->layers,
                            ") or L - 1.");
   }
@@ -153,8 +162,8 @@ template <typename T>
       {"controller_bias", {s->gates()}},
       {"interface_kernel", {s->units, s->interface()}},
       {"interface_bias", {s->interface()}},
-      {"rate_kernel", {s->key(), s->layers}},
-      {"rate_bias", {s->layers}},
+      {"rate_kernel", {s->key(), s->rates()}},
+      {"rate_bias", {s->rates()}},
   };
   std::vector<const T*> pointers;
   for (const auto& [name, dims] : shared) {
@@ -205,7 +214,7 @@ inline void ForEachBlock(::tensorflow::OpKernelContext* ctx, int64_t batch, int6
 // The arithmetic of one step of one sequence (multiply-adds), for ForEachBlock's cost.
 inline int64_t StepCost(const LocalSizes& s) {
   int64_t cost = (s.value() + s.units) * s.gates() + s.units * s.interface();
-  cost += 4 * s.heads * s.memory_size();
+  cost += (s.gradient ? 5 : 4) * s.heads * s.memory_size();
   for (int64_t l = 0; l < s.feedback; ++l) cost += s.heads * s.value() * s.dims[l + 1];
   return cost;
 }
