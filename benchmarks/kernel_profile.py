@@ -1,10 +1,11 @@
-r"""Where a training step of `MNM` MNM-p spends its time, through the fused kernel or XLA.
+r"""Where a training step of `MNM` spends its time, through the fused kernel or XLA.
 
     python -m benchmarks.kernel_profile
     python -m benchmarks.kernel_profile --lengths=64,256 --implementations=kernel --steps=3
+    python -m benchmarks.kernel_profile --rules=mnm_g --out_dir=benchmarks/results/kernel_profile_mnm_g
 
 The training step of benchmarks/benchmark.py (per-step classifier, batch 32, controller
-100, memory 3 x 100, H = 1, `train_on_batch`) is taken apart by timing nested pieces of
+100, memory 3 x 100, H = 1, `train_on_batch`; MNM-p, MNM-g or both by ``--rules``) is taken apart by timing nested pieces of
 it in this one process, each a `tf.function`, interleaved repetition by repetition (the
 median over ``--steps`` after one untimed call):
 
@@ -33,6 +34,7 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 
+RULES = ("mnm_p", "mnm_g")
 PIECES = (
     "recurrence forward",
     "recurrence backward",
@@ -45,6 +47,7 @@ def define_flags():
     """Defines the command-line flags (only when run as a script)."""
     flags.DEFINE_list("lengths", ["64"], "Sequence lengths.")
     flags.DEFINE_list("implementations", ["kernel", "xla"], "MNM implementations: kernel, xla.")
+    flags.DEFINE_list("rules", ["mnm_p"], "Write rules: mnm_p, mnm_g.")
     flags.DEFINE_integer("batch_size", 32, "Batch size.")
     flags.DEFINE_integer("steps", 7, "Timed repetitions; the median is reported.")
     flags.DEFINE_string("out_dir", "benchmarks/results/kernel_profile", "Where results go.")
@@ -63,8 +66,8 @@ def _median_seconds(functions, steps):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _functions(implementation, length, batch_size, units=100, memory_units=100):
-    """The timed pieces of one (implementation, length): name -> zero-argument function."""
+def _functions(implementation, length, batch_size, units=100, memory_units=100, rule="mnm_p"):
+    """The timed pieces of one (rule, implementation, length): name -> zero-argument function."""
     import tensorflow as tf
 
     from benchmarks import benchmark
@@ -74,9 +77,11 @@ def _functions(implementation, length, batch_size, units=100, memory_units=100):
         raise ValueError(
             f"`implementations` entries must be 'kernel' or 'xla'; received {implementation!r}."
         )
+    if rule not in RULES:
+        raise ValueError(f"`rules` entries must be one of {RULES}; received {rule!r}.")
     config = {"units": units, "memory_units": memory_units, "features": 12}
     x, y = benchmark.batch(length, batch_size, config["features"])
-    model = benchmark.build(f"mnm_p_{implementation}", length, jit_compile=False, **config)
+    model = benchmark.build(f"{rule}_{implementation}", length, jit_compile=False, **config)
     lstm = benchmark.build("lstm", length, jit_compile=False, **config)
     layer = next(lay for lay in model.layers if hasattr(lay, "cell"))
     cell = layer.cell
@@ -140,38 +145,50 @@ def pieces(seconds):
     }
 
 
-def run(implementations, lengths, batch_size, steps, units=100, memory_units=100):
-    """Measures every (implementation, length); returns the result rows.
+def run(implementations, lengths, batch_size, steps, units=100, memory_units=100, rules=("mnm_p",)):
+    """Measures every (rule, implementation, length); returns the result rows.
 
     ``units`` / ``memory_units``: the controller's and the memory's sizes (the
-    benchmark's 100 and 100 by default).
+    benchmark's 100 and 100 by default); ``rules``: "mnm_p" and / or "mnm_g".
     """
     if steps < 1:
         raise ValueError(f"`steps` must be at least 1; received {steps!r}.")
     rows = []
     for length in lengths:
         functions = {}
-        for implementation in implementations:
-            built = _functions(implementation, length, batch_size, units, memory_units)
-            for name, function in built.items():
-                functions[implementation, name] = function
+        for rule in rules:
+            for implementation in implementations:
+                built = _functions(implementation, length, batch_size, units, memory_units, rule)
+                for name, function in built.items():
+                    functions[rule, implementation, name] = function
         seconds = _median_seconds(functions, steps)
-        for implementation in implementations:
-            own = {name: s for (i, name), s in seconds.items() if i == implementation}
-            lstm = own["lstm"]
-            split = pieces(own)
-            rows.append(
-                {
-                    "implementation": implementation,
-                    "length": length,
-                    "batch_size": batch_size,
-                    "seconds": own,
-                    "pieces": split,
-                    "pieces_in_lstm_steps": {k: v / lstm for k, v in split.items()},
-                    "ratio_to_lstm": own["train_step"] / lstm,
+        for rule in rules:
+            for implementation in implementations:
+                own = {
+                    name: s
+                    for (r, i, name), s in seconds.items()
+                    if (r, i) == (rule, implementation)
                 }
-            )
+                lstm = own["lstm"]
+                split = pieces(own)
+                rows.append(
+                    {
+                        "rule": rule,
+                        "implementation": implementation,
+                        "length": length,
+                        "batch_size": batch_size,
+                        "seconds": own,
+                        "pieces": split,
+                        "pieces_in_lstm_steps": {k: v / lstm for k, v in split.items()},
+                        "ratio_to_lstm": own["train_step"] / lstm,
+                    }
+                )
     return rows
+
+
+def _rule(row):
+    """The write rule of a row as the docs name it (records before ``rules`` were MNM-p)."""
+    return {"mnm_p": "MNM-p", "mnm_g": "MNM-g"}[row.get("rule", "mnm_p")]
 
 
 def plot(rows, path):
@@ -182,7 +199,7 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(2.5 + 1.5 * len(rows), 4))
-    labels = [f"{r['implementation']}\nT={r['length']}" for r in rows]
+    labels = [f"{_rule(r)}\n{r['implementation']}\nT={r['length']}" for r in rows]
     bottom = [0.0] * len(rows)
     for piece in PIECES:
         heights = [r["pieces_in_lstm_steps"][piece] for r in rows]
@@ -190,7 +207,7 @@ def plot(rows, path):
         bottom = [b + h for b, h in zip(bottom, heights)]
     axes.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     axes.set_ylabel("time in LSTM training steps")
-    axes.set_title("MNM-p training step, taken apart")
+    axes.set_title("MNM training step, taken apart")
     axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path)
@@ -200,8 +217,8 @@ def plot(rows, path):
 def table(rows):
     """The markdown table of the rows (each piece in LSTM training steps and its share)."""
     lines = [
-        "| implementation | T | " + " | ".join(PIECES) + " | whole step / LSTM step |",
-        "| --- | --- | " + " | ".join("---" for _ in PIECES) + " | --- |",
+        "| rule | implementation | T | " + " | ".join(PIECES) + " | whole step / LSTM step |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in PIECES) + " | --- |",
     ]
     for r in rows:
         total = sum(r["pieces"].values()) or 1.0
@@ -210,7 +227,7 @@ def table(rows):
             for p in PIECES
         ]
         lines.append(
-            f"| {r['implementation']} | {r['length']} | "
+            f"| {_rule(r)} | {r['implementation']} | {r['length']} | "
             + " | ".join(cells)
             + f" | {r['ratio_to_lstm']:.2f}x |"
         )
@@ -225,7 +242,11 @@ def render_table(record):
 def main(argv):
     del argv
     rows = run(
-        FLAGS.implementations, [int(n) for n in FLAGS.lengths], FLAGS.batch_size, FLAGS.steps
+        FLAGS.implementations,
+        [int(n) for n in FLAGS.lengths],
+        FLAGS.batch_size,
+        FLAGS.steps,
+        rules=FLAGS.rules,
     )
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     with open(os.path.join(FLAGS.out_dir, "kernel_profile.json"), "w") as f:
