@@ -6,18 +6,19 @@ import keras
 from keras import ops
 
 from mnm_keras import _utils, core
-from mnm_keras._sequence_layer import LAYER_KWARGS, CellSequenceLayer
+from mnm_keras._sequence_layer import LAYER_KWARGS, FusedRNN
 from mnm_keras.mnm_cell import MNMCell
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
-class MNM(CellSequenceLayer):
+class MNM(FusedRNN):
     """Runs an `MNMCell` over a sequence and adds its meta loss (equation 5) to the model.
 
-    ``keras.layers.RNN(MNMCell(...))`` computes the same outputs, but a loss cannot leave
-    the RNN's loop through ``add_loss``. The cell therefore accumulates, per sequence, the
-    sum of its per-step meta losses and the number of (unmasked) steps in its last state;
-    this layer takes them at the end of the sequence and
+    A `keras.layers.RNN` of an `MNMCell` whose inner loop runs the whole sequence at once
+    (`mnm_keras.core.unroll`: the fused kernel or the XLA loop). A loss cannot leave a
+    recurrent loop through ``add_loss``, so the cell accumulates, per sequence, the sum of
+    its per-step meta losses and the number of (unmasked) steps in its state; at the end of
+    each call this layer takes what the call added to them and
 
     * adds ``meta_loss_weight * mean_batch(sum / steps)`` with ``add_loss``, so `fit`
       minimises ``L_task + meta_loss_weight * L_meta`` (equation 6; the gradient reaches the
@@ -32,7 +33,11 @@ class MNM(CellSequenceLayer):
         rather than only the last (``[batch, output_units]``).
       return_state: also return the final state list of the cell.
       go_backwards, unroll: as in `keras.layers.RNN`.
-      stateful: must be False (the attribute exists for `keras.layers.Bidirectional`).
+      stateful: as in `keras.layers.RNN`: each call starts from the state the previous
+        call ended in (the batch size must then be fixed), so that a long sequence, or an
+        agent's episode, can be fed in pieces with the outputs of one call on the whole;
+        ``layer.reset_state()`` starts over from the initial state (phi_0). The meta loss
+        of a call is that of its own steps.
       memory_efficient: run the sequence with the memory-efficient backward pass
         (default True): instead of keeping every step's memory weights for
         back-propagation, it keeps the rank-H factors of each write and rebuilds the
@@ -73,12 +78,6 @@ class MNM(CellSequenceLayer):
         **kwargs,
     ):
         _utils.check_backend("MNM")
-        if stateful:
-            raise ValueError(
-                "`stateful=True` is not supported by MNM: every sequence starts from the "
-                "initial state (phi_0); pass the state explicitly with `initial_state` and "
-                "`return_state=True` to carry it across batches."
-            )
         layer_kwargs = {k: kwargs.pop(k) for k in LAYER_KWARGS if k in kwargs}
         # Mixed precision: the requested policy (``controller_dtype``, else ``dtype``, else
         # the global policy) goes to the cell's controller and projections; the layer
@@ -88,15 +87,17 @@ class MNM(CellSequenceLayer):
         requested = layer_kwargs.pop("dtype", None)
         policy = kwargs.pop("controller_dtype", None) or requested
         policy = keras.dtype_policies.get(policy or keras.config.dtype_policy())
-        super().__init__(dtype="float32", **layer_kwargs)
-        self.output_dtype = policy.compute_dtype
-        self._set_cell(
+        super().__init__(
             MNMCell(units, controller_dtype=policy, name="mnm_cell", **kwargs),
-            return_sequences,
-            return_state,
-            go_backwards,
-            unroll,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            dtype="float32",
+            **layer_kwargs,
         )
+        self.output_dtype = policy.compute_dtype
         self.memory_efficient = bool(memory_efficient)
         # On JAX a metric that a layer updates inside `call` breaks `fit` (Keras' JAX
         # trainer does not pass a layer's metric variables through its stateless forward
@@ -110,39 +111,37 @@ class MNM(CellSequenceLayer):
         return self.cell.meta_loss_weight
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        cell, config = self.cell, self.cell.config
-        if self.memory_efficient and not self.unroll:
-            params = cell.params()
-            if initial_state is None:
-                state = core.initial_state(config, params, ops.shape(sequences)[0])
-            else:
-                state = core.unpack(config, initial_state)
-            outputs, final = core.unroll(
-                config,
-                params,
-                sequences,
-                state,
-                mask=mask,
-                reverse=self.go_backwards,
-                jit_compile=cell.jit_compile,
-                implementation=cell.implementation,
-            )
-            output = outputs if self.return_sequences else outputs[:, -1]
-            states = core.pack(config, final)
-        else:
-            outputs = self.rnn(sequences, initial_state=initial_state, mask=mask, training=training)
-            output, states = outputs[0], list(outputs[1:])
-            final = core.unpack(config, states)
-        output = ops.cast(output, self.output_dtype)
-        per_sequence = final.meta[:, 0] / ops.maximum(final.meta[:, 1], 1.0)
-        meta_loss = ops.mean(per_sequence)
-        if cell.meta_loss_weight:
-            self.add_loss(cell.meta_loss_weight * meta_loss)
+        result = super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+        if self.return_state:
+            return (ops.cast(result[0], self.output_dtype), *result[1:])
+        return ops.cast(result, self.output_dtype)
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        last, outputs, states = super().inner_loop(sequences, initial_state, mask, training)
+        config = self.cell.config
+        start, final = core.unpack(config, initial_state), core.unpack(config, states)
+        # This call's own steps: what it added to the accumulated sum and count.
+        meta = final.meta - start.meta
+        meta_loss = ops.mean(meta[:, 0] / ops.maximum(meta[:, 1], 1.0))
+        if self.cell.meta_loss_weight:
+            self.add_loss(self.cell.meta_loss_weight * meta_loss)
         if self.meta_loss_tracker is not None:
             self.meta_loss_tracker.update_state(meta_loss)
-        if self.return_state:
-            return (output, *states)
-        return output
+        return last, outputs, states
+
+    def _fused_loop(self, sequences, initial_state, mask):
+        cell, config = self.cell, self.cell.config
+        outputs, final = core.unroll(
+            config,
+            cell.params(),
+            sequences,
+            core.unpack(config, initial_state),
+            mask=mask,
+            reverse=self.go_backwards,
+            jit_compile=cell.jit_compile,
+            implementation=cell.implementation,
+        )
+        return outputs[:, -1], outputs, core.pack(config, final)
 
     def get_config(self):
         return self._sequence_config(memory_efficient=self.memory_efficient)

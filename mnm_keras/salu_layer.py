@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from mnm_keras import _utils, salu_core
-from mnm_keras._sequence_layer import LAYER_KWARGS, CellSequenceLayer
+from mnm_keras._sequence_layer import LAYER_KWARGS, FusedRNN
 from mnm_keras.salu_cell import SALUCell
 
 
 @keras.saving.register_keras_serializable(package="mnm_keras")
-class SALU(CellSequenceLayer):
+class SALU(FusedRNN):
     """Runs a `SALUCell` over a sequence, with a loop that does not keep its tables.
 
     Computes what ``keras.layers.RNN(SALUCell(...))`` computes (tested: outputs, final
@@ -33,7 +32,10 @@ class SALU(CellSequenceLayer):
       memory_efficient: run the loop of `salu_core.unroll` (default True); ``False`` (or
         ``unroll=True``) uses `keras.layers.RNN` itself.
       jit_compile: compile that loop and its backward pass with XLA (default True).
-      stateful: must be False (the attribute exists for `keras.layers.Bidirectional`).
+      stateful: as in `keras.layers.RNN`: each call starts from the state the previous
+        call ended in (the batch size must then be fixed), so that a sequence fed in pieces
+        gives the outputs of one call on the whole (while the pieces together fit in
+        ``max_length``); ``layer.reset_state()`` starts over from an empty table.
       **kwargs: `SALUCell` arguments (``key_size``, ``value_size``, ``num_heads``, ...)
         and base `Layer` arguments (``name``, ``dtype``).
 
@@ -68,52 +70,35 @@ class SALU(CellSequenceLayer):
         **kwargs,
     ):
         _utils.check_backend("SALU")
-        if stateful:
-            raise ValueError(
-                "`stateful=True` is not supported by SALU: every sequence starts from an "
-                "empty table; pass the state explicitly with `initial_state` and "
-                "`return_state=True` to carry it across batches."
-            )
         for name, value in (("memory_efficient", memory_efficient), ("jit_compile", jit_compile)):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
         layer_kwargs = {k: kwargs.pop(k) for k in LAYER_KWARGS if k in kwargs}
-        super().__init__(**layer_kwargs)
-        self._set_cell(
-            SALUCell(units, max_length, dtype=self.dtype_policy, name="salu_cell", **kwargs),
-            return_sequences,
-            return_state,
-            go_backwards,
-            unroll,
+        policy = keras.dtype_policies.get(layer_kwargs.get("dtype") or keras.config.dtype_policy())
+        super().__init__(
+            SALUCell(units, max_length, dtype=policy, name="salu_cell", **kwargs),
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            stateful=stateful,
+            unroll=unroll,
+            **layer_kwargs,
         )
         self.memory_efficient = memory_efficient
         self.jit_compile = jit_compile
 
-    def call(self, sequences, initial_state=None, mask=None, training=False):
-        if self.memory_efficient and not self.unroll:
-            config = self.cell.config
-            if initial_state is None:
-                state = salu_core.initial_state(config, ops.shape(sequences)[0])
-            else:
-                state = salu_core.unpack(config, initial_state)
-            outputs, final = salu_core.unroll(
-                config,
-                self.cell.params(),
-                sequences,
-                state,
-                mask=mask,
-                reverse=self.go_backwards,
-                jit_compile=self.jit_compile,
-            )
-            output = outputs if self.return_sequences else outputs[:, -1]
-            states = salu_core.pack(config, final)
-        else:
-            outputs = self.rnn(sequences, initial_state=initial_state, mask=mask, training=training)
-            output, states = outputs[0], list(outputs[1:])
-        output = ops.cast(output, self.compute_dtype)
-        if self.return_state:
-            return (output, *states)
-        return output
+    def _fused_loop(self, sequences, initial_state, mask):
+        config = self.cell.config
+        outputs, final = salu_core.unroll(
+            config,
+            self.cell.params(),
+            sequences,
+            salu_core.unpack(config, initial_state),
+            mask=mask,
+            reverse=self.go_backwards,
+            jit_compile=self.jit_compile,
+        )
+        return outputs[:, -1], outputs, salu_core.pack(config, final)
 
     def get_config(self):
         return self._sequence_config(

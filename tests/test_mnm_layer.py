@@ -162,9 +162,52 @@ def test_bidirectional_mnm_trains_saves_and_loads(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
-def test_stateful_is_refused_and_output_shapes_are_declared():
-    with pytest.raises(ValueError, match="stateful=True"):
-        mnm_keras.MNM(4, stateful=True)
+@pytest.mark.parametrize("memory_efficient", [True, False])
+@pytest.mark.parametrize("rule", ["local", "gradient"])
+def test_stateful_streams_a_sequence_in_pieces(rule, memory_efficient):
+    # A sequence fed in pieces to a stateful layer gives the outputs and the final state
+    # (memory weights included) of one call on the whole, with a mask; each call's meta
+    # loss is that of its own steps; reset_state() starts over from phi_0, not zeros.
+    options = dict(SIZES, write_rule=rule, memory_efficient=memory_efficient)
+    whole = mnm_keras.MNM(7, return_sequences=True, return_state=True, **options)
+    pieces = mnm_keras.MNM(7, return_sequences=True, return_state=True, stateful=True, **options)
+    x = _inputs(steps=9)
+    mask = tf.constant(np.random.default_rng(4).random((3, 9)) > 0.3)
+    whole(x), pieces(x[:, :4])
+    pieces.set_weights(whole.get_weights())
+    pieces.reset_state()
+    initial = whole.cell.get_initial_state(batch_size=3)
+    for variable, value in zip(pieces.states, initial):
+        np.testing.assert_array_equal(variable, value)
+    assert any(np.abs(value).max() > 0 for value in initial)  # phi_0
+    want = whole(x, mask=mask)
+    got, meta = [], []
+    for a, b in ((0, 4), (4, 5), (5, 9)):
+        got.append(pieces(x[:, a:b], mask=mask[:, a:b]))
+        meta.append(float(pieces.losses[-1]))
+    # At a masked step the output repeats the call's previous output (zeros at the start
+    # of a call, as in every Keras RNN), so the outputs are compared where the mask is on.
+    streamed = np.concatenate([g[0] for g in got], axis=1)
+    np.testing.assert_allclose(
+        streamed[mask.numpy()], np.asarray(want[0])[mask.numpy()], rtol=1e-5, atol=1e-5
+    )
+    for final, state in zip(want[1:], got[-1][1:]):
+        np.testing.assert_allclose(state, final, rtol=1e-5, atol=1e-5)
+    # The meta loss of the last piece: each sequence's sum of per-step meta losses over
+    # that piece's own (unmasked) steps, over their number, then the batch mean.
+    after_five = pieces.cell.unpack_state(got[1][1:])
+    final = pieces.cell.unpack_state(got[2][1:])
+    added = np.asarray(final.meta) - np.asarray(after_five.meta)
+    np.testing.assert_array_equal(added[:, 1], np.sum(mask[:, 5:], axis=1))
+    expected = np.mean(added[:, 0] / np.maximum(added[:, 1], 1.0))
+    weight = pieces.cell.meta_loss_weight
+    np.testing.assert_allclose(meta[-1], weight * expected, rtol=1e-5)
+    pieces.reset_state()
+    again = pieces(x[:, :4], mask=mask[:, :4])
+    np.testing.assert_allclose(again[0], got[0][0], rtol=1e-6, atol=1e-7)
+
+
+def test_output_shapes_are_declared():
     layer = mnm_keras.MNM(4, memory_units=6, key_size=5, value_size=3, return_state=True)
     shapes = layer.compute_output_shape((2, 7, 3))
     outputs = layer(np.zeros((2, 7, 3), "float32"))
