@@ -379,7 +379,8 @@ def render_table(record):
 
 def main(argv):
     del argv
-    import tf_agents_ext  # noqa: F401 (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+    # TF-Agents needs tf.keras to be tf-keras: set before TensorFlow loads (tf_agents_ext).
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
     batches = [int(b) for b in FLAGS.num_parallel_episodes]
     rows = run(

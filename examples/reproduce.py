@@ -56,7 +56,8 @@ import typing
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if __package__ in (None, ""):  # run as a script (python examples/reproduce.py)
     sys.path.insert(0, ROOT)
-import tf_agents_ext  # noqa: E402, F401  (first: TF_USE_LEGACY_KERAS=1 for the maze's script)
+# The maze's script needs tf.keras to be tf-keras: set before TensorFlow is imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # isort: on
 
 from absl import app, flags  # noqa: E402

@@ -66,6 +66,34 @@ def test_held_out_mazes_are_fixed_and_not_the_training_mazes():
     assert maze_training.training_maze_seeds(3, 0, 8) != maze_training.training_maze_seeds(3, 16, 8)
 
 
+def test_random_policy_reward_is_the_random_policys_mean_on_those_mazes():
+    # The same mazes played one by one (MazeEnvironment follows BatchedMazeEnvironment's
+    # maze i given the same actions) with the same action draws, repeat by repeat.
+    seeds, length, repeats = maze_training.held_out_maze_seeds(2, 3), 40, 2
+    rng = np.random.default_rng(5)
+    actions = [
+        np.stack([rng.integers(maze.NUM_ACTIONS, size=len(seeds)) for _ in range(length)])
+        for _ in range(repeats)
+    ]
+    totals = []
+    for draws in actions:
+        for i, seed in enumerate(seeds):
+            env = maze.MazeEnvironment(episode_length=length, seed=seed)
+            env.reset()
+            totals.append(sum(float(env.step(int(a)).reward) for a in draws[:, i]))
+    got = maze_training.random_policy_reward(
+        seeds, episode_length=length, repeats=repeats, policy_seed=5
+    )
+    np.testing.assert_allclose(got, np.mean(totals), rtol=1e-6)
+    assert got != maze_training.random_policy_reward(
+        seeds, episode_length=length, repeats=repeats, policy_seed=6
+    )
+    with pytest.raises(
+        ValueError, match="`repeats` must be a positive integer; received repeats=0"
+    ):
+        maze_training.random_policy_reward(seeds, repeats=0)
+
+
 def test_greedy_evaluation_is_deterministic():
     agent, _ = maze_training.build_agent(
         "lstm",
@@ -124,7 +152,9 @@ def test_train_writes_one_row_per_evaluation(tmp_path):
     }
     assert results["train_reward"] == history[-1]["train_reward"]
     assert results["episodes"] == 6 and outcome["start_episodes"] == 0
-    assert results["random_policy_reward"] == maze_training.RANDOM_POLICY_REWARD
+    assert results["random_policy_reward"] == maze_training.random_policy_reward(
+        maze_training.held_out_maze_seeds(1, 3), episode_length=12
+    )
     state = _reload_and_act(model_dir)
     # The saved policy's state: h, c, the last read, one flat matrix per memory layer and
     # the meta-loss pair; the last layer maps to the value size (4 x 4 here).

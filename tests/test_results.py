@@ -263,3 +263,31 @@ def test_the_maze_regime_table_keeps_settings_apart_with_curves(tmp_path):
     assert (figures / "maze_regime_seconds.png").stat().st_size > 1000
     assert "![training reward against episodes](../figures/maze_regime_episodes.png)" in regime
     assert results.stale(str(tmp_path)) == []
+
+
+def test_the_maze_learning_curves_are_every_runs_held_out_evaluations(tmp_path):
+    # One curve per seed from each record's history rows with an evaluation, in the
+    # order of the settings; the random policy's mean as a flat line; regime runs and
+    # rows without an evaluation left out.
+    for seed, greedy in ((0, [5.0, 50.0, 150.0]), (1, [8.0, 20.0])):
+        _maze_record(
+            tmp_path, f"maze-mnm_p-1x100-100000-seed{seed}", "mnm_p", 16, seed, [9] * len(greedy), 2
+        )
+        path = (
+            tmp_path / "results" / "maze" / f"maze-mnm_p-1x100-100000-seed{seed}" / "metrics.json"
+        )
+        record = json.loads(path.read_text())
+        for row, value in zip(record["history"], greedy):
+            row["eval_greedy_reward"] = value
+        record["results"]["random_policy_reward"] = 9.0 + seed
+        path.write_text(json.dumps(record))
+    _maze_record(tmp_path, "maze-lstm-800-seed0", "lstm", 16, 0, [9, 9], 2)  # no evaluations
+    _maze_record(tmp_path, "maze-regime-lstm-b1-seed0", "lstm", 1, 0, [9, 20], 10)
+    figure = results.maze_learning_curves_figure(results.load_records(str(tmp_path)))
+    assert figure["curves"] == {
+        "MNM-p 1 x 100, normalised writes, seed 0": {"x": [400, 800, 1200], "y": [5, 50, 150]},
+        "MNM-p 1 x 100, normalised writes, seed 1": {"x": [400, 800], "y": [8, 20]},
+        "random policy": {"x": [0, 1200], "y": [9.5, 9.5]},
+    }
+    assert len(figure["sources"]) == 2
+    assert results.maze_learning_curves_figure([])["curves"] == {}

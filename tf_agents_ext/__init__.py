@@ -14,16 +14,15 @@ Modules (paper section 4.3):
   `train`, the resumable loop with its history rows (``examples/maze_a2c.py`` runs it).
 
 The modules are imported on first use (``tf_agents_ext.training``, or ``from tf_agents_ext
-import training``), so that ``import tf_agents_ext`` only sets up tf.keras (below).
+import training``).
 
-**Process-wide side effect.** TF-Agents is built on Keras 2 (tf-keras), which TensorFlow
-serves as ``tf.keras`` only when the environment variable ``TF_USE_LEGACY_KERAS=1`` is set
-before ``tf.keras`` is first used. Importing this package therefore sets
-``os.environ["TF_USE_LEGACY_KERAS"] = "1"`` for the whole process (unless the variable is
-already set), so that ``tf.keras`` is tf-keras everywhere in the process afterwards;
-``import keras`` stays Keras 3, so `mnm_keras` keeps working beside it. If TensorFlow has
-already bound ``tf.keras`` to Keras 3 (the variable was not set in time, or is set to
-another value), importing this package raises an `ImportError` that says what to do.
+**tf-keras.** TF-Agents is built on Keras 2 (tf-keras), which TensorFlow serves as
+``tf.keras`` only when the environment variable ``TF_USE_LEGACY_KERAS=1`` is set before
+``tf.keras`` is first used; ``import keras`` stays Keras 3, so `mnm_keras` works beside it.
+This package does not change the process: a program that uses it sets the variable before
+TensorFlow is imported (``TF_USE_LEGACY_KERAS=1 python ...``, or
+``os.environ["TF_USE_LEGACY_KERAS"] = "1"`` at its top, as ``examples/maze_a2c.py`` does).
+Importing this package without it raises an `ImportError` that says so.
 """
 
 from __future__ import annotations
@@ -36,13 +35,23 @@ __all__ = ["a2c_agent", "maze", "networks", "training"]
 
 _VARIABLE = "TF_USE_LEGACY_KERAS"
 
-os.environ.setdefault(_VARIABLE, "1")
-
 
 def _check_legacy_keras():
     """Raises ImportError unless ``tf.keras`` is (or will be) tf-keras in this process."""
+    advice = (
+        f"Set the environment variable {_VARIABLE}=1 before TensorFlow is imported (e.g. "
+        f"`{_VARIABLE}=1 python ...`, or os.environ['{_VARIABLE}'] = '1' at the top of "
+        "your program, before importing tensorflow, keras, mnm_keras or tf_agents_ext); "
+        "also `pip install tf-keras` (mnm_keras[agents])."
+    )
     if "tensorflow" not in sys.modules:
-        return  # TensorFlow will read the variable set above when tf.keras is first used.
+        if os.environ.get(_VARIABLE) != "1":
+            raise ImportError(
+                "tf_agents_ext needs TensorFlow's tf.keras to be tf-keras (Keras 2), which "
+                f"TensorFlow serves only when {_VARIABLE}=1; in this process it is "
+                f"{os.environ.get(_VARIABLE)!r}. " + advice
+            )
+        return  # TensorFlow will read the variable when tf.keras is first used.
     import tensorflow as tf
 
     # tf.keras is a lazy loader that reads TF_USE_LEGACY_KERAS on its first use: if nothing
@@ -52,11 +61,7 @@ def _check_legacy_keras():
         raise ImportError(
             "tf_agents_ext needs TensorFlow's tf.keras to be tf-keras (Keras 2), but in this "
             f"process tf.keras is already the {name!r} package: {_VARIABLE} was not '1' "
-            "when tf.keras was first used. Set the "
-            f"environment variable {_VARIABLE}=1 before TensorFlow is imported (e.g. "
-            f"`{_VARIABLE}=1 python ...`, or os.environ['{_VARIABLE}'] = '1' at the top of "
-            "your program), or import tf_agents_ext before tensorflow, keras and mnm_keras; "
-            "also `pip install tf-keras` (mnm_keras[agents])."
+            "when tf.keras was first used. " + advice
         )
 
 
