@@ -18,6 +18,7 @@ class ControllerCell(keras.layers.Layer):
 
     def __init__(
         self,
+        *,
         units,
         key_size,
         value_size,

@@ -155,17 +155,17 @@ class MNMCell(ControllerCell):
         requested = kwargs.pop("dtype", None)
         policy = controller_dtype if controller_dtype is not None else requested
         super().__init__(
-            units,
-            key_size,
-            value_size,
-            num_heads,
-            output_units,
-            seed,
-            kernel_initializer,
-            recurrent_initializer,
-            bias_initializer,
-            kernel_regularizer,
-            bias_regularizer,
+            units=units,
+            key_size=key_size,
+            value_size=value_size,
+            num_heads=num_heads,
+            output_units=output_units,
+            seed=seed,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
             sublayer_dtype=(
                 keras.config.dtype_policy() if policy is None else keras.dtype_policies.get(policy)
             ),

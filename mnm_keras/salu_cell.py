@@ -63,17 +63,17 @@ class SALUCell(ControllerCell):
     ):
         _utils.check_backend("SALUCell")
         super().__init__(
-            units,
-            key_size,
-            value_size,
-            num_heads,
-            output_units,
-            seed,
-            kernel_initializer,
-            recurrent_initializer,
-            bias_initializer,
-            kernel_regularizer,
-            bias_regularizer,
+            units=units,
+            key_size=key_size,
+            value_size=value_size,
+            num_heads=num_heads,
+            output_units=output_units,
+            seed=seed,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
             **kwargs,
         )
         check_positive_int("max_length", max_length)
