@@ -34,7 +34,7 @@ def test_readme_usage_example_runs(capsys):
     (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
-    assert printed == ["(2, 7, 64)", "['loss', 'meta_loss']", "(2, 1, 3)"]
+    assert printed == ["(2, 7, 64)", "['loss', 'meta_loss']", "(2, 16)", "(2, 1, 3)"]
 
 
 def test_readme_is_short():
