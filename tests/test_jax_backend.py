@@ -249,6 +249,23 @@ def test_bidirectional_mnm_trains_on_jax():
     assert np.all(np.isfinite(history.history["loss"]))
 
 
+@pytest.mark.parametrize("layer_class", ["MNM", "SALU"])
+def test_stateful_streaming_equals_one_call_on_jax(layer_class):
+    options = dict(key_size=4, value_size=4, seed=0, return_sequences=True)
+    if layer_class == "MNM":
+        options.update(memory_units=6, memory_layers=1)
+    else:
+        options.update(max_length=6)
+    make = getattr(mnm_keras, layer_class)
+    whole, pieces = make(8, **options), make(8, stateful=True, **options)
+    x = np.random.default_rng(9).normal(size=(2, 6, 3)).astype("float32")
+    whole(x), pieces(x[:, :2])
+    pieces.set_weights(whole.get_weights())
+    pieces.reset_state()
+    streamed = [np.asarray(pieces(x[:, a:b])) for a, b in ((0, 3), (3, 4), (4, 6))]
+    np.testing.assert_allclose(np.concatenate(streamed, 1), whole(x), rtol=1e-5, atol=1e-5)
+
+
 def test_readme_usage_example_runs_on_jax(capsys):
     text = (ROOT / "README.md").read_text()
     (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
