@@ -37,6 +37,14 @@ class FusedRNN(keras.layers.RNN):
             )
         super().build(sequences_shape, initial_state_shape)
 
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        if sequences.shape[1] == 0:
+            raise ValueError(
+                f"`sequences` must have at least one time step; received shape "
+                f"{tuple(sequences.shape)} [batch, time, features]."
+            )
+        return super().call(sequences, initial_state=initial_state, mask=mask, training=training)
+
     def reset_state(self):
         """Sets a stateful layer's state to the cell's initial state (``get_initial_state``)."""
         if self.states is None:
