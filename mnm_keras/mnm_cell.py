@@ -261,21 +261,7 @@ class MNMCell(ControllerCell):
                 "MNMCell.params needs the cell to be built first: call "
                 "`cell.build((None, input_dim))` or run the RNN layer once."
             )
-        controller = self.controller
-        return core.MNMParams(
-            controller.kernel.value,
-            controller.recurrent_kernel.value,
-            controller.bias.value,
-            self.interface.kernel.value,
-            self.interface.bias.value,
-            self.rate.kernel.value,
-            self.rate.bias.value,
-            self.output_projection.kernel.value,
-            self.output_projection.bias.value,
-            tuple(q.kernel.value for q in self.feedback),
-            tuple(q.bias.value for q in self.feedback),
-            tuple(m.value for m in self.initial_memory),
-        )
+        return core.cell_params(self, lambda variable: variable.value)
 
     def get_initial_state(self, batch_size=None, dtype=None):
         """The state at the start of every sequence: zeros, and phi_0 for every sequence.

@@ -217,21 +217,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         """The cell's weights as a `mnm_keras.core.MNMParams` of tensors."""
         if not self.built:
             raise ValueError("TFKerasMNMCell.params needs the cell to be built first.")
-        controller = self.controller
-        return core.MNMParams(
-            tf.convert_to_tensor(controller.kernel),
-            tf.convert_to_tensor(controller.recurrent_kernel),
-            tf.convert_to_tensor(controller.bias),
-            tf.convert_to_tensor(self.interface.kernel),
-            tf.convert_to_tensor(self.interface.bias),
-            tf.convert_to_tensor(self.rate.kernel),
-            tf.convert_to_tensor(self.rate.bias),
-            tf.convert_to_tensor(self.output_projection.kernel),
-            tf.convert_to_tensor(self.output_projection.bias),
-            tuple(tf.convert_to_tensor(q.kernel) for q in self.feedback),
-            tuple(tf.convert_to_tensor(q.bias) for q in self.feedback),
-            tuple(tf.convert_to_tensor(m) for m in self.initial_memory),
-        )
+        return core.cell_params(self, tf.convert_to_tensor)
 
     def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
         """Zeros and phi_0 for every sequence: the list of `state_size` tensors ``[B, size]``."""
