@@ -608,7 +608,7 @@ def maze_learning_curves_figure(records):
     ]
     curves = {}
     for record in sorted(selected, key=lambda r: (_maze_setting(r), r.config.get("seed", 0))):
-        model, batch, rate = _maze_setting(record)
+        model = _maze_setting(record)[0]
         rows = [row for row in record.history if "eval_greedy_reward" in row]
         curves[f"{model}, seed {record.config.get('seed', 0)}"] = {
             "x": [int(row["step"]) for row in rows],
