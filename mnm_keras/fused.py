@@ -25,6 +25,11 @@ IMPLEMENTATIONS = ("auto", "kernel", "xla")
 __all__ = ["IMPLEMENTATIONS", "check_implementation", "choose", "recurrence", "step", "unsupported"]
 
 
+# Loading the library (at first use: the compiler's version, the cache's files, perhaps a
+# build) is plain Python, often reached while a tf.function with AutoGraph traces a
+# network (TF-Agents' `common.function`): it is kept out of AutoGraph's conversion, which
+# would try, and fail with warnings, to convert `subprocess` and `os.path`.
+@tf.autograph.experimental.do_not_convert
 def _library():
     """The loaded op library (compiled at first use; `mnm_keras.kernels`)."""
     from mnm_keras import kernels
@@ -109,6 +114,7 @@ def _in_xla_function():
     return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
 
 
+@tf.autograph.experimental.do_not_convert
 def choose(config, implementation, single_step=False):
     """``"kernel"`` or ``"xla"``: what runs ``config`` with ``implementation``.
 

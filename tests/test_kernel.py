@@ -360,3 +360,34 @@ def test_fit_under_compile_takes_the_kernel_unless_xla_compiles_the_step(
     x = np.random.default_rng(0).normal(size=(4, 5, 3)).astype("float32")
     model.fit(x, np.zeros(4), epochs=1, verbose=0)
     assert chosen and set(chosen) == {expected}
+
+
+def _choose_for_autograph(config):
+    return fused.choose(config, "auto")
+
+
+def test_choosing_inside_an_autograph_function_is_not_converted(monkeypatch):
+    """A tf.function with AutoGraph (as TF-Agents' `common.function` traces the agent's
+    networks) that first asks for the kernel runs the library's loading (the compiler's
+    version, the cache's files) as plain Python: AutoGraph does not try to convert it and
+    logs no "could not transform" warning."""
+    import logging
+
+    records = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    monkeypatch.setattr(kernels, "_LIBRARY", kernels.KernelLibrary(source_dir=kernels.SOURCE_DIR))
+    config = _cell(num_heads=1, memory_layers=1).config
+
+    @tf.function(autograph=True)
+    def traced(x):
+        return x + (1.0 if _choose_for_autograph(config) == "kernel" else 2.0)
+
+    try:
+        assert float(traced(tf.constant(0.0))) == 1.0
+    finally:
+        logger.removeHandler(handler)
+    messages = [record.getMessage() for record in records]
+    assert not [m for m in messages if "AutoGraph could not transform" in m], messages[:3]
