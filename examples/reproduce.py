@@ -23,7 +23,8 @@ process (``python -m examples.SCRIPT --flag=value ...``, resuming its ``model_di
 crash of one run does not stop the others, and a table command that was killed, rerun,
 trains only what is unfinished. Each process has a deadline, its estimated time times
 ``--deadline_factor`` plus 10 minutes: a process still running then is reported by its run's
-name and killed, and the table goes on (its record is collected if it was complete).
+name and killed, and the table goes on (its record is collected if it was complete; a process stopped after
+its training reached the budget is invoked once more, to write the record).
 ``--dry_run`` prints each run's status (done, partial with the steps its ``model_dir`` has
 trained, to do), its budget and an estimate of its training time from the committed
 records' speed (seconds per step of the same script and model). ``--hours=H`` runs only
@@ -812,6 +813,13 @@ def check_conflicts(runs):
         )
 
 
+# The deadline of the second invocation of a run stopped at its deadline after its
+# training had reached its budget: it resumes from the run's last checkpoint, trains what
+# came after it (at most one checkpoint interval) and writes the record. It may end past
+# ``--hours`` by this much.
+FINISH_SECONDS = 900.0
+
+
 def fits(run, records, seconds_left):
     """(whether ``run`` may start with ``seconds_left`` of ``--hours`` left, its deadline).
 
@@ -836,7 +844,8 @@ def run_table(options):
 
     Each run's process has a deadline (`run_deadline`; with ``--hours``, `fits`); a process
     still running then is killed, and its run counts as failed unless it had written its
-    complete record. Each record is collected, and the docs rendered, as soon as its run
+    complete record; one whose history had reached its budget is invoked once more to write
+    its record (`FINISH_SECONDS`). Each record is collected, and the docs rendered, as soon as its run
     ends. With ``--parallel=N``, N runs go at once, each process pinned to its own core,
     in the table's order.
 
@@ -881,6 +890,22 @@ def run_table(options):
                 run.cpu = cpu
                 status = launch(run)
                 planned = plan_run(run.spec, options)
+                if (
+                    status is None
+                    and planned.status != "finished"
+                    and planned.steps_done >= run.next_budget
+                ):
+                    # Stopped after its training reached the budget (its evaluation and
+                    # record still to come): once more from its last checkpoint.
+                    print(
+                        f"[reproduce] {run.spec.name}: trained to {run.next_budget:,} but "
+                        "stopped at its deadline before writing its record; writing it "
+                        f"(a deadline of {format_seconds(FINISH_SECONDS)}).",
+                        flush=True,
+                    )
+                    run.deadline = FINISH_SECONDS
+                    status = launch(run)
+                    planned = plan_run(run.spec, options)
                 if status is None and planned.status == "finished":
                     print(
                         f"[reproduce] {run.spec.name}: its record was complete before the "

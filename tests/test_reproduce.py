@@ -470,3 +470,35 @@ def test_maze_stages_end_at_checkpoints_and_resume_to_the_whole_budget():
         interval = spec.overrides["eval_interval"]
         assert spec.stages and all(stage % interval == 0 for stage in spec.stages), spec.name
         assert spec.overrides["num_episodes"] == reproduce.MAZE_EPISODES
+
+
+def test_a_run_stopped_after_reaching_its_budget_is_invoked_again_for_its_record(
+    tiny, monkeypatch, capsys
+):
+    """A process killed at its deadline after its training reached the budget, before it
+    wrote its record, is invoked once more (from its checkpoint) and its record collected."""
+    launched = []
+    launch = reproduce.launch
+
+    def stopped_before_the_record(run):
+        launched.append((run.spec.name, run.deadline))
+        status = launch(run)
+        if len(launched) == 1:  # trained to the budget, then killed before its record
+            os.remove(os.path.join(run.model_dir, "metrics.json"))
+            return None
+        return status
+
+    monkeypatch.setattr(reproduce, "launch", stopped_before_the_record)
+    assert reproduce.run(tiny) == []
+    assert [name for name, _ in launched] == [
+        "tiny-lstm-seed0",
+        "tiny-lstm-seed0",
+        "tiny-lstm-seed1",
+    ]
+    assert launched[1][1] == reproduce.FINISH_SECONDS
+    out = capsys.readouterr().out
+    assert "tiny-lstm-seed0: trained to 2 but stopped at its deadline before writing" in out
+    assert "[reproduce] tiny-lstm-seed0: collected" in out
+    path = os.path.join(tiny.results_root, "results", "algorithmic", "tiny-lstm-seed0")
+    with open(os.path.join(path, "metrics.json")) as f:
+        assert json.load(f)["train_steps"] == 2
