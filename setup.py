@@ -26,7 +26,7 @@ BABI = [
 EXAMPLES = [
     # Command-line flags of examples/ and benchmarks/ (mnm_keras itself does not import absl).
     "absl-py>=2.0",
-    # Plots of training curves and benchmarks (mnm_keras.plotting, mnm_keras.memory_pictures).
+    # Plots of training curves and benchmarks (examples/plotting.py).
     "matplotlib>=3.8",
     # keras.callbacks.TensorBoard (the examples' training logs) fails without it.
     "tensorboard>=2.15",

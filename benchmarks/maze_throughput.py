@@ -16,7 +16,7 @@ implies. For each network it
   meta loss's read); the training backward pass is counted as twice its forward pass (the
   usual rule for matrix products: one product for the inputs' gradient, one for the
   weights'); the heads ``[units] -> 4 logits + 1 value`` are added by hand;
-* times the maze training's iteration (`tf_agents_ext.training.make_iteration`, as
+* times the maze training's iteration (`examples.maze_training.make_iteration`, as
   `examples/maze_a2c.py` trains: one compiled `tf.function`, the rollout of
   ``B`` whole episodes in the batched maze, then one A2C update on them), the networks
   interleaved iteration by iteration in this one process, so that their ratios hold on a
@@ -231,14 +231,14 @@ def parse_path(spec):
 def build_iteration(spec, batch, normalize_writes=True, seed=0, episode_length=250, **sizes):
     """``(iteration, network)``: the maze training's compiled rollout + update.
 
-    Built by `tf_agents_ext.training.build_agent` and `make_iteration`, as
-    `tf_agents_ext.training.train` (and so `examples/maze_a2c.py`) builds them; ``sizes``:
+    Built by `examples.maze_training.build_agent` and `make_iteration`, as
+    `examples.maze_training.train` (and so `examples/maze_a2c.py`) builds them; ``sizes``:
     ``units``, ``memory_units``, ``num_heads``.
     """
     from tf_agents.environments import tf_py_environment
 
+    from examples import maze_training
     from tf_agents_ext import maze
-    from tf_agents_ext import training as maze_training
 
     core, layers = parse_network(spec)
     path = parse_path(spec)

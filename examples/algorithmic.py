@@ -14,7 +14,7 @@ for priority sort) and ``eval_symbol_error`` the fraction of wrong answer symbol
 Every flag is a field of `Config`. Rerunning the same command resumes from the last
 finished epoch (``--model_dir/backup``); a budget that is not a whole number of epochs ends
 with a shorter epoch. At the end: the run record ``--model_dir/metrics.json``
-(`mnm_keras.training.RunRecorder`), ``--model_dir/curve.png``, TensorBoard logs in
+(`examples.training.RunRecorder`), ``--model_dir/curve.png``, TensorBoard logs in
 ``--model_dir/logs``.
 """
 
@@ -24,13 +24,15 @@ import dataclasses
 
 import keras
 
-from mnm_keras import datasets, models, training
+from mnm_keras import datasets, models
 from mnm_keras._utils import derive_seed
 from mnm_keras.metrics import SequenceError, SymbolError
 
 try:  # run as a script (python examples/algorithmic.py) or as a module (-m)
+    from examples import training
     from examples.config_flags import main, option
 except ImportError:  # pragma: no cover
+    import training
     from config_flags import main, option
 
 
@@ -165,7 +167,7 @@ def run(config, verbose=1, callbacks=()):
     """Trains ``config.model`` on ``config.task`` with `fit`, evaluates on held-out episodes.
 
     ``config.init_from`` (a run's model_dir or a ``.weights.h5`` file) starts a new run from
-    those weights with a new optimizer (`mnm_keras.training.warm_start`); a run that
+    those weights with a new optimizer (`examples.training.warm_start`); a run that
     resumes from its own checkpoint in ``model_dir`` does not use it.
 
     Returns:

@@ -10,7 +10,7 @@ Every flag is a field of `Config`. Rerunning the same command resumes from the l
 finished epoch (checkpoints in ``--model_dir/backup``; the training stream skips the
 batches already trained on); a budget that is not a whole number of epochs ends with a
 shorter epoch. At the end the script writes the run record ``--model_dir/metrics.json``
-(`mnm_keras.training.RunRecorder`), ``--model_dir/curve.png`` and TensorBoard logs in
+(`examples.training.RunRecorder`), ``--model_dir/curve.png`` and TensorBoard logs in
 ``--model_dir/logs``.
 """
 
@@ -21,12 +21,14 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from mnm_keras import models, tasks, training
+from mnm_keras import models, tasks
 from mnm_keras._utils import derive_seed
 
 try:  # run as a script (python examples/associative_recall.py) or as a module (-m)
+    from examples import training
     from examples.config_flags import main, option
 except ImportError:  # pragma: no cover
+    import training
     from config_flags import main, option
 
 TASK_NAME = "associative_recall"

@@ -10,14 +10,14 @@ together (geometric length buckets); the padding is masked (``Embedding(mask_zer
 padded steps neither write nor read any memory and count in no loss or metric. The task
 loss is the mean cross-entropy over the answer words of a batch. The validation split is a
 seeded 10% of each task's training stories; the model is selected on its answer-word
-error (`mnm_keras.training.SelectBest`: the best evaluation's weights, training stops
+error (`examples.training.SelectBest`: the best evaluation's weights, training stops
 after ``--patience`` evaluations without improvement), and the test errors are those of
 the selected model. A question counts as right only if all its answer words are right; a
 task fails above 5% error.
 
 Every flag is a field of `Config`. Reruns resume from the last finished evaluation
 (``--model_dir/backup``); a budget that is not a whole number of epochs ends with a shorter
-epoch. Writes the run record ``--model_dir/metrics.json`` (`mnm_keras.training.RunRecorder`;
+epoch. Writes the run record ``--model_dir/metrics.json`` (`examples.training.RunRecorder`;
 its ``results``: ``task_errors``, 20 test errors in percent, ``null`` for tasks not trained;
 ``mean_error``; ``failed_tasks``; ``selected_step`` and ``validation_word_error`` of the
 selected model), ``--model_dir/results.md`` (table 3 layout: our errors beside the paper's
@@ -36,14 +36,16 @@ import os
 import keras
 import numpy as np
 
-from mnm_keras import models, training
+from mnm_keras import models
 from mnm_keras._utils import derive_seed
 from mnm_keras.datasets import babi
 from mnm_keras.metrics import SymbolError
 
 try:  # run as a script (python examples/babi.py) or as a module (-m)
+    from examples import training
     from examples.config_flags import main, option
 except ImportError:  # pragma: no cover
+    import training
     from config_flags import main, option
 
 TASK_NAME = "babi"

@@ -4,7 +4,7 @@ Every example script has one frozen dataclass, ``Config``, whose fields are its
 hyperparameters (each with a default and a help text), and a function ``run(config)``.
 This module turns the fields into absl flags of the same names and the parsed flags back
 into a ``Config``, so that a hyperparameter is written once: in the dataclass. The run's
-record (``metrics.json``) stores the same dataclass (`mnm_keras.training.RunRecorder`).
+record (``metrics.json``) stores the same dataclass (`examples.training.RunRecorder`).
 
     @dataclasses.dataclass(frozen=True)
     class Config:

@@ -35,14 +35,15 @@ import os
 
 import numpy as np
 
-from mnm_keras import MNM, core, memory, training
+from mnm_keras import MNM, core, memory
 from mnm_keras.interactions import trace_interactions
 
 try:  # run as a script (python examples/dictionary_memory.py) or as a module (-m)
-    from examples import algorithmic
+    from examples import algorithmic, training
     from examples.config_flags import main, option
 except ImportError:  # pragma: no cover
     import algorithmic
+    import training
     from config_flags import main, option
 
 

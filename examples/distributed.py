@@ -21,7 +21,7 @@ The model is MNM on the associative-recall task (`mnm_keras.tasks`), with a fixe
 batch (``--batch_size``); every replica gets ``batch_size / replicas`` episodes per step.
 Every flag is a field of `Config`. The run trains ``--train_steps`` steps in one epoch,
 without checkpoints (it does not resume: a ``--model_dir`` that holds a run is refused),
-and writes the run record ``--model_dir/metrics.json`` (`mnm_keras.training.RunRecorder`;
+and writes the run record ``--model_dir/metrics.json`` (`examples.training.RunRecorder`;
 its ``results``: the ``replicas``, the ``step_losses``, each step's training loss as Keras
 logs it, the running mean over the epoch, and the ``final_loss``) and
 ``--model_dir/weights.npz`` (the trained weights), which the tests compare across
@@ -38,12 +38,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnm_keras import models, tasks, training
+from mnm_keras import models, tasks
 from mnm_keras._utils import derive_seed
 
 try:  # run as a script (python examples/distributed.py) or as a module (-m)
+    from examples import training
     from examples.config_flags import main, option
 except ImportError:  # pragma: no cover
+    import training
     from config_flags import main, option
 
 TASK_NAME = "distributed"

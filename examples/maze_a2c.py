@@ -8,7 +8,7 @@ with gamma 0.9, 0.03 value weight, 0.1 Simpson penalty; Adam, epsilon 1e-4) with
 actor-critic network on `tf_agents_ext.maze.BatchedMazeEnvironment` (9 x 9, 250 steps, the
 reference's observation). Each update trains on ``--batch_size`` episodes run at once in
 parallel mazes; the rollout and the update are one compiled `tf.function`. The loop is
-`tf_agents_ext.training.train`.
+`examples.maze_training.train`.
 
 Every ``--eval_interval`` episodes (and at the end) the greedy policy (the most probable
 action) and the sampling policy play ``--eval_mazes`` held-out mazes, the same ones at every
@@ -17,7 +17,7 @@ beside the training reward in the run's history, one row per interval.
 
 Every flag is a field of `Config`. Rerunning the same command resumes from the last
 checkpoint (one after each evaluation), keeping every episode and history row before it.
-In ``--model_dir``: the run record ``metrics.json`` (`mnm_keras.training.RunRecorder`:
+In ``--model_dir``: the run record ``metrics.json`` (`examples.training.RunRecorder`:
 config, results, history, invocations), ``history.jsonl``, ``rewards.csv`` (every training
 episode's reward), ``rewards.png`` (moving average of the training reward and the held-out
 evaluations), ``checkpoints/`` and the trained sampling policy as a SavedModel
@@ -32,13 +32,15 @@ import os
 # TF-Agents needs tf.keras to be tf-keras: set before TensorFlow is imported (tf_agents_ext).
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from mnm_keras import plotting, training
 from tf_agents_ext import networks
-from tf_agents_ext import training as maze_training
 
 try:  # run as a script (python examples/maze_a2c.py) or as a module (-m)
+    from examples import maze_training, plotting, training
     from examples.config_flags import main, option
 except ImportError:  # pragma: no cover
+    import maze_training
+    import plotting
+    import training
     from config_flags import main, option
 
 PLOT_WINDOW = 500  # episodes in the moving average of rewards.png
@@ -94,7 +96,7 @@ class Config:
 
 
 def _train_options(config):
-    """The keyword arguments of `tf_agents_ext.training.train` (every field but model_dir)."""
+    """The keyword arguments of `examples.maze_training.train` (every field but model_dir)."""
     return {
         field.name: getattr(config, field.name)
         for field in dataclasses.fields(config)
@@ -110,7 +112,7 @@ def run(config, verbose=1):
       ``results`` are ``eval_greedy_reward``, ``eval_sampling_reward``, ``train_reward``
       (the last interval's), ``train_reward_last_1000``, ``episodes``,
       ``episodes_per_second`` and ``random_policy_reward``; its ``history`` has one row per
-      evaluation (`tf_agents_ext.training`).
+      evaluation (`examples.maze_training`).
     """
     done = maze_training.check_budget(config.model_dir, config.num_episodes)
     recorder = training.RunRecorder(config.model_dir, "maze", config, done)

@@ -32,15 +32,18 @@ import os
 import keras
 import numpy as np
 
-from mnm_keras import MNM, training
+from mnm_keras import MNM
 from mnm_keras.datasets import babi
 from mnm_keras.interactions import MAP_TITLES, similarity_maps, trace_interactions
-from mnm_keras.memory_pictures import plot_similarity_map
 
 try:  # run as a script (python examples/memory_pictures.py) or as a module (-m)
+    from examples import training
     from examples.config_flags import main, option
+    from examples.plotting import plot_similarity_map
 except ImportError:  # pragma: no cover
+    import training
     from config_flags import main, option
+    from plotting import plot_similarity_map
 
 
 @dataclasses.dataclass(frozen=True)

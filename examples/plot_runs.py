@@ -5,7 +5,7 @@ python examples/plot_runs.py --runs='"(12, 8)=runs/d12","(16, 12)=runs/d16"' --o
 
 (``--runs`` is read as one CSV row: an item with a comma goes in double quotes.)
 
-Reads the run records (`mnm_keras.training.RunRecorder`: ``config``, ``results``,
+Reads the run records (`examples.training.RunRecorder`: ``config``, ``results``,
 ``history``) of ``examples/algorithmic.py`` (held-out sequence error
 ``val_sequence_error``), ``examples/babi.py`` (validation answer-word error
 ``val_word_error``) and ``examples/associative_recall.py`` (held-out error
@@ -18,12 +18,12 @@ import dataclasses
 import json
 import os
 
-from mnm_keras.plotting import plot_curves
-
 try:  # run as a script (python examples/plot_runs.py) or as a module (-m)
     from examples.config_flags import main, option
+    from examples.plotting import plot_curves
 except ImportError:  # pragma: no cover
     from config_flags import main, option
+    from plotting import plot_curves
 
 
 @dataclasses.dataclass(frozen=True)

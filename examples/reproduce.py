@@ -9,10 +9,10 @@ A table is a list of `RunSpec`: a run name, an example script and the fields of 
 schedules: nothing changes between invocations). The run's ``model_dir`` is
 ``--runs_dir/NAME``; its record is copied to ``--results_root/results/TASK/NAME/`` (the
 record's ``task``) and the docs' tables are rendered from the records
-(`mnm_keras.results`).
+(`examples.results`).
 
 A run is done when its record exists, of the current training protocol
-(`mnm_keras.results.PROTOCOL`), with the run's config (every field but ``model_dir``
+(`examples.results.PROTOCOL`), with the run's config (every field but ``model_dir``
 and, for bAbI, ``data_dir``: a path of the machine; a field the record lacks, added to
 the script later, counts at its default) and its budget (``train_steps``, the
 maze's ``num_episodes``); a done run is skipped. A record with another config is an error
@@ -63,8 +63,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from absl import app, flags  # noqa: E402
 
+from examples import results  # noqa: E402
 from examples.config_flags import define_flags, option  # noqa: E402
-from mnm_keras import results  # noqa: E402
 
 SEEDS = (0, 1, 2)
 MODELS = ("mnm_p", "mnm_g", "salu", "lstm")

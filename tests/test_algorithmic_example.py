@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from examples import algorithmic
-from mnm_keras import datasets, models, training
+from examples import algorithmic, training
+from mnm_keras import datasets, models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(units=8, memory_units=6, key_size=6, eval_episodes=8, batch_size=4)

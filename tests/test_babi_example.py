@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from examples import babi as babi_example
-from mnm_keras import training
+from examples import training
 from tests.babi_data import SHARED, needs_release
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

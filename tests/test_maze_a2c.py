@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 from absl import app, flags
 
-from examples import config_flags
-from mnm_keras import plotting
+from examples import config_flags, plotting
 
 TINY = {"units": 8, "memory_units": 4, "num_heads": 1, "episode_length": 12, "eval_mazes": 3}
 EVAL_COLUMNS = ("eval_greedy_reward", "eval_sampling_reward")

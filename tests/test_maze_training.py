@@ -1,4 +1,4 @@
-"""tf_agents_ext.training: held-out mazes, greedy evaluation, the resumable training loop.
+"""examples.maze_training: held-out mazes, greedy evaluation, the resumable training loop.
 
 Runs in the suite's single pytest process; ``tests/conftest.py`` sets
 ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is imported (TF-Agents needs tf-keras).
@@ -15,8 +15,8 @@ import tensorflow as tf
 from tf_agents.environments import tf_py_environment
 
 import tf_agents_ext
+from examples import maze_training
 from tf_agents_ext import maze
-from tf_agents_ext import training as maze_training
 
 TINY = {"units": 8, "memory_units": 4, "num_heads": 1, "episode_length": 12}
 EVAL_COLUMNS = ("eval_greedy_reward", "eval_sampling_reward")
@@ -47,9 +47,9 @@ def _reload_and_act(model_dir, batch=3):
     return state
 
 
-def test_the_package_exports_the_module():
-    assert tf_agents_ext.training is importlib.import_module("tf_agents_ext.training")
-    assert "training" in tf_agents_ext.__all__
+def test_the_package_imports_its_modules_on_first_use():
+    assert tf_agents_ext.networks is importlib.import_module("tf_agents_ext.networks")
+    assert set(tf_agents_ext.__all__) == {"a2c_agent", "maze", "networks"}
 
 
 def test_held_out_mazes_are_fixed_and_not_the_training_mazes():
@@ -233,7 +233,7 @@ def test_check_options_names_the_argument(tmp_path, name, value):
 def test_a_non_finite_weight_stops_the_loop_and_keeps_the_last_finite_checkpoint(
     tmp_path, monkeypatch
 ):
-    from mnm_keras.training import NonFiniteTrainingError
+    from examples.training import NonFiniteTrainingError
 
     model_dir = str(tmp_path)
     make_iteration = maze_training.make_iteration

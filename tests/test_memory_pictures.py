@@ -8,8 +8,8 @@ import pytest
 
 from examples import babi as babi_example
 from examples import memory_pictures
+from examples.plotting import plot_similarity_map
 from mnm_keras.datasets import babi
-from mnm_keras.memory_pictures import plot_similarity_map
 from tests.babi_data import SHARED, needs_release
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

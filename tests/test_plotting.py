@@ -5,7 +5,7 @@ import json
 import pytest
 
 from examples import plot_runs
-from mnm_keras.plotting import plot_curves
+from examples.plotting import plot_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

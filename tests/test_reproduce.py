@@ -11,8 +11,7 @@ import time
 import pytest
 from absl import flags
 
-from examples import config_flags, reproduce
-from mnm_keras import results
+from examples import config_flags, reproduce, results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(
@@ -233,7 +232,7 @@ def test_bad_table_name_gives_usage(entry):
 def test_an_estimate_uses_records_of_the_same_sizes_only():
     import types
 
-    from mnm_keras.results import Record
+    from examples.results import Record
 
     def record(units, seconds):
         config = {"model": "lstm", "task": "dictionary", "units": units, "batch_size": 4}
@@ -248,7 +247,7 @@ def test_an_estimate_uses_records_of_the_same_sizes_only():
 def test_an_estimate_for_longer_dictionary_sequences_is_not_like_a_shorter_one():
     import types
 
-    from mnm_keras.results import Record
+    from examples.results import Record
 
     def record(support_size, sequence_length, seconds):
         config = {"model": "mnm_p", "task": "dictionary", "units": 8}

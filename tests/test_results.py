@@ -1,17 +1,17 @@
-"""mnm_keras.results: the docs' tables and figures agree with the committed run records."""
+"""examples.results: the docs' tables and figures agree with the committed run records."""
 
 import json
 import os
 
 import pytest
 
-from mnm_keras import results
+from examples import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_the_docs_are_rendered_from_the_committed_records():
-    assert results.stale(ROOT) == [], "run: python -m mnm_keras.results render"
+    assert results.stale(ROOT) == [], "run: python -m examples.results render"
 
 
 def test_every_committed_record_is_complete():

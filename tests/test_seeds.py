@@ -13,11 +13,10 @@ import pytest
 import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
-from examples import algorithmic, associative_recall
+from examples import algorithmic, associative_recall, maze_training
 from mnm_keras import datasets, models, tasks
 from mnm_keras._utils import derive_seed
 from tf_agents_ext import maze, networks
-from tf_agents_ext import training as maze_training
 
 SEEDS = range(5)
 SIZES = dict(memory_units=8, memory_layers=3, key_size=8, value_size=8)

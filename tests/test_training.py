@@ -1,4 +1,4 @@
-"""mnm_keras.training: resumed runs train at the requested learning rate and log it; budgets
+"""examples.training: resumed runs train at the requested learning rate and log it; budgets
 that are not whole epochs; the run record over several invocations."""
 
 import dataclasses
@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from mnm_keras import training
+from examples import training
 
 
 def _model(learning_rate):
@@ -186,7 +186,7 @@ def test_the_record_names_the_script_relative_to_the_repository(tmp_path, monkey
 
 
 def test_the_record_has_the_protocol_and_a_run_of_another_is_not_resumed(tmp_path):
-    from mnm_keras import results
+    from examples import results
 
     model_dir = str(tmp_path / "run")
     recorder = training.RunRecorder(model_dir, "toy", {"seed": 0})

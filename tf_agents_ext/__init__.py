@@ -9,12 +9,11 @@ Modules (paper section 4.3):
   constructors `mnm_actor_critic` and `lstm_actor_critic`.
 * `tf_agents_ext.a2c_agent`: `A2CAgent`, the reference A2C learning rule as a `TFAgent`, and
   its loss pieces as functions.
-* `tf_agents_ext.training`: training on the maze: `build_agent`, `make_rollout`,
-  `make_iteration`, `make_evaluation` (greedy and sampling policy on held-out mazes) and
-  `train`, the resumable loop with its history rows (``examples/maze_a2c.py`` runs it).
 
-The modules are imported on first use (``tf_agents_ext.training``, or ``from tf_agents_ext
-import training``).
+The modules are imported on first use (``tf_agents_ext.networks``, or ``from tf_agents_ext
+import networks``). The training loop on the maze, with its held-out evaluation and run
+records, is experiment tooling of the repository (``examples/maze_training.py``, run by
+``examples/maze_a2c.py``), not of this package.
 
 **tf-keras.** TF-Agents is built on Keras 2 (tf-keras), which TensorFlow serves as
 ``tf.keras`` only when the environment variable ``TF_USE_LEGACY_KERAS=1`` is set before
@@ -31,7 +30,7 @@ import importlib
 import os
 import sys
 
-__all__ = ["a2c_agent", "maze", "networks", "training"]
+__all__ = ["a2c_agent", "maze", "networks"]
 
 _VARIABLE = "TF_USE_LEGACY_KERAS"
 
@@ -69,7 +68,7 @@ _check_legacy_keras()
 
 
 def __getattr__(name):
-    """The submodules of `__all__`, imported on first use (``tf_agents_ext.training``)."""
+    """The submodules of `__all__`, imported on first use (``tf_agents_ext.networks``)."""
     if name in __all__:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

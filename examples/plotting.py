@@ -1,12 +1,14 @@
-"""Plots of training curves (PNG).
+"""Plots of the examples (PNG): training curves, the maze's rewards, and heat maps of the
+memory's similarity maps (paper figure 5).
 
-Uses matplotlib's object-oriented `Figure` directly, which needs no GUI backend, so importing
-mnm_keras never changes the process's matplotlib backend. matplotlib is an optional
-dependency (the ``examples`` extra) and is imported only when a plot is drawn, so that
-``import mnm_keras.plotting`` works without it.
+Uses matplotlib's object-oriented `Figure` directly, which needs no GUI backend, so that no
+process-wide matplotlib setting changes. matplotlib (the ``examples`` extra) is imported
+only when a plot is drawn.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 
 def _figure_class():
@@ -15,7 +17,7 @@ def _figure_class():
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(
-            "mnm_keras.plotting needs matplotlib: pip install 'mnm_keras[examples]'"
+            "the plots of examples/ need matplotlib: pip install 'mnm_keras[examples]'"
         ) from error
     return Figure
 
@@ -60,7 +62,7 @@ def plot_curves(
 def plot_maze_rewards(
     path, runs, window=500, evaluations=None, title="Grid maze 9 x 9 (A2C)", reference=None
 ):
-    """Writes the reward curves of maze runs (`tf_agents_ext.training.train`) to ``path``.
+    """Writes the reward curves of maze runs (`examples.maze_training.train`) to ``path``.
 
     Args:
       path: the PNG file to write.
@@ -110,6 +112,82 @@ def plot_maze_rewards(
     axes.set_ylabel(f"reward per episode (training: mean of the last {window})")
     axes.grid(alpha=0.3)
     axes.legend(loc="upper left", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path)
+    return figure
+
+
+def _window(window, length, argument):
+    if window is None:
+        return 0, length
+    start, stop = window
+    if not 0 <= start < stop <= length:
+        raise ValueError(
+            f"`{argument}` must be (start, stop) with 0 <= start < stop <= {length}; "
+            f"received {argument}={window!r}."
+        )
+    return start, stop
+
+
+def plot_similarity_map(path, matrix, words, title="", rows=None, columns=None):
+    """Writes one similarity map as a PNG heat map, the sequence's words on both axes.
+
+    Rows (y-axis, top to bottom) are the later step t2, columns (x-axis) the earlier step
+    t1, as in the paper's figure 5; brighter is more similar. NaN cells (t1 not earlier
+    than t2) are drawn white. The colour scale spans the shown values, and a colour bar
+    gives it.
+
+    Args:
+      path: the PNG file to write.
+      matrix: ``[time, time]`` array (e.g. from `mnm_keras.interactions.similarity_maps`).
+      words: the ``time`` tokens of the sequence, one per step.
+      title: the figure title.
+      rows: optional ``(start, stop)`` steps to show on the y-axis (default all).
+      columns: optional ``(start, stop)`` steps to show on the x-axis (default all).
+
+    Returns:
+      The matplotlib `Figure` (already written to ``path``).
+    """
+    matrix = np.asarray(matrix, np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"`matrix` must be [time, time]; received shape {matrix.shape}.")
+    if len(words) != matrix.shape[0]:
+        raise ValueError(
+            f"`words` must hold one word per step ({matrix.shape[0]}); received {len(words)}."
+        )
+    row_start, row_stop = _window(rows, matrix.shape[0], "rows")
+    column_start, column_stop = _window(columns, matrix.shape[1], "columns")
+    shown = matrix[row_start:row_stop, column_start:column_stop]
+    row_words = list(words[row_start:row_stop])
+    column_words = list(words[column_start:column_stop])
+
+    cell_inches = 0.16
+    width = min(max(4.0, 2.5 + cell_inches * len(column_words)), 60.0)
+    height = min(max(3.0, 1.8 + cell_inches * len(row_words)), 60.0)
+    import matplotlib
+
+    figure = _figure_class()(figsize=(width, height), dpi=100)
+    axes = figure.subplots()
+    finite = shown[np.isfinite(shown)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+    if low == high:
+        low, high = low - 1e-6, high + 1e-6
+    image = axes.imshow(
+        np.ma.masked_invalid(shown),
+        cmap=matplotlib.colormaps["viridis"].with_extremes(bad="white"),
+        vmin=low,
+        vmax=high,
+        interpolation="nearest",
+        aspect="auto",
+    )
+    axes.set_xticks(range(len(column_words)))
+    axes.set_xticklabels(column_words, rotation=90, fontsize=7)
+    axes.set_yticks(range(len(row_words)))
+    axes.set_yticklabels(row_words, fontsize=7)
+    axes.set_xlabel("earlier step t1")
+    axes.set_ylabel("later step t2")
+    axes.set_title(title, fontsize=9)
+    figure.colorbar(image, ax=axes, label="cosine similarity", fraction=0.03, pad=0.02)
     figure.tight_layout()
     figure.savefig(path)
     return figure

@@ -1,7 +1,7 @@
 r"""The documentation's result tables and figures, rendered from committed run records.
 
 Every training result in the docs comes from a run record,
-``results/<task>/<run>/metrics.json`` (written by `mnm_keras.training.RunRecorder` and
+``results/<task>/<run>/metrics.json`` (written by `examples.training.RunRecorder` and
 copied there with ``collect``). The docs mark where a table goes:
 
     <!-- results table: NAME -->
@@ -12,9 +12,9 @@ and a figure is ``docs/figures/NAME.png`` beside ``docs/figures/NAME.json``, the
 plots. ``render`` rewrites both from the records; ``check`` (run by the test suite) fails
 when the docs and the records differ::
 
-    python -m mnm_keras.results collect runs/my_run results/algorithmic/my_run
-    python -m mnm_keras.results render
-    python -m mnm_keras.results check
+    python -m examples.results collect runs/my_run results/algorithmic/my_run
+    python -m examples.results render
+    python -m examples.results check
 
 A table cell holds one metric: the mean and standard deviation over the seeds of a
 configuration, with the number of seeds and how many solved the task (zero held-out
@@ -41,7 +41,7 @@ TABLE = re.compile(
 NO_RECORD = "No run of this table has a committed record yet."
 
 # The training protocol a record was made under (``protocol`` in ``metrics.json``, written by
-# `mnm_keras.training.RunRecorder`; records without it are protocol 1). Tables keep the
+# `examples.training.RunRecorder`; records without it are protocol 1). Tables keep the
 # protocols apart and mark the rows of older ones with OLD_MARK and a note.
 PROTOCOL = 2
 PROTOCOLS = {
@@ -470,7 +470,7 @@ def maze_table(records):
 # The paper's figure 6 beside the maze table (its curves are training rewards; the
 # reference updates after every episode): MNM (10 runs) and Miconi et al.'s plastic
 # networks, and the random policy (maze.md; runs record their own, measured on their
-# held-out mazes by tf_agents_ext.training.random_policy_reward).
+# held-out mazes by examples.maze_training.random_policy_reward).
 MAZE_PAPER_ROWS = [
     [label, 1, "-", episodes, runs, "-", "-", "-", "-", "about 175", "9.3", "-"]
     for label, episodes, runs in (
@@ -641,7 +641,10 @@ FIGURES = {
 
 
 def _draw(path, figure):
-    from mnm_keras.plotting import plot_curves
+    try:
+        from examples.plotting import plot_curves
+    except ImportError:  # pragma: no cover (a script run as a file)
+        from plotting import plot_curves
 
     plot_curves(
         path,
@@ -735,7 +738,7 @@ def stale(root="."):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m mnm_keras.results", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m examples.results", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("render", help="rewrite the docs' tables and figures from results/")
     commands.add_parser("check", help="exit 1 if the docs differ from results/")
@@ -752,7 +755,7 @@ def main(argv=None):
     else:
         out = stale(args.root)
         for path in out:
-            print(f"out of date: {path} (run: python -m mnm_keras.results render)")
+            print(f"out of date: {path} (run: python -m examples.results render)")
         return 1 if out else 0
     return 0
 

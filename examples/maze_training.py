@@ -16,7 +16,7 @@ The pieces of `train`, each usable alone (``benchmarks/maze_throughput.py`` time
   checkpoint. A run killed at any point and started again with the same arguments resumes
   from its last checkpoint: the episodes and rows written after it are dropped and trained
   again, the earlier ones are kept. A non-finite loss or weight after an update ends it with
-  `mnm_keras.training.NonFiniteTrainingError` (naming the update and the quantity) before
+  `examples.training.NonFiniteTrainingError` (naming the update and the quantity) before
   the interval is written or checkpointed, so the last checkpoint stays finite.
 
 What `train` writes in ``model_dir``:
@@ -53,8 +53,12 @@ from tf_agents.utils import common
 
 from mnm_keras._utils import derive_seed
 from mnm_keras.core import check_positive_int
-from mnm_keras.training import check_finite
 from tf_agents_ext import a2c_agent, maze, networks
+
+try:  # imported as examples.maze_training, or as maze_training by a script run as a file
+    from examples.training import check_finite
+except ImportError:  # pragma: no cover
+    from training import check_finite
 
 __all__ = [
     "build_agent",

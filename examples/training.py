@@ -20,7 +20,11 @@ import keras
 import numpy as np
 
 from mnm_keras.core import check_positive_int
-from mnm_keras.results import PROTOCOL
+
+try:  # imported as examples.training, or as training by a script run as a file
+    from examples.results import PROTOCOL
+except ImportError:  # pragma: no cover
+    from results import PROTOCOL
 
 
 class RunProgress(keras.callbacks.Callback):
@@ -522,14 +526,14 @@ def _config_dict(config):
 
 def check_protocol(model_dir, invocations):
     """Raises ValueError when ``model_dir`` holds a run started under another training
-    protocol (`mnm_keras.results.PROTOCOL`; an invocation without one is protocol 1):
+    protocol (`examples.results.PROTOCOL`; an invocation without one is protocol 1):
     resuming it would train one run under two objectives."""
     protocols = sorted({int(i.get("protocol", 1)) for i in invocations} - {PROTOCOL})
     if protocols:
         raise ValueError(
             f"`model_dir` ({model_dir!r}) holds a run of training protocol "
             f"{protocols[0]}, and this is protocol {PROTOCOL} "
-            "(mnm_keras.results.PROTOCOLS says what changed): resuming it would train one "
+            "(examples.results.PROTOCOLS says what changed): resuming it would train one "
             "run under two objectives. Start the run in a new model_dir, or move the old one "
             "away."
         )
@@ -552,10 +556,10 @@ class RunRecorder:
       configuration, commit, hardware, first step and wall time (None for one that was
       killed before it finished);
     * ``commit`` and ``hardware`` of the last invocation;
-    * ``protocol``: the training protocol (`mnm_keras.results.PROTOCOL`), which the docs'
+    * ``protocol``: the training protocol (`examples.results.PROTOCOL`), which the docs'
       tables keep apart.
 
-    `mnm_keras.results` renders the documentation's tables and figures from these records.
+    `examples.results` renders the documentation's tables and figures from these records.
     """
 
     def __init__(self, model_dir, task, config, start_step=0):
@@ -650,7 +654,10 @@ class RunRecorder:
         with open(os.path.join(self.model_dir, "metrics.json"), "w") as f:
             json.dump(record, f, indent=2)
         if history and curves:
-            from mnm_keras.plotting import plot_curves
+            try:
+                from examples.plotting import plot_curves
+            except ImportError:  # pragma: no cover (a script run as a file)
+                from plotting import plot_curves
 
             plot_curves(
                 os.path.join(self.model_dir, "curve.png"),
