@@ -56,9 +56,12 @@ from mnm_keras.core import check_positive_int
 from tf_agents_ext import a2c_agent, maze, networks
 
 try:  # imported as examples.maze_training, or as maze_training by a script run as a file
+    from examples.results import HISTORY_FILE, read_history
     from examples.training import check_finite
 except ImportError:  # pragma: no cover
     from training import check_finite
+
+    from results import HISTORY_FILE, read_history
 
 __all__ = [
     "build_agent",
@@ -70,7 +73,6 @@ __all__ = [
     "make_iteration",
     "make_rollout",
     "random_policy_reward",
-    "read_history",
     "read_rewards",
     "train",
     "training_maze_seeds",
@@ -397,15 +399,6 @@ def read_rewards(model_dir):
     return np.array([float(row["reward"]) for row in rows])
 
 
-def read_history(model_dir):
-    """The rows of ``model_dir/history.jsonl`` (one per evaluation), in order; [] if absent."""
-    path = os.path.join(model_dir, "history.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def _replace(path, write):
     """Writes ``path`` through a temporary file, so that a kill leaves the old or the new."""
     with open(path + ".tmp", "w", newline="") as f:
@@ -426,7 +419,7 @@ def _write_history(model_dir, history):
     def write(f):
         f.writelines(json.dumps(row) + "\n" for row in history)
 
-    _replace(os.path.join(model_dir, "history.jsonl"), write)
+    _replace(os.path.join(model_dir, HISTORY_FILE), write)
 
 
 # ------------------------------------------------------------------------------- loop

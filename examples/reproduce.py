@@ -41,7 +41,6 @@ babi_paper, maze_paper, maze_regime.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import importlib
 import json
@@ -455,21 +454,8 @@ def _read_json(path):
 
 
 def trained_steps(model_dir):
-    """Steps (maze: episodes) in ``model_dir``'s history.csv or history.jsonl; 0 if none."""
-    steps = 0
-    csv_path = os.path.join(model_dir, "history.csv")
-    if os.path.exists(csv_path):
-        with open(csv_path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("step"):
-                    steps = max(steps, int(float(row["step"])))
-    jsonl_path = os.path.join(model_dir, "history.jsonl")
-    if os.path.exists(jsonl_path):
-        with open(jsonl_path) as f:
-            for line in f:
-                if line.strip():
-                    steps = max(steps, int(json.loads(line).get("step", 0)))
-    return steps
+    """Steps (maze: episodes) in ``model_dir``'s history (`results.read_history`); 0 if none."""
+    return max((int(row.get("step") or 0) for row in results.read_history(model_dir)), default=0)
 
 
 def _record_state(run, path):

@@ -82,6 +82,28 @@ class Record:
         return os.path.basename(os.path.dirname(self.path))
 
 
+# A run's per-evaluation log in its model_dir: one JSON object per line, each with its
+# ``epoch`` (0, 1, ...), the ``step`` (maze: episode) it ended at, its ``epoch_seconds`` and
+# what the run logged then. Written by `examples.training.HistoryLogger` (scripts that train
+# with `fit`) and by the maze's loop (`examples.maze_training.train`).
+HISTORY_FILE = "history.jsonl"
+
+
+def read_history(model_dir):
+    """The rows of ``model_dir``'s history (`HISTORY_FILE`), one per epoch, in order; [] if
+    there is none. An epoch logged twice (a resumed run) keeps its last row."""
+    path = os.path.join(model_dir, HISTORY_FILE)
+    if not os.path.exists(path):
+        return []
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                rows[int(row["epoch"])] = row
+    return [rows[epoch] for epoch in sorted(rows)]
+
+
 def load_records(root="."):
     """Every ``results/<task>/<run>/metrics.json`` under ``root``, sorted by path."""
     records = []

@@ -22,9 +22,9 @@ import numpy as np
 from mnm_keras.core import check_positive_int
 
 try:  # imported as examples.training, or as training by a script run as a file
-    from examples.results import PROTOCOL
+    from examples.results import HISTORY_FILE, PROTOCOL, read_history
 except ImportError:  # pragma: no cover
-    from results import PROTOCOL
+    from results import HISTORY_FILE, PROTOCOL, read_history
 
 
 class RunProgress(keras.callbacks.Callback):
@@ -233,6 +233,29 @@ def closing_streams():
         gc.collect()
 
 
+class HistoryLogger(keras.callbacks.Callback):
+    """Appends each epoch's logs to ``model_dir/history.jsonl`` as one JSON row.
+
+    The row holds ``epoch`` and every value of the epoch's logs (those `RunProgress` and
+    `KeepLearningRate` add among them) as numbers, NaN as None; the file is opened, appended
+    and closed at every epoch, so that a killed run loses no finished epoch, and a resumed
+    run appends the epochs it trains again (`read_history` keeps an epoch's last row).
+    """
+
+    def __init__(self, model_dir):
+        super().__init__()
+        self.path = os.path.join(model_dir, HISTORY_FILE)
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": int(epoch)}
+        for name, value in sorted((logs or {}).items()):
+            value = np.asarray(keras.ops.convert_to_numpy(value), np.float64)
+            value = [None if np.isnan(v) else float(v) for v in value.reshape(-1)]
+            row[name] = value[0] if len(value) == 1 else value
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def resumable_callbacks(model_dir, train_steps=None):
     """Callbacks that make a rerun of the same command resume, and log the run.
 
@@ -247,13 +270,20 @@ def resumable_callbacks(model_dir, train_steps=None):
       a checkpoint resumes from the one before;
     * `KeepLearningRate`: a rerun trains at the learning rate the new command compiled
       (a finished run can be continued at a lower one), logged per epoch;
-    * `RunProgress` and `keras.callbacks.CSVLogger`, appending one row per epoch (with its
-      ``epoch_seconds``, ``step`` and ``learning_rate``) to ``model_dir/history.csv``;
+    * `RunProgress` and `HistoryLogger`, appending one row per epoch (with its
+      ``epoch_seconds``, ``step`` and ``learning_rate``) to ``model_dir/history.jsonl``;
       with ``train_steps``, training stops after that many optimizer steps (see
       `plan_budget` for the number of epochs to pass to `fit`);
     * `keras.callbacks.TensorBoard` logs in ``model_dir/logs``.
     """
     os.makedirs(model_dir, exist_ok=True)
+    legacy = os.path.join(model_dir, "history.csv")
+    if os.path.exists(legacy) and not os.path.exists(os.path.join(model_dir, HISTORY_FILE)):
+        raise ValueError(
+            f"{model_dir!r} holds history.csv, the per-epoch log of an earlier version of "
+            f"these scripts, which log to {HISTORY_FILE}: train in a new model_dir, or "
+            "convert the log (one JSON object per row) to resume it."
+        )
     return [
         StopOnNonFinite(),  # first: before the backup checkpoints the epoch
         # double_checkpoint: a kill while the latest checkpoint is written leaves an
@@ -261,9 +291,9 @@ def resumable_callbacks(model_dir, train_steps=None):
         keras.callbacks.BackupAndRestore(
             backup_dir(model_dir), delete_checkpoint=False, double_checkpoint=True
         ),
-        KeepLearningRate(),  # after the restore; before the CSV logger
-        RunProgress(train_steps),  # before the CSV logger, which writes the logs it adds
-        keras.callbacks.CSVLogger(os.path.join(model_dir, "history.csv"), append=True),
+        KeepLearningRate(),  # after the restore; before the logger
+        RunProgress(train_steps),  # before the logger, which writes the logs it adds
+        HistoryLogger(model_dir),
         keras.callbacks.TensorBoard(os.path.join(model_dir, "logs")),
     ]
 
@@ -329,25 +359,6 @@ def completed_epochs(model_dir):
         return 0
     with open(path) as f:
         return int(json.load(f)["epoch"])
-
-
-def read_history(model_dir):
-    """Per-epoch rows of ``model_dir/history.csv``, one per epoch, in order.
-
-    The log survives restarts; an epoch logged twice (resumed) keeps its last row.
-    """
-    path = os.path.join(model_dir, "history.csv")
-    if not os.path.exists(path):
-        return []
-    rows = {}
-    data = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
-    for record in data:
-        # An empty cell (a value an epoch did not log) reads as NaN: kept as None.
-        row = {name: float(record[name]) for name in data.dtype.names}
-        row = {name: None if np.isnan(value) else value for name, value in row.items()}
-        row["epoch"] = int(row["epoch"])
-        rows[row["epoch"]] = row
-    return [rows[k] for k in sorted(rows)]
 
 
 class SelectBest(keras.callbacks.Callback):
@@ -551,7 +562,7 @@ class RunRecorder:
     * ``task``, ``config`` (every field of the run's config), ``results`` (the final
       evaluation), ``train_steps`` (the steps trained), ``wall_seconds`` (the training time
       over every invocation: the sum of the logged epoch times);
-    * ``history``: the per-epoch rows of ``history.csv``;
+    * ``history``: the per-epoch rows of ``history.jsonl``;
     * ``invocations``: every invocation, resumes included, each with its command line,
       configuration, commit, hardware, first step and wall time (None for one that was
       killed before it finished);
@@ -620,7 +631,7 @@ class RunRecorder:
             numbers, None for a value not measured).
           model: the trained network (its weights are checked), or None.
           history: the per-epoch rows, for a run that does not train with `fit` and
-            `resumable_callbacks` (default: ``model_dir/history.csv``); each row has an
+            `resumable_callbacks` (default: ``model_dir/history.jsonl``); each row has an
             ``epoch``, the ``step`` it ended at and its ``epoch_seconds``.
           curves: dict from legend label to a function of a history row giving its y value;
             ``curve.png`` has a linear panel and a log-scale one (the tail of an error

@@ -246,11 +246,11 @@ def test_flags_are_the_config_fields_and_a_bad_value_ends_with_usage(tmp_path):
 
 
 def _history_rows(model_dir):
-    path = os.path.join(model_dir, "history.csv")
+    path = os.path.join(model_dir, "history.jsonl")
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return f.read().strip().splitlines()[1:]
+        return f.read().strip().splitlines()
 
 
 def test_killed_run_resumes_without_losing_finished_epochs(tmp_path):
@@ -288,7 +288,7 @@ def test_killed_run_resumes_without_losing_finished_epochs(tmp_path):
     # The finished epochs are kept as they were, and only the others were trained.
     assert rows[: len(finished)] == finished
     assert len(rows) == 20
-    assert [int(row.split(",")[0]) for row in rows] == list(range(20))
+    assert [json.loads(row)["epoch"] for row in rows] == list(range(20))
     with open(os.path.join(model_dir, "metrics.json")) as f:
         metrics = json.load(f)
     assert len(metrics["history"]) == 20

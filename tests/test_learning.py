@@ -65,8 +65,8 @@ SMALL = dict(
 
 
 def _history_lines(model_dir):
-    with open(model_dir / "history.csv") as f:
-        return len(f.read().strip().splitlines())
+    with open(model_dir / "history.jsonl") as f:
+        return 1 + len(f.read().strip().splitlines())  # as the CSV log counted (a header)
 
 
 def test_rerun_after_interruption_resumes_without_losing_finished_epochs(tmp_path):

@@ -182,8 +182,8 @@ def test_dry_run_lists_statuses_and_estimates(tiny, capsys):
         json.dump(record, f)
     model_dir = os.path.join(tiny.runs_dir, partial.name)
     os.makedirs(model_dir)
-    with open(os.path.join(model_dir, "history.csv"), "w") as f:
-        f.write("epoch,epoch_seconds,step\n0,15.0,1\n")
+    with open(os.path.join(model_dir, "history.jsonl"), "w") as f:
+        f.write('{"epoch": 0, "epoch_seconds": 15.0, "step": 1}\n')
 
     assert reproduce.run(dataclasses.replace(tiny, dry_run=True)) == []
     lines = capsys.readouterr().out.splitlines()

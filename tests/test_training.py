@@ -254,3 +254,31 @@ def test_the_run_recorder_refuses_non_finite_results_and_weights(tmp_path):
     assert not os.path.exists(tmp_path / "metrics.json")
     recorder.finish({"error": 0.5, "errors": [0.1, None]}, history=[])
     assert os.path.exists(tmp_path / "metrics.json")
+
+
+def test_the_history_is_one_json_row_per_epoch_read_by_the_one_reader(tmp_path):
+    model_dir = str(tmp_path / "run")
+    _fit(_model(1e-2), model_dir, epochs=2)
+    with open(os.path.join(model_dir, "history.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert [row["epoch"] for row in rows] == [0, 1]
+    assert {"loss", "step", "epoch_seconds", "learning_rate"} <= set(rows[0])
+    assert [row["step"] for row in rows] == [2, 4]
+    assert training.read_history(model_dir) == rows
+    # NaN is written as null; an epoch logged again (a resumed run) keeps its last row.
+    logger = training.HistoryLogger(str(tmp_path))
+    logger.on_epoch_end(0, {"loss": float("nan"), "step": 3})
+    with open(tmp_path / "history.jsonl") as f:
+        assert json.loads(f.read()) == {"epoch": 0, "loss": None, "step": 3.0}
+    logger.on_epoch_end(1, {"loss": 1.0})
+    logger.on_epoch_end(0, {"loss": 2.0})
+    assert training.read_history(str(tmp_path)) == [
+        {"epoch": 0, "loss": 2.0},
+        {"epoch": 1, "loss": 1.0},
+    ]
+
+
+def test_a_model_dir_with_the_earlier_csv_history_is_refused(tmp_path):
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,1.0\n")
+    with pytest.raises(ValueError, match="holds history.csv, the per-epoch log of an earlier"):
+        training.resumable_callbacks(str(tmp_path))
