@@ -38,6 +38,7 @@ derived from where it resumes.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -66,6 +67,7 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "build_agent",
     "check_budget",
+    "TrainOptions",
     "check_options",
     "completed_episodes",
     "held_out_maze_seeds",
@@ -91,87 +93,111 @@ def default_learning_rate(batch_size):
 
 
 # --------------------------------------------------------------------------- arguments
-def check_options(
-    model="mnm_p",
-    num_episodes=2000,
-    batch_size=16,
-    eval_interval=400,
-    eval_mazes=32,
-    learning_rate=None,
-    seed=0,
-    units=200,
-    memory_units=100,
-    memory_layers=3,
-    num_heads=3,
-    normalize_writes=True,
-    entropy_weight=0.0,
-    gradient_clipping=None,
-    gae_lambda=None,
-    size=9,
-    episode_length=250,
-    normalize_time=False,
-):
-    """Raises a ``ValueError`` naming the argument of `train` that makes no sense.
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """The options of `train` (every argument but ``model_dir`` and ``verbose``), checked.
 
-    Checks what can be checked before anything is built: positive sizes and budgets, a
-    budget (``num_episodes``) and an evaluation interval that are whole numbers of updates
-    of ``batch_size`` episodes, the model's name, the optimizer's and the loss's options,
-    the maze's size.
+    Raises a ``ValueError`` naming the option that makes no sense (before anything is
+    built): positive sizes and budgets, a budget (``num_episodes``) and an evaluation
+    interval that are whole numbers of updates of ``batch_size`` episodes, the model's
+    name, the optimizer's and the loss's options, the maze's size; a ``TypeError`` for an
+    unknown option.
     """
-    if model not in networks.CORES:
-        raise ValueError(f"`model` must be one of {networks.CORES}; received model={model!r}.")
-    for name, value in (
-        ("num_episodes", num_episodes),
-        ("batch_size", batch_size),
-        ("eval_interval", eval_interval),
-        ("eval_mazes", eval_mazes),
-        ("units", units),
-        ("memory_units", memory_units),
-        ("memory_layers", memory_layers),
-        ("num_heads", num_heads),
-        ("episode_length", episode_length),
-    ):
-        check_positive_int(name, value)
-    for name, value in (("num_episodes", num_episodes), ("eval_interval", eval_interval)):
-        if value % batch_size:
+
+    model: str = "mnm_p"
+    num_episodes: int = 2000
+    batch_size: int = 16
+    eval_interval: int = 400
+    eval_mazes: int = 32
+    learning_rate: float | None = None
+    seed: int = 0
+    units: int = 200
+    memory_units: int = 100
+    memory_layers: int = 3
+    num_heads: int = 3
+    normalize_writes: bool = True
+    entropy_weight: float = 0.0
+    gradient_clipping: float | None = None
+    gae_lambda: float | None = None
+    size: int = 9
+    episode_length: int = 250
+    normalize_time: bool = False
+
+    def __post_init__(self):
+        if self.model not in networks.CORES:
             raise ValueError(
-                f"`{name}` must be a multiple of `batch_size` (every update trains on "
-                f"batch_size={batch_size} episodes); received {name}={value}."
+                f"`model` must be one of {networks.CORES}; received model={self.model!r}."
             )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer; received seed={seed!r}.")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 3 or size % 2 == 0:
-        raise ValueError(f"`size` must be an odd integer >= 3; received size={size!r}.")
-    if learning_rate is not None and (
-        isinstance(learning_rate, bool)
-        or not (isinstance(learning_rate, (int, float)) and learning_rate > 0)
-    ):
-        raise ValueError(
-            f"`learning_rate` must be positive; received learning_rate={learning_rate!r}."
-        )
-    if isinstance(entropy_weight, bool) or not (
-        isinstance(entropy_weight, (int, float)) and entropy_weight >= 0
-    ):
-        raise ValueError(
-            f"`entropy_weight` must be a non-negative number; received "
-            f"entropy_weight={entropy_weight!r}."
-        )
-    if gradient_clipping is not None and not (
-        isinstance(gradient_clipping, (int, float)) and gradient_clipping > 0
-    ):
-        raise ValueError(
-            "`gradient_clipping` must be None or a positive global norm; received "
-            f"gradient_clipping={gradient_clipping!r}."
-        )
-    if gae_lambda is not None and not (
-        isinstance(gae_lambda, (int, float)) and 0 <= gae_lambda <= 1
-    ):
-        raise ValueError(
-            f"`gae_lambda` must be None or a number in [0, 1]; received gae_lambda={gae_lambda!r}."
-        )
-    for name, value in (("normalize_writes", normalize_writes), ("normalize_time", normalize_time)):
-        if not isinstance(value, bool):
-            raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
+        for name, value in (
+            ("num_episodes", self.num_episodes),
+            ("batch_size", self.batch_size),
+            ("eval_interval", self.eval_interval),
+            ("eval_mazes", self.eval_mazes),
+            ("units", self.units),
+            ("memory_units", self.memory_units),
+            ("memory_layers", self.memory_layers),
+            ("num_heads", self.num_heads),
+            ("episode_length", self.episode_length),
+        ):
+            check_positive_int(name, value)
+        for name, value in (
+            ("num_episodes", self.num_episodes),
+            ("eval_interval", self.eval_interval),
+        ):
+            if value % self.batch_size:
+                raise ValueError(
+                    f"`{name}` must be a multiple of `batch_size` (every update trains on "
+                    f"batch_size={self.batch_size} episodes); received {name}={value}."
+                )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"`seed` must be a non-negative integer; received seed={self.seed!r}.")
+        if (
+            isinstance(self.size, bool)
+            or not isinstance(self.size, int)
+            or self.size < 3
+            or self.size % 2 == 0
+        ):
+            raise ValueError(f"`size` must be an odd integer >= 3; received size={self.size!r}.")
+        if self.learning_rate is not None and (
+            isinstance(self.learning_rate, bool)
+            or not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0)
+        ):
+            raise ValueError(
+                f"`learning_rate` must be positive; received learning_rate={self.learning_rate!r}."
+            )
+        if isinstance(self.entropy_weight, bool) or not (
+            isinstance(self.entropy_weight, (int, float)) and self.entropy_weight >= 0
+        ):
+            raise ValueError(
+                f"`entropy_weight` must be a non-negative number; received "
+                f"entropy_weight={self.entropy_weight!r}."
+            )
+        if self.gradient_clipping is not None and not (
+            isinstance(self.gradient_clipping, (int, float)) and self.gradient_clipping > 0
+        ):
+            raise ValueError(
+                "`gradient_clipping` must be None or a positive global norm; received "
+                f"gradient_clipping={self.gradient_clipping!r}."
+            )
+        if self.gae_lambda is not None and not (
+            isinstance(self.gae_lambda, (int, float)) and 0 <= self.gae_lambda <= 1
+        ):
+            raise ValueError(
+                "`gae_lambda` must be None or a number in [0, 1]; received "
+                f"gae_lambda={self.gae_lambda!r}."
+            )
+        for name, value in (
+            ("normalize_writes", self.normalize_writes),
+            ("normalize_time", self.normalize_time),
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False; received {name}={value!r}.")
+
+
+def check_options(**options):
+    """The `TrainOptions` of ``options`` (`train`'s keyword arguments); a ``ValueError``
+    naming the option that makes no sense, a ``TypeError`` for an unknown one."""
+    return TrainOptions(**options)
 
 
 def _checkpoint_dir(model_dir):
@@ -423,28 +449,7 @@ def _write_history(model_dir, history):
 
 
 # ------------------------------------------------------------------------------- loop
-def train(
-    model_dir,
-    model="mnm_p",
-    num_episodes=2000,
-    batch_size=16,
-    eval_interval=400,
-    eval_mazes=32,
-    learning_rate=None,
-    seed=0,
-    units=200,
-    memory_units=100,
-    memory_layers=3,
-    num_heads=3,
-    normalize_writes=True,
-    entropy_weight=0.0,
-    gradient_clipping=None,
-    gae_lambda=None,
-    size=9,
-    episode_length=250,
-    normalize_time=False,
-    verbose=1,
-):
+def train(model_dir, verbose=1, **options):
     """Trains one A2C agent on the maze until ``num_episodes`` episodes are done; resumable.
 
     See the module docstring for what it writes and how a rerun resumes.
@@ -478,49 +483,30 @@ def train(
       ``history`` (every row, earlier invocations' included), ``rewards`` (every training
       episode's reward) and ``start_episodes`` (the episodes done before this call).
     """
-    options = dict(
-        model=model,
-        num_episodes=num_episodes,
-        batch_size=batch_size,
-        eval_interval=eval_interval,
-        eval_mazes=eval_mazes,
-        learning_rate=learning_rate,
-        seed=seed,
-        units=units,
-        memory_units=memory_units,
-        memory_layers=memory_layers,
-        num_heads=num_heads,
-        normalize_writes=normalize_writes,
-        entropy_weight=entropy_weight,
-        gradient_clipping=gradient_clipping,
-        gae_lambda=gae_lambda,
-        size=size,
-        episode_length=episode_length,
-        normalize_time=normalize_time,
+    o = check_options(**options)
+    learning_rate = (
+        default_learning_rate(o.batch_size) if o.learning_rate is None else o.learning_rate
     )
-    check_options(**options)
-    if learning_rate is None:
-        learning_rate = default_learning_rate(batch_size)
-    check_budget(model_dir, num_episodes)
+    check_budget(model_dir, o.num_episodes)
     os.makedirs(model_dir, exist_ok=True)
 
-    tf.random.set_seed(seed)
+    tf.random.set_seed(o.seed)
     train_step = tf.Variable(0, dtype=tf.int64, name="train_step")
     episodes = tf.Variable(0, dtype=tf.int64, name="episodes")
     agent, optimizer = build_agent(
-        model,
+        o.model,
         learning_rate,
-        seed,
-        size=size,
-        episode_length=episode_length,
-        units=units,
-        memory_units=memory_units,
-        memory_layers=memory_layers,
-        num_heads=num_heads,
-        normalize_writes=normalize_writes,
-        entropy_weight=entropy_weight,
-        gradient_clipping=gradient_clipping,
-        gae_lambda=gae_lambda,
+        o.seed,
+        size=o.size,
+        episode_length=o.episode_length,
+        units=o.units,
+        memory_units=o.memory_units,
+        memory_layers=o.memory_layers,
+        num_heads=o.num_heads,
+        normalize_writes=o.normalize_writes,
+        entropy_weight=o.entropy_weight,
+        gradient_clipping=o.gradient_clipping,
+        gae_lambda=o.gae_lambda,
         train_step_counter=train_step,
     )
     # The optimizer's slots exist before the restore, so that it restores them all (also
@@ -558,28 +544,28 @@ def train(
 
     tf_env = tf_py_environment.TFPyEnvironment(
         maze.BatchedMazeEnvironment(
-            batch_size,
-            size=size,
-            episode_length=episode_length,
-            normalize_time=normalize_time,
-            seed=training_maze_seeds(seed, done, batch_size),
+            o.batch_size,
+            size=o.size,
+            episode_length=o.episode_length,
+            normalize_time=o.normalize_time,
+            seed=training_maze_seeds(o.seed, done, o.batch_size),
         )
     )
-    iteration = make_iteration(tf_env, agent, episode_length)
+    iteration = make_iteration(tf_env, agent, o.episode_length)
     evaluate = make_evaluation(
-        agent, held_out_maze_seeds(seed, eval_mazes), size, episode_length, normalize_time
+        agent, held_out_maze_seeds(o.seed, o.eval_mazes), o.size, o.episode_length, o.normalize_time
     )
 
-    if verbose and done < num_episodes:
+    if verbose and done < o.num_episodes:
         print(
-            f"maze {model}: {'resuming at' if done else 'starting'} episode {done}, target "
-            f"{num_episodes}, {batch_size} per update, evaluation every {eval_interval} on "
-            f"{eval_mazes} held-out mazes",
+            f"maze {o.model}: {'resuming at' if done else 'starting'} episode {done}, target "
+            f"{o.num_episodes}, {o.batch_size} per update, evaluation every {o.eval_interval} on "
+            f"{o.eval_mazes} held-out mazes",
             flush=True,
         )
-    while done < num_episodes:
+    while done < o.num_episodes:
         start = time.perf_counter()
-        end = min((done // eval_interval + 1) * eval_interval, num_episodes)
+        end = min((done // o.eval_interval + 1) * o.eval_interval, o.num_episodes)
         interval_rewards, losses = [], []
         while done < end:
             episode_rewards, loss = iteration()
@@ -588,11 +574,11 @@ def train(
                 int(train_step.numpy()),
                 {"loss": float(loss)},
                 agent.network.variables,
-                where=f"maze (episode {done + batch_size})",
+                where=f"maze (episode {done + o.batch_size})",
             )
             interval_rewards.extend(float(r) for r in episode_rewards.numpy())
             losses.append(float(loss))
-            done += batch_size
+            done += o.batch_size
         train_seconds = time.perf_counter() - start
         evaluation = evaluate()
         history.append(
@@ -634,7 +620,7 @@ def train(
     if history and history[-1]["step"] == done:
         train_reward = history[-1]["train_reward"]
     else:  # a run without a row for its last episodes
-        train_reward = float(np.mean(rewards[-eval_interval:]))
+        train_reward = float(np.mean(rewards[-o.eval_interval :]))
     seconds = sum(row["epoch_seconds"] for row in history)
     results = {
         **final,
@@ -643,7 +629,7 @@ def train(
         "episodes": done,
         "episodes_per_second": done / seconds if seconds else 0.0,
         "random_policy_reward": random_policy_reward(
-            held_out_maze_seeds(seed, eval_mazes), size, episode_length
+            held_out_maze_seeds(o.seed, o.eval_mazes), o.size, o.episode_length
         ),
     }
     return {
