@@ -289,19 +289,22 @@ def algorithmic_table(records):
     )
 
 
+def _normalize_writes_records(records):
+    """The records of the writes comparison: MNM-p and MNM-g on dictionary (4, 1), 2,000 steps."""
+    return [
+        r
+        for r in records
+        if r.task == "algorithmic"
+        and r.config.get("task") == "dictionary"
+        and (r.config.get("support_size"), r.config.get("sequence_length")) == (4, 1)
+        and r.config.get("model") in ("mnm_p", "mnm_g")
+        and r.train_steps == 2000
+    ]
+
+
 def normalize_writes_table(records):
     """Dictionary inference (4, 1) at 2,000 steps: the paper's writes against normalised."""
-    return algorithmic_table(
-        [
-            r
-            for r in records
-            if r.task == "algorithmic"
-            and r.config.get("task") == "dictionary"
-            and (r.config.get("support_size"), r.config.get("sequence_length")) == (4, 1)
-            and r.config.get("model") in ("mnm_p", "mnm_g")
-            and r.train_steps == 2000
-        ]
-    )
+    return algorithmic_table(_normalize_writes_records(records))
 
 
 # The paper's results the summary sets beside ours (paper section 4).
@@ -559,15 +562,7 @@ TABLES = {
 
 def normalize_writes_figure(records):
     """Held-out sequence error of dictionary inference (4, 1) against steps, per setting."""
-    selected = [
-        r
-        for r in records
-        if r.task == "algorithmic"
-        and r.config.get("task") == "dictionary"
-        and (r.config.get("support_size"), r.config.get("sequence_length")) == (4, 1)
-        and r.config.get("model") in ("mnm_p", "mnm_g")
-        and r.train_steps == 2000
-    ]
+    selected = _normalize_writes_records(records)
     curves = {}
     for key, group in sorted(_group(selected, _algorithmic_key).items()):
         label = _marked(f"{MODEL_LABELS[group[0].config['model']]}, {key[2]} writes", group[0])
