@@ -59,6 +59,39 @@ def plot_curves(
     return figure
 
 
+def plot_panels(path, panels, shared=None, title="", xlabel="step", ylabel=""):
+    """Writes one line plot per panel, side by side with a shared y axis, to ``path``.
+
+    Args:
+      path: the PNG file to write.
+      panels: dict from panel title to its curves, a dict from legend label to ``(x, y)``.
+      shared: optional curves drawn in every panel, dashed and grey (e.g. a baseline), a
+        dict from legend label to ``(x, y)``.
+      title: the figure's title, above the panels.
+
+    Returns:
+      The matplotlib `Figure` (already saved).
+    """
+    if not panels:
+        raise ValueError("`panels` must hold at least one panel; received panels={}.")
+    figure = _figure_class()(figsize=(4.2 * len(panels), 4), dpi=100)
+    axes_row = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for axes, (name, curves) in zip(axes_row, panels.items()):
+        for label, (x, y) in curves.items():
+            axes.plot(x, y, marker="o", markersize=2, label=label)
+        for label, (x, y) in (shared or {}).items():
+            axes.plot(x, y, linestyle="--", color="grey", label=label)
+        axes.set_title(name, fontsize=9)
+        axes.set_xlabel(xlabel)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    axes_row[0].set_ylabel(ylabel)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    return figure
+
+
 def plot_maze_rewards(
     path, runs, window=500, evaluations=None, title="Grid maze 9 x 9 (A2C)", reference=None
 ):

@@ -614,8 +614,9 @@ def maze_regime_figure(records, against):
 
 def maze_learning_curves_figure(records):
     """Greedy reward on the held-out mazes at every evaluation of each maze table run
-    (one curve per seed: staged runs of one model may stand at different budgets), with
-    the mean random policy's reward on the same mazes as a flat line."""
+    (one curve per seed: staged runs of one model may stand at different budgets), one
+    panel per model (``panels``; a curve's ``panel``), with the mean random policy's reward
+    on the same mazes as a flat line in every panel (its ``panel`` is None)."""
     selected = [
         r
         for r in records
@@ -623,23 +624,27 @@ def maze_learning_curves_figure(records):
         and not _is_maze_regime(r)
         and any("eval_greedy_reward" in row for row in r.history)
     ]
-    curves = {}
+    curves, panels = {}, []
     for record in sorted(selected, key=lambda r: (_maze_setting(r), r.config.get("seed", 0))):
         model = _maze_setting(record)[0]
         rows = [row for row in record.history if "eval_greedy_reward" in row]
+        panels += [] if model in panels else [model]
         curves[f"{model}, seed {record.config.get('seed', 0)}"] = {
             "x": [int(row["step"]) for row in rows],
             "y": [round(float(row["eval_greedy_reward"]), 4) for row in rows],
+            "panel": model,
         }
     if curves:
         last = max(x for curve in curves.values() for x in curve["x"])
         random = np.mean([r.results["random_policy_reward"] for r in selected])
         curves["random policy"] = {"x": [0, last], "y": [round(float(random), 4)] * 2}
+        curves["random policy"]["panel"] = None
     return {
         "title": "maze: greedy reward on the held-out mazes, every evaluation",
         "xlabel": "training episodes",
         "ylabel": "reward per episode",
         "curves": curves,
+        "panels": panels,
         "sources": sorted(r.path for r in selected),
     }
 
@@ -659,10 +664,31 @@ FIGURES = {
 
 def _draw(path, figure):
     try:
-        from examples.plotting import plot_curves
+        from examples.plotting import plot_curves, plot_panels
     except ImportError:  # pragma: no cover (a script run as a file)
-        from plotting import plot_curves
+        from plotting import plot_curves, plot_panels
 
+    if figure.get("panels"):
+        plot_panels(
+            path,
+            {
+                panel: {
+                    label.removeprefix(f"{panel}, "): (curve["x"], curve["y"])
+                    for label, curve in figure["curves"].items()
+                    if curve.get("panel") == panel
+                }
+                for panel in figure["panels"]
+            },
+            shared={
+                label: (curve["x"], curve["y"])
+                for label, curve in figure["curves"].items()
+                if curve.get("panel") is None
+            },
+            title=figure["title"],
+            xlabel=figure["xlabel"],
+            ylabel=figure["ylabel"],
+        )
+        return
     plot_curves(
         path,
         {label: curve["x"] for label, curve in figure["curves"].items()},

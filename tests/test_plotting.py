@@ -78,3 +78,24 @@ def test_plot_runs_takes_labels_and_rejects_a_label_twice(tmp_path):
         plot_runs.plot_runs([f"a={run}", f"a={run}"], str(out))
     with pytest.raises(ValueError, match="LABEL=DIR"):
         plot_runs.plot_runs([f"={run}"], str(out))
+
+
+def test_panels_side_by_side_with_shared_curves(tmp_path):
+    from examples.plotting import plot_panels
+
+    figure = plot_panels(
+        str(tmp_path / "panels.png"),
+        {"a": {"seed 0": ([1, 2], [3.0, 4.0])}, "b": {"seed 0": ([1], [5.0])}},
+        shared={"baseline": ([0, 2], [1.0, 1.0])},
+        title="t",
+    )
+    assert (tmp_path / "panels.png").stat().st_size > 1000
+    axes = figure.get_axes()
+    assert [a.get_title() for a in axes] == ["a", "b"]
+    # Each panel: its own curve and the shared one.
+    assert [[line.get_label() for line in a.get_lines()] for a in axes] == [
+        ["seed 0", "baseline"],
+        ["seed 0", "baseline"],
+    ]
+    with pytest.raises(ValueError, match="`panels` must hold at least one panel"):
+        plot_panels(str(tmp_path / "none.png"), {})

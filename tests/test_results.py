@@ -284,10 +284,15 @@ def test_the_maze_learning_curves_are_every_runs_held_out_evaluations(tmp_path):
     _maze_record(tmp_path, "maze-lstm-800-seed0", "lstm", 16, 0, [9, 9], 2)  # no evaluations
     _maze_record(tmp_path, "maze-regime-lstm-b1-seed0", "lstm", 1, 0, [9, 20], 10)
     figure = results.maze_learning_curves_figure(results.load_records(str(tmp_path)))
+    model = "MNM-p 1 x 100, normalised writes"
     assert figure["curves"] == {
-        "MNM-p 1 x 100, normalised writes, seed 0": {"x": [400, 800, 1200], "y": [5, 50, 150]},
-        "MNM-p 1 x 100, normalised writes, seed 1": {"x": [400, 800], "y": [8, 20]},
-        "random policy": {"x": [0, 1200], "y": [9.5, 9.5]},
+        f"{model}, seed 0": {"x": [400, 800, 1200], "y": [5, 50, 150], "panel": model},
+        f"{model}, seed 1": {"x": [400, 800], "y": [8, 20], "panel": model},
+        "random policy": {"x": [0, 1200], "y": [9.5, 9.5], "panel": None},
     }
+    assert figure["panels"] == [model]
     assert len(figure["sources"]) == 2
+    # Drawn with one panel per model, the random policy in each.
+    results._draw(str(tmp_path / "curves.png"), figure)
+    assert (tmp_path / "curves.png").stat().st_size > 1000
     assert results.maze_learning_curves_figure([])["curves"] == {}
