@@ -42,12 +42,16 @@ babi_paper, maze_paper, maze_regime.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import importlib
+import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import typing
@@ -139,20 +143,33 @@ class RunSpec(typing.NamedTuple):
     stages: tuple = ()
 
 
+# What a Keras script's ``model_dir`` needs to resume (`examples.training.resumable_callbacks`):
+# its backup (weights, optimizer, epoch), the history, the invocations and the best epoch.
+KERAS_RESUME_FILES = ("backup", "history.jsonl", "invocations.json", "best.weights.h5", "best.json")
+
+
 @dataclasses.dataclass(frozen=True)
 class Script:
-    """What a script's records look like: their ``task``, the budget field, machine fields."""
+    """What a script's records look like: their ``task``, the budget field, machine fields;
+    and ``resume_files``, the entries of a ``model_dir`` that a later invocation resumes
+    from (those `pack_resume` keeps)."""
 
     task: str
     budget: str = "train_steps"
     machine_fields: tuple = ("model_dir",)
+    resume_files: tuple = KERAS_RESUME_FILES
 
 
 SCRIPTS = {
     "examples.algorithmic": Script("algorithmic"),
     "examples.associative_recall": Script("associative_recall"),
     "examples.babi": Script("babi", machine_fields=("model_dir", "data_dir")),
-    "examples.maze_a2c": Script("maze", budget="num_episodes"),
+    "examples.maze_a2c": Script(
+        "maze",
+        budget="num_episodes",
+        # examples.maze_training: the checkpoints, every episode's reward, the history.
+        resume_files=("checkpoints", "rewards.csv", "history.jsonl", "invocations.json"),
+    ),
 }
 
 
@@ -433,6 +450,7 @@ class Run:
     cpu: int | None = None  # the core its process is pinned to (``--parallel`` > 1)
 
     recorded: int | None = None  # the budget of the committed record of an earlier stage
+    resume_archive: str | None = None  # the committed state it resumes from (`unpack_resume`)
 
     @property
     def budget(self):
@@ -550,6 +568,11 @@ def plan_run(spec, options):
             run.status, run.steps_done = "finished", budget
             return run
     run.steps_done = trained_steps(model_dir)
+    archive = os.path.join(run.destination, RESUME_ARCHIVE)
+    if run.recorded is not None and run.steps_done < run.recorded and os.path.exists(archive):
+        # A clone without the run's model_dir: it resumes from the committed state (of the
+        # recorded stage, or of a later checkpoint below the next stage).
+        run.resume_archive, run.steps_done = archive, archive_steps(archive)
     run.status = "partial" if run.steps_done else "to do"
     return run
 
@@ -623,6 +646,8 @@ def _status_text(run):
     }.get(run.status, run.status)
     if run.recorded is not None:
         text += f", stage {run.recorded:,} recorded"
+    if run.resume_archive is not None:
+        text += f", resumes from its {RESUME_ARCHIVE}"
     if run.replaces is not None:
         text += f", replaces a protocol {run.replaces} record"
     return text
@@ -720,6 +745,142 @@ def dry_run_report(runs, records, hours=0.0, parallel=1):
     if any(seconds is not None and not like for seconds, like in estimates):
         summary += "\n* from the speed of records of other models, tasks or sizes (none like it)"
     return "\n".join([*_aligned(rows), summary])
+
+
+# --------------------------------------------------------------------- resume archives
+
+# A staged run's state at its committed stage, beside its record: a clone holds the
+# records but not the runs directory, so that the next stage resumes on any machine.
+RESUME_ARCHIVE = "resume.tar.gz"
+# Files of an archive whose text names the run's model_dir (`results.portable_text`).
+_TEXT_SUFFIXES = (".json", ".jsonl", ".csv")
+
+
+def _checkpoint_members(directory, relative):
+    """The members of a TensorFlow checkpoint directory (one with a ``checkpoint`` state
+    file): the latest checkpoint's files, and a state file that names only it."""
+    import tensorflow as tf  # noqa: PLC0415 (only runs that checkpoint so need it)
+
+    latest = tf.train.latest_checkpoint(directory)
+    if latest is None:
+        return []
+    prefix = os.path.basename(latest)
+    state = f'model_checkpoint_path: "{prefix}"\nall_model_checkpoint_paths: "{prefix}"\n'
+    members = [(f"{relative}/checkpoint", state.encode())]
+    for name in sorted(os.listdir(directory)):
+        if name.startswith(prefix + "."):
+            members.append((f"{relative}/{name}", os.path.join(directory, name)))
+    return members
+
+
+def _resume_members(model_dir, names):
+    """(name in the archive, path on disk or bytes) of the entries ``names`` of ``model_dir``
+    that exist, directories walked in sorted order."""
+    members = []
+    for name in names:
+        path = os.path.join(model_dir, name)
+        if os.path.isfile(path):
+            members.append((name, path))
+        elif os.path.exists(os.path.join(path, "checkpoint")):
+            members.extend(_checkpoint_members(path, name))
+        elif os.path.isdir(path):
+            for parent, dirs, files in os.walk(path):
+                dirs.sort()
+                for file in sorted(files):
+                    full = os.path.join(parent, file)
+                    members.append((os.path.relpath(full, model_dir), full))
+    return members
+
+
+def pack_resume(model_dir, archive, names):
+    """Writes ``archive`` (a ``.tar.gz``): the entries ``names`` of ``model_dir`` that a
+    later invocation resumes from (`Script.resume_files`; of a TensorFlow checkpoint
+    directory, the latest checkpoint only). The same state packs to the same bytes (sorted
+    members, no times or owners), and text files name the model_dir as a committed record
+    does (`results.portable_text`). Returns the archive's size in bytes."""
+    source = os.path.abspath(model_dir)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, content in _resume_members(model_dir, names):
+            if isinstance(content, str):
+                with open(content, "rb") as f:
+                    content = f.read()
+                if name.endswith(_TEXT_SUFFIXES):
+                    content = results.portable_text(content.decode(), source).encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o644
+            tar.addfile(info, io.BytesIO(content))
+    os.makedirs(os.path.dirname(os.path.abspath(archive)), exist_ok=True)
+    partial = archive + ".partial"
+    with open(partial, "wb") as f:
+        # mtime=0: no time in the gzip header either.
+        with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as compressed:
+            compressed.write(buffer.getvalue())
+    os.replace(partial, archive)
+    return os.path.getsize(archive)
+
+
+def archive_steps(archive):
+    """The steps (maze: episodes) trained by the state in ``archive``: its history's last
+    row's (`results.read_history`'s format); 0 without one."""
+    with tarfile.open(archive, mode="r:gz") as tar:
+        try:
+            member = tar.extractfile(results.HISTORY_FILE)
+        except KeyError:
+            return 0
+        rows = [json.loads(line) for line in member.read().decode().splitlines() if line]
+    return max((int(row.get("step") or 0) for row in rows), default=0)
+
+
+def unpack_resume(archive, model_dir):
+    """Unpacks ``archive`` (`pack_resume`) into ``model_dir``. A ``model_dir`` that exists
+    (it trained fewer steps than the archive's stage) is first moved to
+    ``model_dir.replaced``, where it is kept."""
+    if os.path.exists(model_dir):
+        aside = model_dir.rstrip(os.sep) + ".replaced"
+        if os.path.exists(aside):
+            shutil.rmtree(aside)
+        os.replace(model_dir, aside)
+        print(f"[reproduce] moved {model_dir} (fewer steps than {archive}) to {aside}", flush=True)
+    os.makedirs(model_dir)
+    with tarfile.open(archive, mode="r:gz") as tar:
+        tar.extractall(model_dir, filter="data")
+
+
+def prepare(run):
+    """Before ``run``'s process starts: its ``model_dir`` from its committed archive, if it
+    resumes from one (`plan_run`); raises RuntimeError unless the archive holds the run
+    from its recorded stage to below its next one."""
+    if run.resume_archive is None:
+        return
+    unpack_resume(run.resume_archive, run.model_dir)
+    steps = trained_steps(run.model_dir)
+    if not run.recorded <= steps < run.next_budget:
+        raise RuntimeError(
+            f"{run.resume_archive} holds a run trained to {steps:,} steps, not from the "
+            f"committed record's {run.recorded:,} to below its next stage "
+            f"({run.next_budget:,}): pack it again from the run's model_dir, or delete it to "
+            "train the run from the start."
+        )
+    print(
+        f"[reproduce] {run.spec.name}: resuming at {steps:,} from {run.resume_archive}",
+        flush=True,
+    )
+    run.resume_archive = None
+
+
+def keep_resume_state(run):
+    """After ``run``'s record is collected: the archive of its state beside the record, if
+    it stopped at a stage (`pack_resume`); removed once the whole budget is recorded."""
+    archive = os.path.join(run.destination, RESUME_ARCHIVE)
+    if run.steps_done < run.budget:
+        size = pack_resume(run.model_dir, archive, run.script.resume_files)
+        print(
+            f"[reproduce] {run.spec.name}: packed its state into {archive} ({size:,} bytes)",
+            flush=True,
+        )
+    elif os.path.exists(archive):
+        os.remove(archive)
 
 
 # --------------------------------------------------------------------------------- run
@@ -874,6 +1035,7 @@ def run_table(options):
                     )
                     continue
                 run.cpu = cpu
+                prepare(run)
                 status = launch(run)
                 planned = plan_run(run.spec, options)
                 if (
@@ -908,6 +1070,7 @@ def run_table(options):
             with lock:
                 if run.status == "finished":
                     results.collect(run.model_dir, run.destination)
+                    keep_resume_state(run)
                     seconds = time.perf_counter() - start
                     print(f"[reproduce] {run.spec.name}: collected ({seconds:.0f} s)", flush=True)
                     for path in results.render(options.results_root):

@@ -28,7 +28,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import sys
 
 import numpy as np
@@ -163,16 +162,39 @@ def _check_unique(records):
         seen[key] = record.path
 
 
+# What a collected record says instead of the absolute ``model_dir`` of the machine that
+# trained it: the run directory's name under the runs directory.
+RUNS_DIR_PLACEHOLDER = "<runs_dir>"
+
+
+def portable_text(text, run_dir):
+    """``text`` with every occurrence of ``run_dir``'s absolute path (as written in a
+    record's config, argv and invocations) replaced by ``<runs_dir>/NAME``, NAME its last
+    component; a relative ``run_dir`` is not a path of the machine, and stays."""
+    if not os.path.isabs(run_dir):
+        return text
+    path = os.path.normpath(run_dir)
+    portable = f"{RUNS_DIR_PLACEHOLDER}/{os.path.basename(path)}"
+    # A path ends at a quote, a separator or the end: ``/runs/a`` must not match ``/runs/ab``.
+    return re.sub(re.escape(path) + r"(?=[\"/\s]|$)", portable, text)
+
+
 def collect(run_dir, destination):
     """Copies a finished run's record (``run_dir/metrics.json``) to ``destination``.
 
-    Only the record travels: checkpoints, logs and curves stay in ``run_dir``.
+    Only the record travels: checkpoints, logs and curves stay in ``run_dir``. An absolute
+    ``run_dir`` in the record is written as ``<runs_dir>/NAME`` (`portable_text`): a
+    committed record names no path of the machine that trained it.
     """
     source = os.path.join(run_dir, "metrics.json")
     if not os.path.exists(source):
         raise FileNotFoundError(f"`run_dir` ({run_dir!r}) has no metrics.json: is it finished?")
     os.makedirs(destination, exist_ok=True)
-    shutil.copyfile(source, os.path.join(destination, "metrics.json"))
+    with open(source) as f:
+        text = portable_text(f.read(), os.path.abspath(run_dir))
+    json.loads(text)  # still a record
+    with open(os.path.join(destination, "metrics.json"), "w") as f:
+        f.write(text)
 
 
 # ----------------------------------------------------------------------------- tables

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import time
 
 import pytest
@@ -501,3 +502,94 @@ def test_a_run_stopped_after_reaching_its_budget_is_invoked_again_for_its_record
     path = os.path.join(tiny.results_root, "results", "algorithmic", "tiny-lstm-seed0")
     with open(os.path.join(path, "metrics.json")) as f:
         assert json.load(f)["train_steps"] == 2
+
+
+def test_a_staged_run_resumes_on_another_machine_from_its_committed_archive(
+    tiny, monkeypatch, capsys, tmp_path
+):
+    """A stage's record is committed with the run's state (``resume.tar.gz``), so that a
+    clone without the runs directory resumes from the stage instead of from the start."""
+    monkeypatch.setitem(reproduce.TABLES, "_staged", staged_table)
+    options = dataclasses.replace(tiny, table="_staged")
+    destination = os.path.join(options.results_root, "results", "algorithmic", "tiny-staged-seed0")
+    archive = os.path.join(destination, reproduce.RESUME_ARCHIVE)
+    launched = []
+    launch = reproduce.launch
+    monkeypatch.setattr(
+        reproduce, "launch", lambda run: launched.append(run.next_budget) or launch(run)
+    )
+    # The first stage, then a stop: its record and its state are beside each other.
+    monkeypatch.setattr(reproduce.results, "load_records", lambda root: [])
+    monkeypatch.setattr(reproduce, "estimate", lambda run, records, whole=False: (100.0, True))
+    assert reproduce.run(dataclasses.replace(options, hours=105 / 3600)) == []
+    assert launched == [1] and os.path.exists(archive)
+    packed = open(archive, "rb").read()
+    # The same state packs to the same bytes; the archive names no path of the machine.
+    model_dir = os.path.join(options.runs_dir, "tiny-staged-seed0")
+    reproduce.pack_resume(
+        model_dir, archive, reproduce.SCRIPTS["examples.algorithmic"].resume_files
+    )
+    assert open(archive, "rb").read() == packed
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        invocations = json.load(tar.extractfile("invocations.json"))
+    assert "backup/latest.weights.h5" in names and "history.jsonl" in names
+    assert "metrics.json" not in names
+    assert invocations[0]["config"]["model_dir"] == "<runs_dir>/tiny-staged-seed0"
+    # Another machine: the clone has the committed files only.
+    moved = dataclasses.replace(options, runs_dir=str(tmp_path / "other_runs"))
+    (run,) = reproduce.table_runs(moved)
+    assert (run.status, run.steps_done, run.next_budget) == ("partial", 1, 2)
+    assert run.resume_archive == archive
+    capsys.readouterr()
+    assert reproduce.run(moved) == []
+    out = capsys.readouterr().out
+    assert "tiny-staged-seed0: resuming at 1 from" in out
+    assert launched == [1, 2, 3]  # no step trained twice
+    with open(os.path.join(destination, "metrics.json")) as f:
+        record = json.load(f)
+    assert record["train_steps"] == 3
+    assert [i["start_step"] for i in record["invocations"]] == [0, 1, 2]
+    # The whole budget recorded: the archive is gone.
+    assert not os.path.exists(archive)
+
+
+def test_an_archive_that_does_not_hold_the_recorded_stage_is_refused(tiny, monkeypatch, tmp_path):
+    monkeypatch.setitem(reproduce.TABLES, "_staged", staged_table)
+    options = dataclasses.replace(tiny, table="_staged")
+    monkeypatch.setattr(reproduce.results, "load_records", lambda root: [])
+    monkeypatch.setattr(reproduce, "estimate", lambda run, records, whole=False: (100.0, True))
+    assert reproduce.run(dataclasses.replace(options, hours=105 / 3600)) == []
+    (run,) = reproduce.table_runs(dataclasses.replace(options, runs_dir=str(tmp_path / "x")))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    reproduce.pack_resume(str(empty), run.resume_archive, ("history.jsonl",))
+    # Planned from the archive's history: none, so 0 steps, below the recorded stage.
+    (run,) = reproduce.table_runs(dataclasses.replace(options, runs_dir=str(tmp_path / "x")))
+    assert run.steps_done == 0
+    with pytest.raises(RuntimeError, match="trained to 0 steps, not from the committed record's 1"):
+        reproduce.prepare(run)
+
+
+def test_a_checkpoint_directory_is_packed_with_its_latest_checkpoint_only(tmp_path):
+    import tensorflow as tf
+
+    step = tf.Variable(0)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(step=step), str(tmp_path / "run" / "checkpoints"), max_to_keep=2
+    )
+    for value in (1, 2):
+        step.assign(value)
+        manager.save()
+    (tmp_path / "run" / "rewards.csv").write_text("episode,reward\n")
+    archive = str(tmp_path / "resume.tar.gz")
+    reproduce.pack_resume(str(tmp_path / "run"), archive, ("checkpoints", "rewards.csv", "gone"))
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert all("ckpt-1." not in name for name in names)
+    assert "checkpoints/ckpt-2.index" in names and "rewards.csv" in names
+    reproduce.unpack_resume(archive, str(tmp_path / "clone"))
+    restored = tf.Variable(0)
+    path = tf.train.latest_checkpoint(str(tmp_path / "clone" / "checkpoints"))
+    tf.train.Checkpoint(step=restored).restore(path).assert_consumed()
+    assert int(restored.numpy()) == 2

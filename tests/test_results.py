@@ -24,6 +24,17 @@ def test_every_committed_record_is_complete():
         assert data["invocations"][-1]["wall_seconds"] is not None, record.path
 
 
+def test_no_committed_record_names_a_path_of_the_machine_that_trained_it():
+    for record in results.load_records(ROOT):
+        with open(os.path.join(ROOT, record.path)) as f:
+            data = json.load(f)
+        configs = [data["config"], *(i.get("config", {}) for i in data["invocations"])]
+        for config in configs:
+            assert not os.path.isabs(config.get("model_dir") or ""), record.path
+        for invocation in data["invocations"]:
+            assert not any(a.startswith("--model_dir=/") for a in invocation["argv"]), record.path
+
+
 def _write(root, run, model, seed, error, normalize=False, steps=2000, protocol=None):
     history = [
         {"epoch": 0, "step": steps // 2, "epoch_seconds": 1.0, "val_sequence_error": 0.5},
@@ -144,6 +155,26 @@ def test_collect_copies_only_the_record_and_incomplete_records_are_refused(tmp_p
         results.load_records(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="run_dir"):
         results.collect(str(tmp_path / "runs" / "missing"), str(tmp_path / "x"))
+
+
+def test_collect_writes_an_absolute_run_dir_as_a_name_under_the_runs_dir(tmp_path):
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    record = {
+        "config": {"model_dir": str(run)},
+        "invocations": [{"argv": [f"--model_dir={run}"], "log": f"{run}/checkpoints"}],
+        "other": f"{run}b",  # another run whose name starts with this one's
+    }
+    (run / "metrics.json").write_text(json.dumps(record))
+    results.collect(str(run), str(tmp_path / "results" / "maze" / "a"))
+    collected = json.loads((tmp_path / "results" / "maze" / "a" / "metrics.json").read_text())
+    assert collected == {
+        "config": {"model_dir": "<runs_dir>/a"},
+        "invocations": [{"argv": ["--model_dir=<runs_dir>/a"], "log": "<runs_dir>/a/checkpoints"}],
+        "other": f"{run}b",
+    }
+    # A relative run_dir is no path of the machine: the record keeps it.
+    assert results.portable_text('"runs/a"', "runs/a") == '"runs/a"'
 
 
 def _write_record(root, task, run, config, values, steps):
