@@ -17,7 +17,7 @@ own variables; they build an `MNMParams` of plain tensors from them and call `st
 The step is written with `keras.ops` and runs on every Keras backend (TensorFlow and JAX
 are tested). The sequence loop is backend-specific: on TensorFlow a `tf.while_loop` with a
 custom gradient (the memory-efficient backward pass) compiled with XLA, and
-`compiled_step`, the XLA-compiled step that `MNMCell` runs inside `keras.layers.RNN`; on
+`cell_step`, the XLA-compiled step that `MNMCell` runs inside `keras.layers.RNN`; on
 other backends `keras.ops.scan` over the same step, differentiated by the backend.
 
 Shapes: B batch, T time, d_h = ``units``, d_k / d_v key and value sizes, H heads,
@@ -33,7 +33,6 @@ are checked against).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import math
 from collections.abc import Callable
@@ -43,7 +42,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mnm_keras import fused, memory
+from mnm_keras import fused, memory, reversible
 
 WRITE_RULES = ("local", "gradient")
 
@@ -273,15 +272,20 @@ CELL_WEIGHTS = {
 }
 
 
-def cell_params(cell, to_tensor):
-    """The `MNMParams` of a built cell, each weight by name (`CELL_WEIGHTS`) through
-    ``to_tensor`` (a Keras 3 variable's ``.value``, or ``tf.convert_to_tensor``)."""
-    weights = {
-        field: to_tensor(getattr(getattr(cell, layer), weight))
-        for field, (layer, weight) in CELL_WEIGHTS.items()
+def named_weights(cell, to_tensor, fields=tuple(CELL_WEIGHTS)):
+    """``{field: tensor}`` of a built cell's weights ``fields`` by name (`CELL_WEIGHTS`),
+    through ``to_tensor`` (a Keras 3 variable's ``.value``, or ``tf.convert_to_tensor``):
+    what `cell_params` and `SALUCell.params` build their named tuples from."""
+    return {
+        field: to_tensor(getattr(getattr(cell, CELL_WEIGHTS[field][0]), CELL_WEIGHTS[field][1]))
+        for field in fields
     }
+
+
+def cell_params(cell, to_tensor):
+    """The `MNMParams` of a built cell, each weight by name (`named_weights`)."""
     return MNMParams(
-        **weights,
+        **named_weights(cell, to_tensor),
         feedback_kernels=tuple(to_tensor(q.kernel) for q in cell.feedback),
         feedback_biases=tuple(to_tensor(q.bias) for q in cell.feedback),
         initial_memory=tuple(to_tensor(m) for m in cell.initial_memory),
@@ -405,7 +409,7 @@ def initial_state(config, params, batch_size):
 
 
 # ------------------------------------------------------------------------------- step
-def _split(x, sizes):
+def split_last(x, sizes):
     """``x`` cut along its last axis into pieces of the given (static) sizes."""
     bounds = [0]
     for size in sizes:
@@ -413,7 +417,7 @@ def _split(x, sizes):
     return [x[..., start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
-def _dense(config, x, kernel, bias=None, activation=None):
+def dense(config, x, kernel, bias=None, activation=None):
     """``activation(x @ kernel + bias)`` in the controller's dtype, returned in the
     state's (`MNMConfig.state_dtype`)."""
     dtype = config.compute_dtype
@@ -437,7 +441,7 @@ def project_inputs(config, params, inputs):
     return ops.tensordot(ops.cast(inputs, dtype), kernel, axes=1)
 
 
-def _controller(config, params, projected_input, state):
+def lstm_controller(config, params, projected_input, state):
     """Section 3.1: ``h_t, c_t = LSTM([x_t; v^r_{t-1}], (h_{t-1}, c_{t-1}))``."""
     dtype = config.compute_dtype
     read_kernel = params.controller_kernel[-config.value_size :]
@@ -447,7 +451,7 @@ def _controller(config, params, projected_input, state):
         + ops.matmul(ops.cast(state.h, dtype), ops.cast(params.controller_recurrent_kernel, dtype))
         + ops.cast(params.controller_bias, dtype)
     )
-    i, f, g, o = _split(gates, [config.units] * 4)
+    i, f, g, o = split_last(gates, [config.units] * 4)
     c = ops.sigmoid(f) * ops.cast(state.c, dtype) + ops.sigmoid(i) * ops.tanh(g)
     h = ops.sigmoid(o) * ops.tanh(c)
     return ops.cast(h, config.state_dtype), ops.cast(c, config.state_dtype)
@@ -456,11 +460,11 @@ def _controller(config, params, projected_input, state):
 def interface(config, params, h):
     """Equation 1: read keys, write keys, target values ``[B, H, size]`` and rates."""
     heads, dk, dv = config.num_heads, config.key_size, config.value_size
-    vectors = _dense(config, h, params.interface_kernel, params.interface_bias, ops.tanh)
-    read_keys, write_keys, values, rate_vector = _split(
+    vectors = dense(config, h, params.interface_kernel, params.interface_bias, ops.tanh)
+    read_keys, write_keys, values, rate_vector = split_last(
         vectors, [heads * dk, heads * dk, heads * dv, dk]
     )
-    rates = _dense(config, rate_vector, params.rate_kernel, params.rate_bias, ops.sigmoid)
+    rates = dense(config, rate_vector, params.rate_kernel, params.rate_bias, ops.sigmoid)
     return (
         ops.reshape(read_keys, (-1, heads, dk)),
         ops.reshape(write_keys, (-1, heads, dk)),
@@ -478,7 +482,7 @@ def _write_factors(config, params, weights, write_keys, values, rates):
         )
     last = config.memory_layers - 1
     targets = [
-        _dense(config, values, kernel, bias, output if index == last else hidden)
+        dense(config, values, kernel, bias, output if index == last else hidden)
         for index, (kernel, bias) in enumerate(zip(params.feedback_kernels, params.feedback_biases))
     ]
     if config.targets_from_values:
@@ -517,7 +521,7 @@ def recurrent_step(config, params, projected_input, state, compute_meta_loss=Tru
       compute_meta_loss: accumulate the meta loss (the tf-keras agent cell skips it when
         acting).
     """
-    h, c = _controller(config, params, projected_input, state)
+    h, c = lstm_controller(config, params, projected_input, state)
     read_keys, write_keys, values, rates = interface(config, params, h)
     factors = _write_factors(config, params, state.memory, write_keys, values, rates)
     weights = memory.apply_write(state.memory, factors)
@@ -556,65 +560,98 @@ def step(config, params, inputs, state, compute_meta_loss=True):
     return output(config, params, new_state.h, new_state.read), new_state, interactions
 
 
-def _flat_step(config, compute_meta_loss, inputs, flat_state, flat_params):
-    state = tf.nest.pack_sequence_as(_state_template(config), list(flat_state))
+def _packed_step(config, compute_meta_loss, inputs, states, flat_params):
+    """`step` on the flat state list of `pack` (as a recurrent cell carries it) and the
+    flattened `MNMParams`: ``(y_t, new state list)``. The state is unpacked once and the
+    new one packed once."""
     params = tf.nest.pack_sequence_as(_full_params_template(config), list(flat_params))
-    y, new_state, _ = step(config, params, inputs, state, compute_meta_loss)
-    return y, tf.nest.flatten(new_state)
+    y, new_state, _ = step(config, params, inputs, unpack(config, states), compute_meta_loss)
+    return y, pack(config, new_state)
 
 
-def _flat_step_vjp(config, compute_meta_loss, inputs, flat_state, flat_params, d_y, d_state):
-    """The vector-Jacobian product of `_flat_step`, recomputing the step under a tape."""
+def _packed_step_vjp(config, compute_meta_loss, inputs, states, flat_params, d_y, d_states):
+    """The vector-Jacobian product of `_packed_step`, recomputing the step under a tape."""
     with tf.GradientTape() as tape:
-        tape.watch([inputs, flat_state, flat_params])
-        y, new_flat = _flat_step(config, compute_meta_loss, inputs, flat_state, flat_params)
+        tape.watch([inputs, states, flat_params])
+        y, new_states = _packed_step(config, compute_meta_loss, inputs, states, flat_params)
     return tape.gradient(
-        [y] + list(new_flat),
-        [inputs, list(flat_state), list(flat_params)],
-        output_gradients=[d_y] + list(d_state),
+        [y] + list(new_states),
+        [inputs, list(states), list(flat_params)],
+        output_gradients=[d_y] + list(d_states),
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
 
 
-def compiled_step(config, params, inputs, state, compute_meta_loss=True, jit_compile=True):
-    """`step` compiled with XLA (``jit_compile``), without the interactions:
-    ``(y_t, new_state)``. What `MNMCell.call` runs inside `keras.layers.RNN`'s loop.
+def cell_step(
+    config,
+    params,
+    inputs,
+    states,
+    *,
+    compute_meta_loss=True,
+    jit_compile=True,
+    implementation="auto",
+):
+    """One step as a recurrent cell runs it: ``(y_t, new state list)``, the states the flat
+    list of `pack` (what `keras.layers.RNN` carries) in and out. What `MNMCell.call` and
+    the tf-keras cell run.
 
-    Its gradient recomputes the step (also compiled) instead of keeping the step's
+    ``implementation`` (`fused.choose`): the fused kernel's step where it is chosen; else
+    `step`, compiled with XLA (``jit_compile``, on TensorFlow). The compiled step's
+    gradient recomputes the step (also compiled) instead of keeping the step's
     intermediate tensors, so a loop over it (`keras.layers.RNN`) keeps for
     back-propagation only each step's inputs and state, not the written weights phi_t
     beside phi_{t-1}.
     """
+    if fused.choose(config, implementation, single_step=True) == "kernel":
+        y, new_state = fused.step(config, params, inputs, unpack(config, states), compute_meta_loss)
+        return y, pack(config, new_state)
     if not jit_compile or keras.backend.backend() != "tensorflow":
-        y, new_state, _ = step(config, params, inputs, state, compute_meta_loss)
-        return y, new_state
-    flat_state, flat_params = tf.nest.flatten(state), tf.nest.flatten(params)
-    n_state = len(flat_state)
-    forward = _compiled(_flat_step, True)
-    backward = _compiled(_flat_step_vjp, True)
+        y, new_state, _ = step(config, params, inputs, unpack(config, states), compute_meta_loss)
+        return y, pack(config, new_state)
+    states, flat_params = list(states), tf.nest.flatten(params)
+    n_state = len(states)
+    forward = reversible.compiled(_packed_step, True)
+    backward = reversible.compiled(_packed_step_vjp, True)
 
     @tf.custom_gradient
     def run(inputs, *flat):
         flat = [tf.stop_gradient(x) for x in flat]
         inputs = tf.stop_gradient(inputs)
-        y, new_flat = forward(config, compute_meta_loss, inputs, flat[:n_state], flat[n_state:])
+        y, new_states = forward(config, compute_meta_loss, inputs, flat[:n_state], flat[n_state:])
 
         def grad_fn(d_y, *d_new):
             d_y = tf.zeros_like(y) if d_y is None else d_y
-            d_new = [tf.zeros_like(n) if d is None else d for n, d in zip(new_flat, d_new)]
-            d_inputs, d_state, d_params = backward(
+            d_new = [tf.zeros_like(n) if d is None else d for n, d in zip(new_states, d_new)]
+            d_inputs, d_states, d_params = backward(
                 config, compute_meta_loss, inputs, flat[:n_state], flat[n_state:], d_y, d_new
             )
-            return [d_inputs] + list(d_state) + list(d_params)
+            return [d_inputs] + list(d_states) + list(d_params)
 
-        return [y] + list(new_flat), grad_fn
+        return [y] + list(new_states), grad_fn
 
-    results = run(inputs, *flat_state, *flat_params)
-    return results[0], tf.nest.pack_sequence_as(state, list(results[1:]))
+    results = run(inputs, *states, *flat_params)
+    return results[0], list(results[1:])
+
+
+def compiled_step(config, params, inputs, state, compute_meta_loss=True, jit_compile=True):
+    """`step` compiled with XLA (``jit_compile``), without the interactions, on an
+    `MNMState`: ``(y_t, new_state)`` (`cell_step` on ``pack(config, state)``, the XLA
+    implementation)."""
+    y, states = cell_step(
+        config,
+        params,
+        inputs,
+        pack(config, state),
+        compute_meta_loss=compute_meta_loss,
+        jit_compile=jit_compile,
+        implementation="xla",
+    )
+    return y, unpack(config, states)
 
 
 # --------------------------------------------------------------------------- sequence
-def _select(keep, new, old):
+def select(keep, new, old):
     """``new`` where ``keep`` (``[B]`` booleans), else ``old``, for any trailing shape."""
     keep = ops.reshape(keep, (-1,) + (1,) * (len(new.shape) - 1))
     return ops.where(keep, new, old)
@@ -629,16 +666,10 @@ def _masked_step(config, params, projected_input, state, keep, compute_meta_loss
     )
     if keep is None:
         return new_state, interactions
-    new_state = keras.tree.map_structure(lambda n, o: _select(keep, n, o), new_state, state)
+    new_state = keras.tree.map_structure(lambda n, o: select(keep, n, o), new_state, state)
     scale = ops.cast(keep, config.state_dtype)[:, None, None]
     factors = tuple((a * scale, b) for a, b in interactions.write_factors)
     return new_state, interactions._replace(write_factors=factors)
-
-
-def _with_shape(tensor, template):
-    tensor = tf.convert_to_tensor(tensor)
-    tensor.set_shape(template.shape)
-    return tensor
 
 
 def _recurrent_params(params):
@@ -646,122 +677,44 @@ def _recurrent_params(params):
     return params._replace(output_kernel=(), output_bias=(), initial_memory=())
 
 
-def _forward_loop(config, compute_meta_loss, projected, keeps, flat_state, flat_params):
-    """The forward loop of `_loop_memory_efficient`; records nothing for autodiff.
+@dataclasses.dataclass(frozen=True)
+class _Recurrence:
+    """MNM's step as `reversible.unroll` runs it: the backward loop rebuilds the memory
+    weights, ``phi_{t-1} = phi_t + sum_i a_i b_i^T`` layer by layer, from each step's
+    write factors (its record), which `_masked_step` zeroes at masked steps. Rebuilding
+    undoes a subtraction (in `MNMConfig.state_dtype`) with an addition."""
 
-    Returns ``(hs [T, B, d_h], reads [T, B, d_v], final flat state, the flat state
-    without the memory before every step [T, ...], the write factors [T, B, H, D])``.
-    """
-    template = _state_template(config)
-    state = tf.nest.pack_sequence_as(template, list(flat_state))
-    params = tf.nest.pack_sequence_as(_params_template(config), list(flat_params))
-    steps = tf.shape(projected)[0]
-    dtype = config.state_dtype
-    small_template = state._replace(memory=())
-    small_tas = [
-        tf.TensorArray(t.dtype, size=steps, element_shape=t.shape)
-        for t in tf.nest.flatten(small_template)
-    ]
-    factor_tas = [
-        tf.TensorArray(dtype, size=steps, element_shape=[None, config.num_heads, size])
-        for index in range(config.memory_layers)
-        for size in (config.memory_sizes[index + 1], config.memory_sizes[index])
-    ]
-    h_ta = tf.TensorArray(dtype, size=steps, element_shape=state.h.shape)
-    read_ta = tf.TensorArray(dtype, size=steps, element_shape=state.read.shape)
-    flat_start = tf.nest.flatten(state)
+    config: MNMConfig
+    compute_meta_loss: bool
 
-    def body(t, current, small_tas, factor_tas, h_ta, read_ta):
-        current = tf.nest.pack_sequence_as(template, current)
-        keep = None if keeps is None else keeps[t]
+    @property
+    def large(self):
+        return ("memory",)
+
+    def state_template(self):
+        return _state_template(self.config)
+
+    def params_template(self):
+        return _params_template(self.config)
+
+    def step(self, params, x_t, state, keep):
         new, interactions = _masked_step(
-            config, params, projected[t], current, keep, compute_meta_loss
+            self.config, params, x_t, state, keep, self.compute_meta_loss
         )
-        small = tf.nest.flatten(current._replace(memory=()))
-        small_tas = [ta.write(t, x) for ta, x in zip(small_tas, small)]
-        parts = [p for pair in interactions.write_factors for p in pair]
-        factor_tas = [ta.write(t, p) for ta, p in zip(factor_tas, parts)]
-        new_flat = [_with_shape(n, o) for n, o in zip(tf.nest.flatten(new), flat_start)]
-        h_ta, read_ta = h_ta.write(t, new.h), read_ta.write(t, new.read)
-        return t + 1, new_flat, small_tas, factor_tas, h_ta, read_ta
+        return new, [p for pair in interactions.write_factors for p in pair]
 
-    _, final, small_tas, factor_tas, h_ta, read_ta = tf.while_loop(
-        lambda t, *_: t < steps,
-        body,
-        (0, flat_start, small_tas, factor_tas, h_ta, read_ta),
-        parallel_iterations=1,
-        maximum_iterations=steps,
-    )
-    return (
-        h_ta.stack(),
-        read_ta.stack(),
-        final,
-        [ta.stack() for ta in small_tas],
-        [ta.stack() for ta in factor_tas],
-    )
+    def record_shapes(self, state):
+        config = self.config
+        return [
+            (config.state_dtype, [None, config.num_heads, size])
+            for index in range(config.memory_layers)
+            for size in (config.memory_sizes[index + 1], config.memory_sizes[index])
+        ]
 
-
-def _backward_loop(
-    config,
-    compute_meta_loss,
-    projected,
-    keeps,
-    flat_params,
-    final,
-    smalls,
-    factors,
-    d_hs,
-    d_reads,
-    d_final,
-):
-    """The backward loop of `_loop_memory_efficient`: from the last step to the first,
-    rebuild ``phi_{t-1} = phi_t + sum_i a_i b_i^T``, recompute the step under a tape and
-    take its vector-Jacobian product. Returns the gradients of ``projected``, of the
-    initial flat state and of the flat parameters."""
-    template = _state_template(config)
-    params_template = _params_template(config)
-    final_state = tf.nest.pack_sequence_as(template, list(final))
-    small_template = final_state._replace(memory=())
-    steps = tf.shape(projected)[0]
-    layers = config.memory_layers
-    d_values = [tf.zeros_like(v) for v in flat_params]
-    d_projected_ta = tf.TensorArray(projected.dtype, size=steps, element_shape=projected.shape[1:])
-
-    def back(t, weights, d_state, d_values, d_projected_ta):
-        # phi_{t-1} = phi_t + sum_i a_i b_i^T, layer by layer.
-        written = [(-factors[2 * i][t], factors[2 * i + 1][t]) for i in range(layers)]
-        previous = memory.apply_write(list(weights), written)
-        previous = [_with_shape(p, w) for p, w in zip(previous, final_state.memory)]
-        small = tf.nest.pack_sequence_as(small_template, [x[t] for x in smalls])
-        flat_before = tf.nest.flatten(small._replace(memory=tuple(previous)))
-        # The outputs at step t are the new state's h and read-out.
-        d_new = tf.nest.pack_sequence_as(template, d_state)
-        d_new = d_new._replace(h=d_new.h + d_hs[t], read=d_new.read + d_reads[t])
-        x_t = projected[t]
-        with tf.GradientTape() as tape:
-            tape.watch([x_t, flat_before, flat_params])
-            current = tf.nest.pack_sequence_as(template, flat_before)
-            step_params = tf.nest.pack_sequence_as(params_template, list(flat_params))
-            keep = None if keeps is None else keeps[t]
-            new, _ = _masked_step(config, step_params, x_t, current, keep, compute_meta_loss)
-        d_x, d_before, d_step_values = tape.gradient(
-            tf.nest.flatten(new),
-            [x_t, flat_before, list(flat_params)],
-            output_gradients=tf.nest.flatten(d_new),
-            unconnected_gradients=tf.UnconnectedGradients.ZERO,
-        )
-        d_before = [_with_shape(g, s) for g, s in zip(d_before, final)]
-        d_values = [a + b for a, b in zip(d_values, d_step_values)]
-        return t - 1, previous, d_before, d_values, d_projected_ta.write(t, d_x)
-
-    _, _, d_initial, d_values, d_projected_ta = tf.while_loop(
-        lambda t, *_: t >= 0,
-        back,
-        (steps - 1, list(final_state.memory), list(d_final), d_values, d_projected_ta),
-        parallel_iterations=1,
-        maximum_iterations=steps,
-    )
-    return d_projected_ta.stack(), d_initial, d_values
+    def undo(self, state_after, record):
+        layers = range(self.config.memory_layers)
+        written = [(-record[2 * i], record[2 * i + 1]) for i in layers]
+        return memory.apply_write(list(state_after.memory), written)
 
 
 def _state_template(config):
@@ -792,90 +745,19 @@ def _full_params_template(config):
     )
 
 
-def _may_be_differentiated():
-    """False only when no gradient tape is recording: then nothing differentiates the loop.
-
-    Under `tf.GradientTape` (eager, or traced inside a tape as in `Model.fit`'s train step)
-    it is True. TensorFlow has no public test for an active tape; this is the one its own
-    `tf.custom_gradient` machinery uses.
-    """
-    from tensorflow.python.eager import record
-
-    return record.could_possibly_record()
-
-
-@functools.cache
-def _compiled(function, jit_compile):
-    return tf.function(function, jit_compile=jit_compile, reduce_retracing=False)
-
-
 def _loop_memory_efficient(config, params, projected, state, keeps, compute_meta_loss, jit_compile):
-    """The loop over `recurrent_step` whose backward pass rebuilds the memory.
-
-    Forward (`_forward_loop`): one `tf.while_loop` that keeps, per step, the state
-    without the memory and the write factors, not phi_t. Backward (`_backward_loop`): a
-    second loop from the last step to the first rebuilds ``phi_{t-1} = phi_t + sum_i a_i
-    b_i^T``, recomputes the step under a `tf.GradientTape` and takes its vector-Jacobian
-    product. Memory: O(T B (d_h + H sum_l (D_{l+1} + D_l))) instead of
-    O(T B sum_l D_{l+1} D_l); each step's forward pass runs twice. Rebuilding undoes a
-    subtraction (in `MNMConfig.state_dtype`) with an addition: exact up to rounding
-    (tested against plain autodiff and, in float64, against numerical gradients). With
+    """The loop over `recurrent_step` whose backward pass rebuilds the memory
+    (`reversible.unroll` of `_Recurrence`): per step it keeps the state without the memory
+    and the write factors, not phi_t. Memory: O(T B (d_h + H sum_l (D_{l+1} + D_l)))
+    instead of O(T B sum_l D_{l+1} D_l); each step's forward pass runs twice. With
     ``jit_compile`` both loops are compiled with XLA.
 
     Returns ``(hs [T, B, d_h], reads [T, B, d_v], final_state)``.
     """
-    flat_params = tf.nest.flatten(_recurrent_params(params))
-    flat_state = tf.nest.flatten(state)
-    n_state = len(flat_state)
-    forward = _compiled(_forward_loop, jit_compile) if jit_compile else _forward_loop
-    backward = _compiled(_backward_loop, jit_compile) if jit_compile else _backward_loop
-
-    @tf.custom_gradient
-    def run(projected, *flat):
-        # No tape may record the loop (the gradient is grad_fn's), or a compiled loop
-        # would have to return its while-loop accumulators across the XLA boundary.
-        projected = tf.stop_gradient(projected)
-        flat = [tf.stop_gradient(x) for x in flat]
-        start, values = flat[:n_state], flat[n_state:]
-        hs, reads, final, smalls, factors = forward(
-            config, compute_meta_loss, projected, keeps, start, values
-        )
-
-        def grad_fn(d_hs, d_reads, *d_final):
-            d_hs = tf.zeros_like(hs) if d_hs is None else d_hs
-            d_reads = tf.zeros_like(reads) if d_reads is None else d_reads
-            d_final = [tf.zeros_like(s) if d is None else d for s, d in zip(final, d_final)]
-            d_projected, d_initial, d_values = backward(
-                config,
-                compute_meta_loss,
-                projected,
-                keeps,
-                values,
-                final,
-                smalls,
-                factors,
-                d_hs,
-                d_reads,
-                d_final,
-            )
-            return [d_projected] + list(d_initial) + list(d_values)
-
-        return [hs, reads] + list(final), grad_fn
-
-    if not _may_be_differentiated():
-        # Inference (a serving function being traced for export, say): the forward loop
-        # alone, so that no gradient function holding the loop's tensors is saved.
-        # Tensors, not variables: the compiled loop is shared by every model with this
-        # config, so it must not capture one model's variables.
-        flat_state = [tf.convert_to_tensor(x) for x in flat_state]
-        flat_params = [tf.convert_to_tensor(x) for x in flat_params]
-        hs, reads, final, _, _ = forward(
-            config, compute_meta_loss, projected, keeps, flat_state, flat_params
-        )
-        return hs, reads, tf.nest.pack_sequence_as(state, list(final))
-    results = run(projected, *flat_state, *flat_params)
-    hs, reads = results[0], results[1]
-    return hs, reads, tf.nest.pack_sequence_as(state, list(results[2:]))
+    recurrence = reversible.recurrence(_Recurrence, config, bool(compute_meta_loss))
+    return reversible.unroll(
+        recurrence, _recurrent_params(params), projected, state, keeps, jit_compile
+    )
 
 
 def _loop_python(config, params, projected, inputs, state, keeps, compute_meta_loss, on_step):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mnm_keras import memory
+from mnm_keras import memory, reversible
 
 IMPLEMENTATIONS = ("auto", "kernel", "xla")
 
@@ -151,13 +151,6 @@ def _weights(config, params, dtype):
     ]
 
 
-def _may_be_differentiated():
-    """False only when no gradient tape is recording (`core._may_be_differentiated`)."""
-    from tensorflow.python.eager import record
-
-    return record.could_possibly_record()
-
-
 def _with_last(sequence, last):
     """``sequence`` ``[T, ...]`` with ``last`` added to its last step."""
     if last is None:
@@ -264,7 +257,7 @@ def recurrence(config, params, projected, state, keeps, compute_meta_loss=True):
         return outputs, grad
 
     flat = [*start, *start_memory, *weights, *feedback_kernels, *feedback_biases]
-    if _may_be_differentiated():
+    if reversible.may_be_differentiated():
         results = run(projected, *flat)
     else:  # inference (a serving function traced for export, say): no gradient function
         hs, cs, reads, meta, final_memory, _, _ = library.mnm_local_forward(

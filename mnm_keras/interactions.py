@@ -140,7 +140,7 @@ def _trace(cell, sequences, mask):
         }
         for name, value in vectors.items():
             value = tf.cast(value, "float32")
-            records[name].append(core._select(keeps[:, t], value, tf.zeros_like(value)))
+            records[name].append(core.select(keeps[:, t], value, tf.zeros_like(value)))
 
     outputs, _ = core.unroll(config, params, sequences, state, mask=mask, on_step=on_step)
     traced = {"outputs": outputs}

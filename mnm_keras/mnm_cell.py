@@ -285,15 +285,15 @@ class MNMCell(ControllerCell):
 
     # ------------------------------------------------------------------------------ call
     def call(self, inputs, states, training=False):
-        """One MNM step (`core.step`); returns ``y_t`` and the new state list."""
-        state = core.unpack(self.config, states)
-        if fused.choose(self.config, self.implementation, single_step=True) == "kernel":
-            y, new_state = fused.step(self.config, self.params(), inputs, state)
-        else:
-            y, new_state = core.compiled_step(
-                self.config, self.params(), inputs, state, jit_compile=self.jit_compile
-            )
-        return y, core.pack(self.config, new_state)
+        """One MNM step (`core.cell_step`); returns ``y_t`` and the new state list."""
+        return core.cell_step(
+            self.config,
+            self.params(),
+            inputs,
+            states,
+            jit_compile=self.jit_compile,
+            implementation=self.implementation,
+        )
 
     # --------------------------------------------------------------------------- config
     def get_config(self):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mnm_keras import _utils, salu_core
+from mnm_keras import _utils, core, salu_core
 from mnm_keras._controller import ControllerCell
 from mnm_keras._utils import check_positive_int
 from mnm_keras.salu_core import soft_attention_read
@@ -106,16 +106,8 @@ class SALUCell(ControllerCell):
                 "SALUCell.params needs the cell to be built first: call "
                 "`cell.build((None, input_dim))` or run the RNN layer once."
             )
-        controller = self.controller
-        return salu_core.SALUParams(
-            controller.kernel.value,
-            controller.recurrent_kernel.value,
-            controller.bias.value,
-            self.interface.kernel.value,
-            self.interface.bias.value,
-            self.output_projection.kernel.value,
-            self.output_projection.bias.value,
-        )
+        fields = salu_core.SALUParams._fields
+        return salu_core.SALUParams(**core.named_weights(self, lambda v: v.value, fields))
 
     def get_initial_state(self, batch_size=None, dtype=None):
         """Zeros: an empty table (a flat list, `salu_core.pack`; float32)."""

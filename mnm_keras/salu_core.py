@@ -11,13 +11,14 @@ L steps), output d_o.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import keras
 import tensorflow as tf
 from keras import ops
 
-from mnm_keras import core, memory
+from mnm_keras import core, memory, reversible
 
 
 class SALUConfig(NamedTuple):
@@ -159,9 +160,9 @@ def recurrent_step(config, params, projected_input, state):
       state: the `SALUState` after step t - 1.
     """
     heads, dk, dv, rows = config.num_heads, config.key_size, config.value_size, config.max_length
-    h, c = core._controller(config, params, projected_input, state)
-    vectors = core._dense(config, h, params.interface_kernel, params.interface_bias, ops.tanh)
-    read_keys, write_keys, values = core._split(vectors, [heads * dk, heads * dk, heads * dv])
+    h, c = core.lstm_controller(config, params, projected_input, state)
+    vectors = core.dense(config, h, params.interface_kernel, params.interface_bias, ops.tanh)
+    read_keys, write_keys, values = core.split_last(vectors, [heads * dk, heads * dk, heads * dv])
     rows_written = _rows(config, state.count)
     table_keys = ops.scatter_update(state.keys, rows_written, write_keys)
     table_values = ops.scatter_update(state.values, rows_written, values)
@@ -185,9 +186,9 @@ def step(config, params, inputs, state):
     # Matrix products, not `core.project_inputs` and `core.output` (tensordot): XLA
     # compiles the gradient of a loop over this step only with static transposes.
     kernel = params.controller_kernel[: inputs.shape[-1]]
-    new_state = recurrent_step(config, params, core._dense(config, inputs, kernel), state)
+    new_state = recurrent_step(config, params, core.dense(config, inputs, kernel), state)
     features = ops.concatenate([new_state.h, new_state.read], axis=-1)
-    y = core._dense(config, features, params.output_kernel, params.output_bias)
+    y = core.dense(config, features, params.output_kernel, params.output_bias)
     return y, new_state
 
 
@@ -196,156 +197,68 @@ def _masked_step(config, params, projected_input, state, keep):
     new_state = recurrent_step(config, params, projected_input, state)
     if keep is None:
         return new_state
-    return keras.tree.map_structure(lambda n, o: core._select(keep, n, o), new_state, state)
+    return keras.tree.map_structure(lambda n, o: core.select(keep, n, o), new_state, state)
 
 
 # --------------------------------------------------------------------------- sequence
-_SMALL = ("h", "c", "read", "count")  # the state without the table
+@dataclasses.dataclass(frozen=True)
+class _Recurrence:
+    """SALU's step as `reversible.unroll` runs it: each step's record is the table rows it
+    overwrote, which the backward loop writes back (the table before the step, exactly;
+    at a masked step the rows are unchanged)."""
 
+    config: SALUConfig
 
-def _loop_params(values):
-    """`SALUParams` of the five weights the loop reads (not the output projection)."""
-    return SALUParams(*values, output_kernel=None, output_bias=None)
+    @property
+    def large(self):
+        return ("keys", "values")
 
+    def state_template(self):
+        return SALUState(*(0,) * len(SALUState._fields))
 
-def _forward_loop(config, projected, keeps, flat_state, flat_params):
-    """The forward loop of `_loop_memory_efficient`; records nothing for autodiff.
-
-    Returns ``(hs [T, B, d_h], reads [T, B, d_v], final flat state, the small state
-    before every step [T, B, ...] (h, c, read, count), the table rows every step
-    overwrote [T, B, H d_k] and [T, B, H d_v])``.
-    """
-    state = SALUState(*flat_state)
-    params = _loop_params(flat_params)
-    steps = tf.shape(projected)[0]
-
-    def array(template):
-        return tf.TensorArray(template.dtype, size=steps, element_shape=template.shape)
-
-    small_tas = [array(getattr(state, name)) for name in _SMALL]
-    evicted_tas = [array(state.keys[:, 0]), array(state.values[:, 0])]
-    h_ta, read_ta = array(state.h), array(state.read)
-
-    def body(t, current, small_tas, evicted_tas, h_ta, read_ta):
-        current = SALUState(*current)
-        keep = None if keeps is None else keeps[t]
-        new = _masked_step(config, params, projected[t], current, keep)
-        indices = _rows(config, current.count)
-        evicted = [tf.gather_nd(current.keys, indices), tf.gather_nd(current.values, indices)]
-        small_tas = [ta.write(t, getattr(current, n)) for ta, n in zip(small_tas, _SMALL)]
-        evicted_tas = [ta.write(t, e) for ta, e in zip(evicted_tas, evicted)]
-        h_ta, read_ta = h_ta.write(t, new.h), read_ta.write(t, new.read)
-        new_flat = [core._with_shape(n, o) for n, o in zip(new, flat_state)]
-        return t + 1, new_flat, small_tas, evicted_tas, h_ta, read_ta
-
-    _, final, small_tas, evicted_tas, h_ta, read_ta = tf.while_loop(
-        lambda t, *_: t < steps,
-        body,
-        (0, list(flat_state), small_tas, evicted_tas, h_ta, read_ta),
-        parallel_iterations=1,
-        maximum_iterations=steps,
-    )
-    return (
-        h_ta.stack(),
-        read_ta.stack(),
-        final,
-        [ta.stack() for ta in small_tas],
-        [ta.stack() for ta in evicted_tas],
-    )
-
-
-def _backward_loop(
-    config, projected, keeps, flat_params, final, smalls, evicted, d_hs, d_reads, d_final
-):
-    """The backward loop of `_loop_memory_efficient`: from the last step to the first,
-    restore the rows step t overwrote (the table before step t, exactly), recompute the
-    step under a tape and take its vector-Jacobian product. Returns the gradients of
-    ``projected``, of the initial flat state and of the flat parameters."""
-    steps = tf.shape(projected)[0]
-    final_state = SALUState(*final)
-    d_values = [tf.zeros_like(v) for v in flat_params]
-    d_projected_ta = tf.TensorArray(projected.dtype, size=steps, element_shape=projected.shape[1:])
-
-    def back(t, table, d_state, d_values, d_projected_ta):
-        small = dict(zip(_SMALL, [x[t] for x in smalls]))
-        indices = _rows(config, small["count"])
-        previous = [
-            core._with_shape(tf.tensor_scatter_nd_update(part, indices, old[t]), part)
-            for part, old in zip(table, evicted)
-        ]
-        before = SALUState(small["h"], small["c"], small["read"], *previous, small["count"])
-        d_new = SALUState(*d_state)
-        d_new = d_new._replace(h=d_new.h + d_hs[t], read=d_new.read + d_reads[t])
-        x_t = projected[t]
-        with tf.GradientTape() as tape:
-            tape.watch([x_t, list(before), flat_params])
-            keep = None if keeps is None else keeps[t]
-            new = _masked_step(config, _loop_params(flat_params), x_t, before, keep)
-        d_x, d_before, d_step_values = tape.gradient(
-            list(new),
-            [x_t, list(before), list(flat_params)],
-            output_gradients=list(d_new),
-            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+    def params_template(self):
+        return SALUParams(**dict.fromkeys(SALUParams._fields, 0))._replace(
+            output_kernel=(), output_bias=()
         )
-        d_before = [core._with_shape(g, s) for g, s in zip(d_before, final)]
-        d_values = [a + b for a, b in zip(d_values, d_step_values)]
-        return t - 1, previous, d_before, d_values, d_projected_ta.write(t, d_x)
 
-    table = [final_state.keys, final_state.values]
-    _, _, d_initial, d_values, d_projected_ta = tf.while_loop(
-        lambda t, *_: t >= 0,
-        back,
-        (steps - 1, table, list(d_final), d_values, d_projected_ta),
-        parallel_iterations=1,
-        maximum_iterations=steps,
-    )
-    return d_projected_ta.stack(), d_initial, d_values
+    def step(self, params, x_t, state, keep):
+        indices = _rows(self.config, state.count)
+        evicted = [tf.gather_nd(state.keys, indices), tf.gather_nd(state.values, indices)]
+        return _masked_step(self.config, params, x_t, state, keep), evicted
+
+    def record_shapes(self, state):
+        return [
+            (state.keys.dtype, state.keys[:, 0].shape),
+            (state.values.dtype, state.values[:, 0].shape),
+        ]
+
+    def undo(self, state_after, record):
+        indices = _rows(self.config, state_after.count)  # the count before the step
+        tables = (state_after.keys, state_after.values)
+        return [tf.tensor_scatter_nd_update(t, indices, r) for t, r in zip(tables, record)]
 
 
 def _loop_memory_efficient(config, params, projected, state, keeps, jit_compile):
-    """The loop over `recurrent_step` whose backward pass does not keep the tables.
+    """The loop over `recurrent_step` whose backward pass does not keep the tables
+    (`reversible.unroll` of `_Recurrence`).
 
     ``keras.layers.RNN`` keeps every step's table for back-propagation, O(T L H (d_k +
     d_v)) per sequence. Here the forward loop keeps, per step, the small state and the
-    table rows the step overwrote; the backward loop goes from the last step to the first,
-    restores those rows (which gives the table before the step exactly), recomputes the
-    step under a `tf.GradientTape` and takes its vector-Jacobian product. Memory: O(T B
+    table rows the step overwrote; the backward loop restores those rows. Memory: O(T B
     (d_h + H (d_k + d_v))) beside one table; each step's forward pass runs twice. With
     ``jit_compile`` both loops are compiled with XLA.
 
     Returns ``(hs [T, B, d_h], reads [T, B, d_v], final_state)``.
     """
-    flat_params = list(params[:5])  # the loop does not read the output projection
-    flat_state = list(state)
-    n_state = len(flat_state)
-    forward = core._compiled(_forward_loop, jit_compile) if jit_compile else _forward_loop
-    backward = core._compiled(_backward_loop, jit_compile) if jit_compile else _backward_loop
-
-    @tf.custom_gradient
-    def run(projected, *flat):
-        projected = tf.stop_gradient(projected)
-        flat = [tf.stop_gradient(x) for x in flat]
-        start, values = flat[:n_state], flat[n_state:]
-        hs, reads, final, smalls, evicted = forward(config, projected, keeps, start, values)
-
-        def grad_fn(d_hs, d_reads, *d_final):
-            d_hs = tf.zeros_like(hs) if d_hs is None else d_hs
-            d_reads = tf.zeros_like(reads) if d_reads is None else d_reads
-            d_final = [tf.zeros_like(s) if d is None else d for s, d in zip(final, d_final)]
-            d_projected, d_initial, d_values = backward(
-                config, projected, keeps, values, final, smalls, evicted, d_hs, d_reads, d_final
-            )
-            return [d_projected] + list(d_initial) + list(d_values)
-
-        return [hs, reads] + list(final), grad_fn
-
-    if not core._may_be_differentiated():
-        flat_state = [tf.convert_to_tensor(x) for x in flat_state]
-        values = [tf.convert_to_tensor(x) for x in flat_params]
-        hs, reads, final, _, _ = forward(config, projected, keeps, flat_state, values)
-        return hs, reads, SALUState(*final)
-    results = run(projected, *flat_state, *flat_params)
-    return results[0], results[1], SALUState(*results[2:])
+    loop_params = params._replace(output_kernel=(), output_bias=())
+    return reversible.unroll(
+        reversible.recurrence(_Recurrence, config),
+        loop_params,
+        projected,
+        state,
+        keeps,
+        jit_compile,
+    )
 
 
 def _loop_scan(config, params, projected, state, keeps):

@@ -112,9 +112,19 @@ def test_every_unroll_equals_keras_rnn(options, reverse):
     start = core.initial_state(config, params, BATCH)
     calls = []
     results = {
-        "xla": core.unroll(config, params, x, start, mask=mask, reverse=reverse),
+        # The reference loop (the fused kernel has its own tests against it).
+        "xla": core.unroll(
+            config, params, x, start, mask=mask, reverse=reverse, implementation="xla"
+        ),
         "no_xla": core.unroll(
-            config, params, x, start, mask=mask, reverse=reverse, jit_compile=False
+            config,
+            params,
+            x,
+            start,
+            mask=mask,
+            reverse=reverse,
+            jit_compile=False,
+            implementation="xla",
         ),
         "on_step": core.unroll(
             config,
@@ -152,8 +162,9 @@ def test_memory_efficient_gradients_equal_plain_autodiff(options):
         return loss, tape.gradient(loss, [x] + cell.trainable_variables)
 
     plain_loss, plain = loss_and_gradients(on_step=lambda *_: None)
+    # The reference loop (the fused kernel has its own tests against it).
     for kwargs in ({}, {"jit_compile": False}):
-        loss, grads = loss_and_gradients(**kwargs)
+        loss, grads = loss_and_gradients(implementation="xla", **kwargs)
         np.testing.assert_allclose(loss, plain_loss, rtol=1e-5)
         for a, b in zip(grads, plain):
             scale = float(np.max(np.abs(b))) + 1e-6
@@ -273,7 +284,11 @@ def test_float64_unroll_is_float64_and_equals_float32(rule, reverse):
     )
     start = core.initial_state(config64, params64, BATCH)
     assert {t.dtype for t in tf.nest.flatten(start)} == {tf.float64}
-    loops = {"xla": {}, "no_xla": {"jit_compile": False}, "on_step": {"on_step": lambda *_: None}}
+    loops = {
+        "xla": {"implementation": "xla"},
+        "no_xla": {"jit_compile": False, "implementation": "xla"},
+        "on_step": {"on_step": lambda *_: None},
+    }
 
     def run(loop, inputs):
         return core.unroll(
@@ -342,7 +357,7 @@ def test_float64_memory_efficient_gradients_equal_numerical_gradients(options):
         if feedback:
             changed = changed._replace(feedback_kernels=feedback + changed.feedback_kernels[1:])
         start = core.initial_state(config, changed, batch)
-        outputs, final = core.unroll(config, changed, x, start, mask=mask)
+        outputs, final = core.unroll(config, changed, x, start, mask=mask, implementation="xla")
         total = tf.reduce_sum(tf.sin(outputs)) + tf.reduce_sum(final.meta[:, 0])
         return total + sum(tf.reduce_sum(tf.sin(m)) for m in final.memory)
 
@@ -357,3 +372,27 @@ def test_float64_memory_efficient_gradients_equal_numerical_gradients(options):
     # The padded steps' inputs have no effect.
     d_x = theoretical[0].reshape(batch, time, features)
     np.testing.assert_array_equal(d_x[~mask], 0.0)
+
+
+def test_the_reference_loop_is_traced_once_per_configuration():
+    """`tf.function` tells Python arguments apart by identity: a new recurrence object per
+    call would trace and compile the loop again on every call (`reversible.recurrence`)."""
+    from mnm_keras import reversible
+
+    forward = reversible.compiled(reversible._forward, True)
+    cells = [
+        _cell(write_rule="gradient", memory_layers=2),
+        _cell(write_rule="gradient", memory_layers=2),
+    ]
+    x = _inputs(4)
+
+    def call(cell):
+        params = cell.params()
+        start = core.initial_state(cell.config, params, BATCH)
+        return core.unroll(cell.config, params, x, start, implementation="xla")[0]
+
+    call(cells[0])
+    traced = forward.experimental_get_tracing_count()
+    for cell in cells * 2:  # equal configurations, another cell's object included
+        call(cell)
+    assert forward.experimental_get_tracing_count() == traced

@@ -46,7 +46,9 @@ def _outputs_and_gradients(layer, x, mask=None, initial_state=None):
     return results, tape.gradient(loss, sources)
 
 
-def _assert_same(fast, plain, x, mask=None, with_initial_state=False, compile_fast=None):
+def _assert_same(
+    fast, plain, x, mask=None, with_initial_state=False, compile_fast=None, gradient_atol=2e-5
+):
     fast(x)
     plain(x)
     plain.set_weights(fast.get_weights())
@@ -69,7 +71,7 @@ def _assert_same(fast, plain, x, mask=None, with_initial_state=False, compile_fa
     for a, b in zip(fast_grads, plain_grads):
         assert a is not None and b is not None
         scale = float(np.max(np.abs(b))) + 1e-6
-        np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=2e-5)
+        np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale, atol=gradient_atol)
 
 
 @pytest.mark.parametrize("rule", ["local", "gradient"])
@@ -100,9 +102,13 @@ def test_initial_state_gets_its_gradient():
 
 
 def test_long_sequence_rebuilds_the_memory_accurately():
-    # 200 steps of rebuilding phi_{t-1} = phi_t + a b^T in float32 must not drift.
+    # 200 steps of rebuilding phi_{t-1} = phi_t + a b^T in float32 must not drift. The two
+    # paths sum the same float32 terms in different orders over 200 steps: the rate bias's
+    # gradient differs by 2.3e-5 of its size on some CPUs (oneDNN's kernels differ by
+    # instruction set), so the bound is 1e-4; a rebuild that drifts is off by far more.
     fast, plain = _pair(write_rule="gradient", rate_bias_initializer=2.0)
-    _assert_same(fast, plain, _inputs(batch=2, steps=200, seed=3), compile_fast=False)
+    x = _inputs(batch=2, steps=200, seed=3)
+    _assert_same(fast, plain, x, compile_fast=False, gradient_atol=1e-4)
 
 
 def test_write_factors_rebuild_the_previous_weights():

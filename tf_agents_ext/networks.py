@@ -237,22 +237,16 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         return core.unpack(self.config, states)
 
     def call(self, inputs, states, training=False):
-        """One MNM step (`mnm_keras.core.step`); returns ``y_t`` and the new state list."""
-        state = core.unpack(self.config, states)
-        if fused.choose(self.config, self.implementation, single_step=True) == "kernel":
-            y, new_state = fused.step(
-                self.config, self.params(), inputs, state, compute_meta_loss=bool(training)
-            )
-        else:
-            y, new_state = core.compiled_step(
-                self.config,
-                self.params(),
-                inputs,
-                state,
-                compute_meta_loss=bool(training),
-                jit_compile=self.jit_compile,
-            )
-        return y, core.pack(self.config, new_state)
+        """One MNM step (`mnm_keras.core.cell_step`); returns ``y_t`` and the new state list."""
+        return core.cell_step(
+            self.config,
+            self.params(),
+            inputs,
+            states,
+            compute_meta_loss=bool(training),
+            jit_compile=self.jit_compile,
+            implementation=self.implementation,
+        )
 
     def unroll(self, inputs, states, training=False):
         """The whole sequence at once: ``inputs [B, T, input_dim]`` -> ``(y [B, T, d_o], states)``.
