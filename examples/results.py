@@ -94,12 +94,18 @@ def read_history(model_dir):
     path = os.path.join(model_dir, HISTORY_FILE)
     if not os.path.exists(path):
         return []
-    rows = {}
     with open(path) as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                rows[int(row["epoch"])] = row
+        return parse_history(f)
+
+
+def parse_history(lines):
+    """The rows of a history's text lines (`read_history`): an epoch logged twice keeps its
+    last row."""
+    rows = {}
+    for line in lines:
+        if line.strip():
+            row = json.loads(line)
+            rows[int(row["epoch"])] = row
     return [rows[epoch] for epoch in sorted(rows)]
 
 
