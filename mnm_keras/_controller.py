@@ -1,9 +1,11 @@
-"""What `MNMCell` and `SALUCell` share: the LSTM controller, seeded projections, config."""
+"""What `MNMCell` and `SALUCell` share: arguments, weights from a table (`weights`), config."""
 
 from __future__ import annotations
 
 import keras
+from keras import ops
 
+from mnm_keras import _legacy_loading, weights
 from mnm_keras._utils import check_positive_int, derive_seed, seeded
 
 
@@ -11,9 +13,10 @@ class ControllerCell(keras.layers.Layer):
     """Base of the memory cells: an LSTM controller over ``[x_t; v^r_{t-1}]`` (section 3.1).
 
     Holds the arguments every memory cell has (sizes, seed, initializers, regularizers),
-    validates them, builds the controller and the dense projections with sub-seeds derived
-    from ``seed`` and each weight's name (`derive_seed`), and serialises them. Subclasses add
-    the memory.
+    validates them, creates the weights of the subclass's table (`mnm_keras.weights`) with
+    sub-seeds derived from ``seed`` and each weight's name (`derive_seed`), builds the
+    params named tuple from them by field, and serialises the arguments. Subclasses add the
+    memory.
     """
 
     def __init__(
@@ -30,7 +33,7 @@ class ControllerCell(keras.layers.Layer):
         bias_initializer,
         kernel_regularizer,
         bias_regularizer,
-        sublayer_dtype=None,
+        controller_policy=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -56,50 +59,66 @@ class ControllerCell(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.sublayer_dtype = sublayer_dtype or self.dtype_policy
+        self.controller_policy = controller_policy or self.dtype_policy
         self.output_size = output_units or units
 
     def _seed(self, name):
         """The sub-seed of the weight ``name`` (`derive_seed`; None when ``seed`` is None)."""
         return derive_seed(self.seed, name)
 
-    def _dense(self, units, activation, name, input_dim, bias_initializer=None):
-        """A built Dense sublayer ``name`` whose kernel initializer is seeded from ``seed``
-        and the name (sub-seed of ``"{name}/kernel"``)."""
-        layer = keras.layers.Dense(
-            units,
-            activation=activation,
-            kernel_initializer=seeded(self.kernel_initializer, self._seed(f"{name}/kernel")),
-            bias_initializer=bias_initializer or self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            dtype=self.sublayer_dtype,
-            name=name,
-        )
-        layer.build((None, input_dim))
-        return layer
-
-    def _build_controller(self, input_shape):
-        """Builds ``self.controller``, the LSTM over ``[x_t; v^r_{t-1}]``."""
+    def _input_dim(self, input_shape):
+        """The input feature size of ``input_shape`` (its last axis), or an error."""
         input_dim = input_shape[-1]
         if input_dim is None:
             raise ValueError(
                 f"{type(self).__name__} needs a known input feature size (last axis); "
                 f"received input shape {input_shape}."
             )
-        self.controller = keras.layers.LSTMCell(
-            self.units,
-            kernel_initializer=seeded(self.kernel_initializer, self._seed("controller/kernel")),
-            recurrent_initializer=seeded(
-                self.recurrent_initializer, self._seed("controller/recurrent_kernel")
-            ),
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            dtype=self.sublayer_dtype,
-            name="controller",
-        )
-        self.controller.build((None, input_dim + self.value_size))
+        return int(input_dim)
+
+    def _add_weights(self, table):
+        """Creates the variables of ``table`` (rows of `mnm_keras.weights`) in its order:
+        kernels and biases in the controller's dtype policy, phi_0 in float32; each
+        initializer seeded as the ``LSTMCell`` and ``Dense`` sublayers of the cells before
+        seeded theirs."""
+        if weights.built_before(self, getattr(self, "weight_table", None), table):
+            return
+        self.weight_table = table
+        self._table_variables = []
+        for row in table:
+            initializer = weights.initializer(
+                self,
+                row,
+                seeded=lambda chosen, name: seeded(chosen, self._seed(name)),
+                ones=keras.initializers.Ones(),
+                concatenate=ops.concatenate,
+            )
+            dtype = self.controller_policy.variable_dtype if row.trainable else "float32"
+            self._table_variables.append(
+                self.add_weight(
+                    name=row.name,
+                    shape=row.shape,
+                    initializer=initializer,
+                    regularizer=weights.regularizer(self, row),
+                    trainable=row.trainable,
+                    dtype=dtype,
+                )
+            )
+
+    def _params(self, params_class):
+        """``params_class`` of the variables' values, each by its field."""
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__}.params needs the cell to be built first: call "
+                "`cell.build((None, input_dim))` or run the RNN layer once."
+            )
+        values = [variable.value for variable in self._table_variables]
+        return weights.to_params(params_class, self.weight_table, values)
+
+    def load_own_variables(self, store):
+        """Loads the cell's variables; a file saved when the cells kept them in
+        sublayers loads too (`mnm_keras._legacy_loading`)."""
+        _legacy_loading.load_own_variables(self, store, self.weight_table, self._table_variables)
 
     def get_config(self):
         config = super().get_config()

@@ -255,43 +255,6 @@ class MNMParams(NamedTuple):
     initial_memory: tuple
 
 
-# Where each weight of `MNMParams` lives on a cell (`MNMCell`, the tf-keras cell of
-# `tf_agents_ext.networks`): field -> (sublayer attribute, weight attribute); the tuples
-# ``feedback_kernels`` / ``feedback_biases`` come from the cell's ``feedback`` layers and
-# ``initial_memory`` from its ``initial_memory`` weights.
-CELL_WEIGHTS = {
-    "controller_kernel": ("controller", "kernel"),
-    "controller_recurrent_kernel": ("controller", "recurrent_kernel"),
-    "controller_bias": ("controller", "bias"),
-    "interface_kernel": ("interface", "kernel"),
-    "interface_bias": ("interface", "bias"),
-    "rate_kernel": ("rate", "kernel"),
-    "rate_bias": ("rate", "bias"),
-    "output_kernel": ("output_projection", "kernel"),
-    "output_bias": ("output_projection", "bias"),
-}
-
-
-def named_weights(cell, to_tensor, fields=tuple(CELL_WEIGHTS)):
-    """``{field: tensor}`` of a built cell's weights ``fields`` by name (`CELL_WEIGHTS`),
-    through ``to_tensor`` (a Keras 3 variable's ``.value``, or ``tf.convert_to_tensor``):
-    what `cell_params` and `SALUCell.params` build their named tuples from."""
-    return {
-        field: to_tensor(getattr(getattr(cell, CELL_WEIGHTS[field][0]), CELL_WEIGHTS[field][1]))
-        for field in fields
-    }
-
-
-def cell_params(cell, to_tensor):
-    """The `MNMParams` of a built cell, each weight by name (`named_weights`)."""
-    return MNMParams(
-        **named_weights(cell, to_tensor),
-        feedback_kernels=tuple(to_tensor(q.kernel) for q in cell.feedback),
-        feedback_biases=tuple(to_tensor(q.bias) for q in cell.feedback),
-        initial_memory=tuple(to_tensor(m) for m in cell.initial_memory),
-    )
-
-
 class MNMState(NamedTuple):
     """The recurrent state of MNM after step t.
 
@@ -727,18 +690,20 @@ def _params_template(config):
     """An `MNMParams` of placeholders with the structure of the loop's parameters."""
     count = config.feedback_layers
     return MNMParams(
-        **dict.fromkeys(CELL_WEIGHTS, 0),
+        **dict.fromkeys(MNMParams._fields, 0),
+    )._replace(
         feedback_kernels=(0,) * count,
         feedback_biases=(0,) * count,
         initial_memory=(),
-    )._replace(output_kernel=(), output_bias=())
+        output_kernel=(),
+        output_bias=(),
+    )
 
 
 def _full_params_template(config):
     """An `MNMParams` of placeholders with the structure of all of ``config``'s weights."""
     count = config.feedback_layers
-    return MNMParams(
-        **dict.fromkeys(CELL_WEIGHTS, 0),
+    return MNMParams(**dict.fromkeys(MNMParams._fields, 0))._replace(
         feedback_kernels=(0,) * count,
         feedback_biases=(0,) * count,
         initial_memory=(0,) * config.memory_layers,

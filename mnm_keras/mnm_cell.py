@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from mnm_keras import _utils, core, fused
+from mnm_keras import _utils, core, fused, weights
 from mnm_keras._controller import ControllerCell
-from mnm_keras._utils import seeded
 
 WRITE_RULES = core.WRITE_RULES
 
@@ -100,8 +99,8 @@ class MNMCell(ControllerCell):
         `keras.layers.RNN` it takes XLA, measured faster there. ``"kernel"`` forces the
         kernel and raises an error naming what is missing where it cannot run. Both
         compute the same outputs and gradients (tested in float64).
-      controller_dtype: dtype policy of the sublayers (default: ``dtype`` or the global
-        policy); the cell itself always computes in float32 (see above).
+      controller_dtype: dtype policy of the controller and projection weights (default:
+        ``dtype`` or the global policy); the state and the memory are float32 (see above).
 
     Call arguments:
       inputs: ``[batch, input_dim]``.
@@ -151,7 +150,7 @@ class MNMCell(ControllerCell):
         _utils.check_backend("MNMCell")
         # keras.layers.RNN casts every state to the cell's compute dtype, so the cell itself
         # always computes in float32 (its state holds the memory weights); the requested
-        # (possibly mixed) policy applies to the controller and projection sublayers.
+        # (possibly mixed) policy applies to the controller and projection weights.
         requested = kwargs.pop("dtype", None)
         policy = controller_dtype if controller_dtype is not None else requested
         super().__init__(
@@ -166,7 +165,7 @@ class MNMCell(ControllerCell):
             bias_initializer=bias_initializer,
             kernel_regularizer=kernel_regularizer,
             bias_regularizer=bias_regularizer,
-            sublayer_dtype=(
+            controller_policy=(
                 keras.config.dtype_policy() if policy is None else keras.dtype_policies.get(policy)
             ),
             dtype="float32",
@@ -179,7 +178,7 @@ class MNMCell(ControllerCell):
                 locals(),
                 memory_activation=self.memory_activation,
                 memory_output_activation=self.memory_output_activation,
-                compute_dtype=self.sublayer_dtype.compute_dtype,
+                compute_dtype=self.controller_policy.compute_dtype,
             )
         )
         core.check_non_negative_number("meta_loss_weight", meta_loss_weight)
@@ -212,56 +211,20 @@ class MNMCell(ControllerCell):
 
     @property
     def controller_dtype(self):
-        """The dtype policy of the controller and projection sublayers."""
-        return self.sublayer_dtype
+        """The dtype policy of the controller and projection weights."""
+        return self.controller_policy
 
     # ----------------------------------------------------------------------------- build
     def build(self, input_shape):
-        self._build_controller(input_shape)
-        heads, dk, dv = self.num_heads, self.key_size, self.value_size
-        # Equation 1: H read keys, H write keys, H target values and beta'_t (size d_k).
-        self.interface = self._dense(
-            2 * heads * dk + heads * dv + dk, "tanh", "interface", self.units
-        )
-        self.rate = self._dense(
-            self.num_rates, "sigmoid", "rate", dk, bias_initializer=self.rate_bias_initializer
-        )
-        self.output_projection = self._dense(self.output_size, None, "output", self.units + dv)
-        # Backward feedback prediction functions q^l (section 3.4), MNM-p only.
-        self.feedback = []
-        if self.write_rule == "local":
-            last = self.memory_layers - 1
-            for index in range(self.config.feedback_layers):
-                activation = (
-                    self.memory_output_activation if index == last else self.memory_activation
-                )
-                self.feedback.append(
-                    self._dense(self.memory_sizes[index + 1], activation, f"feedback_{index}", dv)
-                )
-        # phi_0: the fixed random initial memory, not trained (section 3.5).
-        self.initial_memory = []
-        for index in range(self.memory_layers):
-            self.initial_memory.append(
-                self.add_weight(
-                    shape=(self.memory_sizes[index + 1], self.memory_sizes[index]),
-                    initializer=seeded(
-                        self.memory_initializer, self._seed(f"initial_memory_{index}")
-                    ),
-                    trainable=False,
-                    dtype="float32",
-                    name=f"initial_memory_{index}",
-                )
-            )
+        # Every weight of `weights.mnm_weights`: the controller, the interface of equation 1,
+        # the rate, the output, MNM-p's feedback functions q^l (section 3.4) and phi_0, the
+        # fixed random initial memory, not trained (section 3.5).
+        self._add_weights(weights.mnm_weights(self.config, self._input_dim(input_shape)))
 
     # ----------------------------------------------------------------------------- state
     def params(self):
         """The cell's weights as a `core.MNMParams` of tensors (what `core` computes with)."""
-        if not self.built:
-            raise ValueError(
-                "MNMCell.params needs the cell to be built first: call "
-                "`cell.build((None, input_dim))` or run the RNN layer once."
-            )
-        return core.cell_params(self, lambda variable: variable.value)
+        return self._params(core.MNMParams)
 
     def get_initial_state(self, batch_size=None, dtype=None):
         """The state at the start of every sequence: zeros, and phi_0 for every sequence.
@@ -314,7 +277,7 @@ class MNMCell(ControllerCell):
                 ),
                 "memory_initializer": keras.initializers.serialize(self.memory_initializer),
                 "rate_bias_initializer": keras.initializers.serialize(self.rate_bias_initializer),
-                "controller_dtype": keras.dtype_policies.serialize(self.sublayer_dtype),
+                "controller_dtype": keras.dtype_policies.serialize(self.controller_policy),
                 "jit_compile": self.jit_compile,
                 "implementation": self.implementation,
             }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mnm_keras import _utils, core, salu_core
+from mnm_keras import _utils, salu_core, weights
 from mnm_keras._controller import ControllerCell
 from mnm_keras._utils import check_positive_int
 from mnm_keras.salu_core import soft_attention_read
@@ -90,24 +90,17 @@ class SALUCell(ControllerCell):
             self.value_size,
             self.num_heads,
             self.max_length,
-            self.sublayer_dtype.compute_dtype,
+            self.controller_policy.compute_dtype,
         )
 
     def build(self, input_shape):
-        self._build_controller(input_shape)
-        heads, dk, dv = self.num_heads, self.key_size, self.value_size
-        self.interface = self._dense(heads * (2 * dk + dv), "tanh", "interface", self.units)
-        self.output_projection = self._dense(self.output_size, None, "output", self.units + dv)
+        # The controller, the interface (equation 1 without the rate) and the output.
+        config, input_dim = self.config, self._input_dim(input_shape)
+        self._add_weights(weights.salu_weights(config, input_dim, self.output_size))
 
     def params(self):
         """The cell's weights as a `salu_core.SALUParams` of tensors."""
-        if not self.built:
-            raise ValueError(
-                "SALUCell.params needs the cell to be built first: call "
-                "`cell.build((None, input_dim))` or run the RNN layer once."
-            )
-        fields = salu_core.SALUParams._fields
-        return salu_core.SALUParams(**core.named_weights(self, lambda v: v.value, fields))
+        return self._params(salu_core.SALUParams)
 
     def get_initial_state(self, batch_size=None, dtype=None):
         """Zeros: an empty table (a flat list, `salu_core.pack`; float32)."""

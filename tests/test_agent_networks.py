@@ -14,7 +14,7 @@ import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
 import mnm_keras
-from mnm_keras import kernels
+from mnm_keras import core, kernels
 from tf_agents_ext import networks
 
 SIZES = {"memory_units": 6, "key_size": 5, "value_size": 4, "num_heads": 2}
@@ -29,13 +29,16 @@ def _twin_cells(**options):
     reference.build((None, 7))
     cell = networks.TFKerasMNMCell(8, seed=2, **options)
     cell.build((None, 7))
-    for name in ("controller", "interface", "rate", "output_projection"):
-        getattr(cell, name).set_weights(getattr(reference, name).get_weights())
-    assert len(cell.feedback) == len(reference.feedback)
-    for mine, theirs in zip(cell.feedback, reference.feedback):
-        mine.set_weights(theirs.get_weights())
-    for mine, theirs in zip(cell.initial_memory, reference.initial_memory):
+    assert cell.weight_table == reference.weight_table
+    for mine, theirs in zip(cell.weights, reference.weights, strict=True):
+        assert mine.name.split(":")[0].split("/")[-1] == theirs.name
         mine.assign(np.asarray(theirs))
+    mine, theirs = cell.params(), reference.params()
+    for field in core.MNMParams._fields:  # every weight copied
+        for a, b in zip(
+            tf.nest.flatten(getattr(mine, field)), tf.nest.flatten(getattr(theirs, field))
+        ):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=field)
     return reference, cell
 
 
@@ -266,3 +269,49 @@ def test_paper_defaults():
     assert (cell.units, cell.memory_units, cell.memory_layers, cell.num_heads) == (200, 100, 3, 3)
     assert cell.write_rule == "local"
     assert networks.mnm_actor_critic(OBSERVATION_SPEC, ACTION_SPEC, "gradient").cell.num_rates == 1
+
+
+def test_a_checkpoint_of_the_cell_with_sublayers_restores_and_gives_its_steps(tmp_path):
+    """``tests/fixtures/tf_keras_cell.*`` was written when the cell held ``LSTMCell`` and
+    ``Dense`` sublayers (`tests/fixtures/make_tf_keras_checkpoint.py`); the cell that owns
+    its weights keeps their checkpoint paths (``controller/kernel``, ``feedback/0/bias``),
+    so such checkpoints (the maze runs' resume archives) restore, every value consumed."""
+    import os
+
+    fixtures = os.path.join(os.path.dirname(__file__), "fixtures")
+    recorded = np.load(os.path.join(fixtures, "tf_keras_cell_outputs.npz"))
+    cell = networks.TFKerasMNMCell(
+        6, memory_units=5, memory_layers=3, key_size=4, value_size=3, num_heads=2, seed=3
+    )
+    cell.build((None, 7))
+    status = tf.train.Checkpoint(cell=cell).read(os.path.join(fixtures, "tf_keras_cell"))
+    status.assert_consumed()
+    inputs = recorded["inputs"]
+    states = cell.get_initial_state(batch_size=inputs.shape[0])
+    outputs = []
+    for t in range(inputs.shape[1]):
+        y, states = cell(inputs[:, t], states, training=True)
+        outputs.append(np.asarray(y))
+    np.testing.assert_allclose(np.stack(outputs, 1), recorded["outputs"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(states[-1]), recorded["meta"], rtol=1e-5, atol=1e-6)
+    # Written again, it restores into a fresh cell, every value consumed.
+    path = tf.train.Checkpoint(cell=cell).write(str(tmp_path / "again"))
+    fresh = networks.TFKerasMNMCell(
+        6, memory_units=5, memory_layers=3, key_size=4, value_size=3, num_heads=2, seed=4
+    )
+    fresh.build((None, 7))
+    tf.train.Checkpoint(cell=fresh).read(path).assert_consumed()
+    for mine, theirs in zip(fresh.weights, cell.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(mine), np.asarray(theirs))
+
+
+def test_building_the_cell_again_keeps_its_variables():
+    """`DynamicUnroll.build` builds its cell again: the cell keeps its variables (one
+    set, those the network trains), and refuses other input features."""
+    cell = networks.TFKerasMNMCell(6, memory_units=5, key_size=4, value_size=3)
+    cell.build((None, 7))
+    first = [id(v) for v in cell.weights]
+    cell.build((None, 7))
+    assert [id(v) for v in cell.weights] == first
+    with pytest.raises(ValueError, match="built for 7 input features"):
+        cell.build((None, 8))

@@ -69,7 +69,7 @@ def test_memory_layout_is_row_major_per_sequence():
     cell = _cell()
     state = core.initial_state(cell.config, cell.params(), BATCH)
     flat = core.pack(cell.config, state)
-    for index, matrix in enumerate(cell.initial_memory):
+    for index, matrix in enumerate(cell.params().initial_memory):
         np.testing.assert_array_equal(
             np.asarray(flat[3 + index]).reshape((BATCH,) + tuple(matrix.shape))[1],
             np.asarray(matrix),

@@ -35,30 +35,32 @@ def numpy_step(cell, x, states):
         np.asarray(states[3 + i]).reshape(-1, sizes[i + 1], sizes[i])
         for i in range(cell.memory_layers)
     ]
-    kernel, recurrent, bias = (np.asarray(v) for v in cell.controller.weights)
+    p = {
+        k: v if isinstance(v, tuple) else np.asarray(v) for k, v in cell.params()._asdict().items()
+    }
+    kernel, recurrent, bias = (p[f"controller_{n}"] for n in ("kernel", "recurrent_kernel", "bias"))
     h, c = ref.lstm_step(np.concatenate([x, previous_read], -1), h, c, kernel, recurrent, bias)
-    interface = np.tanh(h @ np.asarray(cell.interface.kernel) + np.asarray(cell.interface.bias))
+    interface = np.tanh(h @ p["interface_kernel"] + p["interface_bias"])
     H, dk, dv = cell.num_heads, cell.key_size, cell.value_size
     read_keys = interface[:, : H * dk].reshape(-1, H, dk)
     write_keys = interface[:, H * dk : 2 * H * dk].reshape(-1, H, dk)
     values = interface[:, 2 * H * dk : 2 * H * dk + H * dv].reshape(-1, H, dv)
     rate_vector = interface[:, 2 * H * dk + H * dv :]
-    rates = ref.sigmoid(rate_vector @ np.asarray(cell.rate.kernel) + np.asarray(cell.rate.bias))
+    rates = ref.sigmoid(rate_vector @ p["rate_kernel"] + p["rate_bias"])
     if cell.write_rule == "gradient":
         new_weights = ref.gradient_write(
             weights, write_keys, values, rates[:, 0], cell.normalize_writes
         )
     else:
         targets = []
-        for index, q in enumerate(cell.feedback):
-            pre = values @ np.asarray(q.kernel) + np.asarray(q.bias)
+        for index, (q, b) in enumerate(zip(p["feedback_kernels"], p["feedback_biases"])):
+            pre = values @ np.asarray(q) + np.asarray(b)
             targets.append(pre if index == cell.memory_layers - 1 else np.tanh(pre))
         if cell.targets_from_values:
             targets.append(values)
         new_weights = ref.local_write(weights, write_keys, targets, rates, cell.normalize_writes)
     read_value = ref.read(new_weights, read_keys).mean(axis=1)
-    y = np.concatenate([h, read_value], -1) @ np.asarray(cell.output_projection.kernel)
-    y += np.asarray(cell.output_projection.bias)
+    y = np.concatenate([h, read_value], -1) @ p["output_kernel"] + p["output_bias"]
     meta = np.asarray(states[3 + cell.memory_layers]).copy()
     meta[:, 0] += ref.recall_error(new_weights, write_keys, values)
     meta[:, 1] += 1
@@ -102,7 +104,7 @@ def test_rnn_unroll_equals_manual_loop_and_resets_state(rule):
     outputs, *final = layer(x)
     states = cell.get_initial_state(batch_size=BATCH)
     # A fresh sequence starts from phi_0, the fixed initial memory, for every sequence.
-    for index, matrix in enumerate(cell.initial_memory):
+    for index, matrix in enumerate(cell.params().initial_memory):
         memory_state = np.asarray(states[3 + index]).reshape((BATCH,) + tuple(matrix.shape))
         for b in range(BATCH):
             np.testing.assert_array_equal(memory_state[b], np.asarray(matrix))
@@ -166,8 +168,10 @@ def test_meta_loss_is_logged_and_reaches_the_controller(rule):
         model(x, training=True)
         (meta_term,) = model.losses
     cell = layer.cell
-    controller_kernel = cell.controller.weights[0]
-    gradients = tape.gradient(meta_term, [controller_kernel, cell.interface.kernel])
+    variables = {w.name: w for w in cell.weights}
+    gradients = tape.gradient(
+        meta_term, [variables["controller_kernel"], variables["interface_kernel"]]
+    )
     for gradient in gradients:
         assert gradient is not None and np.abs(np.asarray(gradient)).sum() > 0
     # The added loss is meta_loss_weight times the per-sequence mean of equation 5.
@@ -235,7 +239,7 @@ def test_save_and_load_round_trip(tmp_path, rule):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     cell, loaded_cell = model.layers[1].cell, loaded.layers[1].cell
     assert loaded_cell.get_config() == cell.get_config()
-    for a, b in zip(cell.initial_memory, loaded_cell.initial_memory):
+    for a, b in zip(cell.params().initial_memory, loaded_cell.params().initial_memory):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
@@ -254,11 +258,14 @@ def test_seed_fixes_the_initial_memory():
         built(make_cell("local")),
         built(make_cell("local", seed=4)),
     )
-    np.testing.assert_array_equal(np.asarray(a.initial_memory[0]), np.asarray(b.initial_memory[0]))
-    assert not np.allclose(np.asarray(a.initial_memory[0]), np.asarray(c.initial_memory[0]))
-    assert not any(w.trainable for w in a.initial_memory)
+    phi_0 = [np.asarray(cell.params().initial_memory[0]) for cell in (a, b, c)]
+    np.testing.assert_array_equal(phi_0[0], phi_0[1])
+    assert not np.allclose(phi_0[0], phi_0[2])
+    initial_memory = [w for w in a.weights if w.name.startswith("initial_memory_")]
+    assert len(initial_memory) == a.memory_layers
+    assert not any(w.trainable for w in initial_memory)
     non_trainable = {id(w) for w in a.non_trainable_weights}
-    assert all(id(w) in non_trainable for w in a.initial_memory)
+    assert all(id(w) in non_trainable for w in initial_memory)
 
 
 @pytest.mark.parametrize(
@@ -301,8 +308,8 @@ def test_mixed_precision_keeps_memory_in_float32(tmp_path, policy):
         output = layer(sequences(10))
         assert output.dtype == half
         assert cell.compute_dtype == "float32"
-        assert cell.controller.compute_dtype == half
-        assert cell.interface.compute_dtype == half
+        assert cell.controller_dtype.compute_dtype == half
+        assert cell.config.compute_dtype == half
         y, states = cell(sequences(10)[:, 0], cell.get_initial_state(batch_size=BATCH))
         assert all(s.dtype == tf.float32 for s in states)
         assert np.all(np.isfinite(np.asarray(tf.cast(output, tf.float32))))
@@ -360,3 +367,13 @@ def test_an_untested_keras_backend_is_refused_at_construction_by_name(monkeypatc
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     with pytest.raises(RuntimeError, match=f"{layer} runs on Keras's TensorFlow and JAX .*'torch'"):
         getattr(mnm_keras, layer)(4, **({"max_length": 3} if layer.startswith("SALU") else {}))
+
+
+def test_building_the_cell_again_keeps_its_variables():
+    cell = make_cell("local")
+    cell.build((None, FEATURES))
+    first = [id(v) for v in cell.weights]
+    cell.build((None, FEATURES))
+    assert [id(v) for v in cell.weights] == first
+    with pytest.raises(ValueError, match=f"built for {FEATURES} input features"):
+        cell.build((None, FEATURES + 1))

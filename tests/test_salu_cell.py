@@ -38,14 +38,15 @@ def test_unrolled_cell_matches_numpy():
     cell = make_cell()
     x = np.random.default_rng(1).standard_normal((BATCH, TIME, FEATURES)).astype(np.float32)
     outputs = keras.layers.RNN(cell, return_sequences=True)(x).numpy()
-    kernel, recurrent, bias = (np.asarray(v) for v in cell.controller.weights)
+    p = {k: np.asarray(v) for k, v in cell.params()._asdict().items()}
+    kernel, recurrent, bias = (p[f"controller_{n}"] for n in ("kernel", "recurrent_kernel", "bias"))
     h = c = np.zeros((BATCH, 6), np.float32)
     read = np.zeros((BATCH, 3), np.float32)
     table_k, table_v = [], []
     H = cell.num_heads
     for t in range(TIME):
         h, c = ref.lstm_step(np.concatenate([x[:, t], read], -1), h, c, kernel, recurrent, bias)
-        iface = np.tanh(h @ np.asarray(cell.interface.kernel) + np.asarray(cell.interface.bias))
+        iface = np.tanh(h @ p["interface_kernel"] + p["interface_bias"])
         queries = iface[:, : H * 4].reshape(BATCH, H, 4)
         table_k.append(iface[:, H * 4 : 2 * H * 4].reshape(BATCH, H, 4))
         table_v.append(iface[:, 2 * H * 4 :].reshape(BATCH, H, 3))
@@ -53,8 +54,7 @@ def test_unrolled_cell_matches_numpy():
         values = np.concatenate(table_v, axis=1)
         weights = ref.softmax(np.einsum("bhk,bsk->bhs", queries, keys) / 2.0)
         read = np.einsum("bhs,bsv->bhv", weights, values).mean(axis=1)
-        y = np.concatenate([h, read], -1) @ np.asarray(cell.output_projection.kernel)
-        y += np.asarray(cell.output_projection.bias)
+        y = np.concatenate([h, read], -1) @ p["output_kernel"] + p["output_bias"]
         np.testing.assert_allclose(outputs[:, t], y, rtol=1e-4, atol=1e-5)
 
 

@@ -199,3 +199,64 @@ def test_maze_seeds_of_different_seeds_do_not_overlap():
         drawn += maze._batch_seeds(seed, 16)
     assert len(set(drawn)) == len(drawn)
     assert all(isinstance(s, int) and 0 <= s < 2**31 for s in drawn)
+
+
+@pytest.mark.parametrize("model", ["mnm_p", "mnm_g", "salu"])
+def test_a_seed_draws_the_weights_that_the_sublayers_drew(model):
+    """The cells own their weights (`mnm_keras.weights`); with a seed they draw what the
+    ``LSTMCell`` and ``Dense`` sublayers drew (the same sub-seed names, initializers and the
+    LSTM's forget-gate bias of 1), so that a seed reproduces the runs recorded before."""
+    import keras
+
+    from mnm_keras._utils import seeded
+
+    seed, units, input_dim = 4, 8, INPUT_SIZE
+    layer = models.recurrent_layer(model, units=units, max_length=6, seed=seed, **SIZES)
+    layer.build((None, 6, input_dim))
+    cell = layer.cell
+    params = cell.params()._asdict()
+
+    def draw(initializer, name):
+        return seeded(initializer, derive_seed(seed, name))
+
+    controller = keras.layers.LSTMCell(
+        units,
+        kernel_initializer=draw("glorot_uniform", "controller/kernel"),
+        recurrent_initializer=draw("orthogonal", "controller/recurrent_kernel"),
+    )
+    controller.build((None, input_dim + cell.value_size))
+    expected = {
+        "controller_kernel": controller.kernel,
+        "controller_recurrent_kernel": controller.recurrent_kernel,
+        "controller_bias": controller.bias,
+    }
+    for field, seed_name in [("interface", "interface"), ("output", "output")] + (
+        [("rate", "rate")] if model != "salu" else []
+    ):
+        kernel = params[f"{field}_kernel"]
+        dense = keras.layers.Dense(
+            kernel.shape[1],
+            kernel_initializer=draw("glorot_uniform", f"{seed_name}/kernel"),
+            bias_initializer=keras.initializers.Constant(-2.0) if field == "rate" else "zeros",
+        )
+        dense.build((None, kernel.shape[0]))
+        expected[f"{field}_kernel"], expected[f"{field}_bias"] = dense.kernel, dense.bias
+    if model == "mnm_p":
+        for index, kernel in enumerate(params["feedback_kernels"]):
+            dense = keras.layers.Dense(
+                kernel.shape[1],
+                kernel_initializer=draw("glorot_uniform", f"feedback_{index}/kernel"),
+            )
+            dense.build((None, kernel.shape[0]))
+            expected[f"feedback_kernels/{index}"] = dense.kernel
+            expected[f"feedback_biases/{index}"] = dense.bias
+    if model != "salu":
+        for index, phi in enumerate(params["initial_memory"]):
+            initializer = draw("glorot_uniform", f"initial_memory_{index}")
+            expected[f"initial_memory/{index}"] = initializer(phi.shape)
+    assert np.asarray(controller.bias)[units : 2 * units].tolist() == [1.0] * units
+    for name, value in expected.items():
+        field, _, index = name.partition("/")
+        got = params[field][int(index)] if index else params[field]
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(value), err_msg=name)
+    assert len(expected) == len(cell.weight_table)

@@ -3,7 +3,7 @@
 TF-Agents networks are tf-keras (Keras 2) layers, and a Keras 3 layer such as
 `mnm_keras.MNMCell` cannot live inside one (its variables, ``get_initial_state`` signature
 and `Sequential` checks differ). `TFKerasMNMCell` is therefore a tf-keras cell with the
-arguments, sublayers and state layout of the Keras 3 cell that computes its step with the
+arguments, weights and state layout of the Keras 3 cell that computes its step with the
 same pure function, `mnm_keras.core.step`: the step exists once. A test copies the weights
 of a Keras 3 `mnm_keras.MNMCell` into this cell and checks that the steps agree.
 
@@ -27,7 +27,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import nest_utils
 
-from mnm_keras import core, fused
+from mnm_keras import core, fused, weights
 from mnm_keras._utils import check_positive_int, derive_seed
 
 CORES = ("mnm_p", "mnm_g", "lstm")
@@ -42,15 +42,32 @@ __all__ = [
 ]
 
 
+# Where the cells that held Keras sublayers kept each weight in a `tf.train.Checkpoint`:
+# field -> (sublayer, weight); a tuple field's layer ``l`` at ``(sublayer, l, weight)``.
+CHECKPOINT_PATHS = {
+    "controller_kernel": ("controller", "kernel"),
+    "controller_recurrent_kernel": ("controller", "recurrent_kernel"),
+    "controller_bias": ("controller", "bias"),
+    "interface_kernel": ("interface", "kernel"),
+    "interface_bias": ("interface", "bias"),
+    "rate_kernel": ("rate", "kernel"),
+    "rate_bias": ("rate", "bias"),
+    "output_kernel": ("output_projection", "kernel"),
+    "output_bias": ("output_projection", "bias"),
+    "feedback_kernels": ("feedback", "kernel"),
+    "feedback_biases": ("feedback", "bias"),
+}
+
+
 class TFKerasMNMCell(tf.keras.layers.Layer):
     """The MNM recurrent cell as a tf-keras (Keras 2) layer, for TF-Agents networks.
 
     TF-Agents networks are tf-keras layers, and a Keras 3 layer such as
     `mnm_keras.MNMCell` cannot live inside one. This class is that cell for tf-keras: it
     takes the same arguments (see `mnm_keras.MNMCell` for their meaning, all of them
-    supported here), owns the same sublayers and variables (``controller``,
-    ``interface``, ``rate``, ``output_projection``, ``feedback``, ``initial_memory``) and
-    computes with the same function, `mnm_keras.core.step`: the step exists once.
+    supported here), creates the same variables from the same table
+    (`mnm_keras.weights.mnm_weights`, ``weight_table``), drawn the same way, and computes
+    with the same function, `mnm_keras.core.step`: the step exists once.
 
     One difference, on purpose: the per-step meta loss (equation 5) is added to the
     accumulator ``(sum, count)`` only when ``training`` is true (acting needs no meta
@@ -154,19 +171,6 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
             config["seed"] = derive_seed(self.seed, name)
         return initializer.__class__.from_config(config)
 
-    def _dense(self, units, activation, name, input_dim, bias_initializer=None):
-        layer = tf.keras.layers.Dense(
-            units,
-            activation=activation,
-            kernel_initializer=self._seeded(self.kernel_initializer, f"{name}/kernel"),
-            bias_initializer=bias_initializer or self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            name=name,
-        )
-        layer.build((None, input_dim))
-        return layer
-
     def build(self, input_shape):
         input_dim = tf.TensorShape(input_shape)[-1]
         if input_dim is None:
@@ -174,50 +178,57 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
                 "TFKerasMNMCell needs a known input feature size; received input shape "
                 f"{input_shape}."
             )
-        config, dv = self.config, self.value_size
-        self.controller = tf.keras.layers.LSTMCell(
-            self.units,
-            kernel_initializer=self._seeded(self.kernel_initializer, "controller/kernel"),
-            recurrent_initializer=self._seeded(
-                self.recurrent_initializer, "controller/recurrent_kernel"
-            ),
-            bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            bias_regularizer=self.bias_regularizer,
-            name="controller",
-        )
-        self.controller.build((None, input_dim + dv))
-        self.interface = self._dense(config.interface_size, "tanh", "interface", self.units)
-        self.rate = self._dense(
-            self.num_rates, "sigmoid", "rate", self.key_size, self.rate_bias_initializer
-        )
-        self.output_projection = self._dense(self.output_size, None, "output", self.units + dv)
-        last = self.memory_layers - 1
-        self.feedback = [
-            self._dense(
-                self.memory_sizes[index + 1],
-                self.memory_output_activation if index == last else self.memory_activation,
-                f"feedback_{index}",
-                dv,
-            )
-            for index in range(config.feedback_layers)
-        ]
-        self.initial_memory = [
+        # The weights of `mnm_keras.MNMCell`, from the same table, drawn the same way.
+        table = weights.mnm_weights(self.config, int(input_dim))
+        # `DynamicUnroll.build` builds its cell again: it keeps its variables.
+        if weights.built_before(self, getattr(self, "weight_table", None), table):
+            return
+        self.weight_table = table
+        self._table_variables = [
             self.add_weight(
-                name=f"initial_memory_{index}",
-                shape=(self.memory_sizes[index + 1], self.memory_sizes[index]),
-                initializer=self._seeded(self.memory_initializer, f"initial_memory_{index}"),
-                trainable=False,
+                name=row.name,
+                shape=row.shape,
+                initializer=weights.initializer(
+                    self,
+                    row,
+                    seeded=self._seeded,
+                    ones=tf.keras.initializers.Ones(),
+                    concatenate=lambda parts: tf.concat(parts, 0),
+                ),
+                regularizer=weights.regularizer(self, row),
+                trainable=row.trainable,
             )
-            for index in range(self.memory_layers)
+            for row in self.weight_table
         ]
+        self._track_checkpoint_paths()
         super().build(input_shape)
+
+    def _track_checkpoint_paths(self):
+        """Adds each weight to the checkpoint paths of the cells that held sublayers
+        (`CHECKPOINT_PATHS`: ``controller/kernel``, ``feedback/0/bias``, ...), so that
+        `tf.train.Checkpoint`s written before, the maze runs' among them, restore; the
+        holders are checkpoint dependencies only (not attributes, not layers)."""
+        holders = {}
+        for row, variable in zip(self.weight_table, self._table_variables, strict=True):
+            path = CHECKPOINT_PATHS.get(row.field)
+            if path is None:  # phi_0: the cell's own dependency ``initial_memory_l``
+                continue
+            *groups, name = path if row.index is None else (path[0], str(row.index), path[1])
+            parent, prefix = self, ""
+            for group in groups:
+                prefix += f"{group}/"
+                if prefix not in holders:
+                    holders[prefix] = tf.Module(name=group if group[0].isalpha() else None)
+                    parent._track_trackable(holders[prefix], name=group, overwrite=True)
+                parent = holders[prefix]
+            parent._track_trackable(variable, name=name, overwrite=True)
 
     def params(self):
         """The cell's weights as a `mnm_keras.core.MNMParams` of tensors."""
         if not self.built:
             raise ValueError("TFKerasMNMCell.params needs the cell to be built first.")
-        return core.cell_params(self, tf.convert_to_tensor)
+        values = [tf.convert_to_tensor(v) for v in self._table_variables]
+        return weights.to_params(core.MNMParams, self.weight_table, values)
 
     def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
         """Zeros and phi_0 for every sequence: the list of `state_size` tensors ``[B, size]``."""
