@@ -519,7 +519,11 @@ def train(model_dir, verbose=1, **options):
         optimizer=optimizer,
         episodes=episodes,
     )
-    checkpointer.initialize_or_restore()
+    status = checkpointer.initialize_or_restore()
+    if checkpointer.checkpoint_exists:
+        # Every variable of the agent and the optimizer from the checkpoint, or an error:
+        # a checkpoint that matched only in part would train on from fresh weights.
+        status.assert_existing_objects_matched()
     done = started_at = int(episodes.numpy())
     # The checkpoint restores the optimizer's learning rate with its other variables; a
     # resumed run trains at the one this call asks for (e.g. lower, to fine-tune).

@@ -163,6 +163,25 @@ def test_train_writes_one_row_per_evaluation(tmp_path):
     assert [int(t.shape[-1]) for t in flat[3:-1]] == [16] * 2
 
 
+def test_a_checkpoint_without_a_variable_of_the_agent_is_refused(tmp_path, monkeypatch):
+    """Resuming restores every variable of the agent or fails: a checkpoint matched only in
+    part would train on from fresh weights (as if a cell's variables had moved)."""
+    model_dir = str(tmp_path / "lstm")
+    options = dict(model="lstm", batch_size=2, eval_interval=2, eval_mazes=3, verbose=0, **TINY)
+    maze_training.train(model_dir, num_episodes=2, **options)
+
+    class WithAnotherWeight(tf.keras.layers.LSTMCell):
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.another = self.add_weight(name="another", shape=(1,), trainable=False)
+
+    monkeypatch.setattr(tf.keras.layers, "LSTMCell", WithAnotherWeight)
+    with pytest.raises(AssertionError):
+        maze_training.train(model_dir, num_episodes=4, **options)
+    monkeypatch.undo()
+    assert maze_training.train(model_dir, num_episodes=4, **options)["start_episodes"] == 2
+
+
 def test_a_killed_run_resumes_and_keeps_what_was_checkpointed(tmp_path):
     model_dir = str(tmp_path / "lstm")
     options = dict(model="lstm", batch_size=2, eval_interval=2, eval_mazes=3, verbose=0, **TINY)
