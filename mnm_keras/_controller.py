@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import keras
 from keras import ops
 
@@ -83,6 +85,12 @@ class ControllerCell(keras.layers.Layer):
         seeded theirs."""
         if weights.built_before(self, getattr(self, "weight_table", None), table):
             return
+        # The cells with sublayers built a Keras ``LSTMCell``, whose dropout seed generator
+        # drew one number from Python's global random stream (`keras.utils.set_random_seed`
+        # seeds it). The same draw here keeps the weights that unseeded layers built after
+        # the cell draw from that stream (a model's output layer) those of the runs
+        # recorded before; it changes nothing else.
+        random.randint(1, int(1e9))
         self.weight_table = table
         self._table_variables = []
         for row in table:

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
 from examples import algorithmic, associative_recall, maze_training
-from mnm_keras import datasets, models, tasks
+from mnm_keras import _controller, datasets, models, tasks
 from mnm_keras._utils import derive_seed
 from tf_agents_ext import maze, networks
 
@@ -260,3 +260,31 @@ def test_a_seed_draws_the_weights_that_the_sublayers_drew(model):
         got = params[field][int(index)] if index else params[field]
         np.testing.assert_array_equal(np.asarray(got), np.asarray(value), err_msg=name)
     assert len(expected) == len(cell.weight_table)
+
+
+@pytest.mark.parametrize("model", ["mnm_p", "salu"])
+def test_building_a_cell_draws_from_the_global_stream_as_the_sublayer_cells_did(model, monkeypatch):
+    """Unseeded layers built after a cell (a model's output layer) draw from the global
+    stream that `keras.utils.set_random_seed` seeds; the cells with sublayers built a
+    Keras ``LSTMCell``, which drew one number from it. Building a cell draws the same, so
+    those layers start from the weights of the runs recorded before."""
+    import keras
+
+    def head_after(build):
+        keras.utils.set_random_seed(0)
+        layer = models.recurrent_layer(model, units=8, max_length=6, seed=1, **SIZES)
+        build(layer)
+        head = keras.layers.Dense(3)
+        head.build((None, 8))
+        return np.asarray(head.kernel)
+
+    def as_before(layer):  # the layer's build without the cell's draw, and the LSTMCell
+        with monkeypatch.context() as patch:
+            patch.setattr(_controller.random, "randint", lambda low, high: low)
+            layer.build((None, 6, INPUT_SIZE))
+        # With initializer instances, as they passed (a string would draw a seed for each).
+        zeros = keras.initializers.Zeros()
+        keras.layers.LSTMCell(8, kernel_initializer=zeros, recurrent_initializer=zeros)
+
+    mine = head_after(lambda layer: layer.build((None, 6, INPUT_SIZE)))
+    np.testing.assert_array_equal(mine, head_after(as_before))
