@@ -7,8 +7,8 @@ import random
 import keras
 from keras import ops
 
-from mnm_keras import _legacy_loading, weights
-from mnm_keras._utils import check_positive_int, derive_seed, seeded
+from mnm_keras import _legacy_loading, arguments, weights
+from mnm_keras._utils import derive_seed, seeded
 
 
 class ControllerCell(keras.layers.Layer):
@@ -17,52 +17,20 @@ class ControllerCell(keras.layers.Layer):
     Holds the arguments every memory cell has (sizes, seed, initializers, regularizers),
     validates them, creates the weights of the subclass's table (`mnm_keras.weights`) with
     sub-seeds derived from ``seed`` and each weight's name (`derive_seed`), builds the
-    params named tuple from them by field, and serialises the arguments. Subclasses add the
-    memory.
+    params named tuple from them by field, and serialises the arguments of the subclass's
+    constructor (`mnm_keras.arguments`). Subclasses add the memory.
     """
 
-    def __init__(
-        self,
-        *,
-        units,
-        key_size,
-        value_size,
-        num_heads,
-        output_units,
-        seed,
-        kernel_initializer,
-        recurrent_initializer,
-        bias_initializer,
-        kernel_regularizer,
-        bias_regularizer,
-        controller_policy=None,
-        **kwargs,
-    ):
+    def __init__(self, cell_arguments, *, controller_policy=None, **kwargs):
+        """``cell_arguments``: the subclass's constructor arguments by name (every one of
+        its signature, `mnm_keras.arguments.names`), checked and stored on the cell as
+        attributes of the same names, and serialised by ``get_config``."""
         super().__init__(**kwargs)
-        for name, value in (
-            ("units", units),
-            ("key_size", key_size),
-            ("value_size", value_size),
-            ("num_heads", num_heads),
-        ):
-            check_positive_int(name, value)
-        if output_units is not None:
-            check_positive_int("output_units", output_units)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
-        self.units = units
-        self.key_size = key_size
-        self.value_size = value_size
-        self.num_heads = num_heads
-        self.output_units = output_units
-        self.seed = seed
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        arguments.check(cell_arguments)
+        self._argument_names = tuple(cell_arguments)
+        arguments.store(self, keras, cell_arguments)
         self.controller_policy = controller_policy or self.dtype_policy
-        self.output_size = output_units or units
+        self.output_size = self.output_units or self.units
 
     def _seed(self, name):
         """The sub-seed of the weight ``name`` (`derive_seed`; None when ``seed`` is None)."""
@@ -129,20 +97,9 @@ class ControllerCell(keras.layers.Layer):
         _legacy_loading.load_own_variables(self, store, self.weight_table, self._table_variables)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "key_size": self.key_size,
-                "value_size": self.value_size,
-                "num_heads": self.num_heads,
-                "output_units": self.output_units,
-                "seed": self.seed,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-            }
-        )
-        return config
+        """The base layer's config and every constructor argument as the cell holds it
+        (`mnm_keras.arguments.config`)."""
+        return {
+            **super().get_config(),
+            **arguments.config(self, keras, self._argument_names),
+        }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mnm_keras import _utils, core, fused, weights
+from mnm_keras import _utils, arguments, core, fused, weights
 from mnm_keras._controller import ControllerCell
 
 WRITE_RULES = core.WRITE_RULES
@@ -148,66 +148,21 @@ class MNMCell(ControllerCell):
         **kwargs,
     ):
         _utils.check_backend("MNMCell")
+        cell_arguments = {name: value for name, value in locals().items() if name in ARGUMENTS}
         # keras.layers.RNN casts every state to the cell's compute dtype, so the cell itself
         # always computes in float32 (its state holds the memory weights); the requested
         # (possibly mixed) policy applies to the controller and projection weights.
         requested = kwargs.pop("dtype", None)
         policy = controller_dtype if controller_dtype is not None else requested
         super().__init__(
-            units=units,
-            key_size=key_size,
-            value_size=value_size,
-            num_heads=num_heads,
-            output_units=output_units,
-            seed=seed,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
+            cell_arguments,
             controller_policy=(
                 keras.config.dtype_policy() if policy is None else keras.dtype_policies.get(policy)
             ),
             dtype="float32",
             **kwargs,
         )
-        self.memory_activation = keras.activations.get(memory_activation)
-        self.memory_output_activation = keras.activations.get(memory_output_activation)
-        self.config = core.make_config(
-            **core.config_arguments(
-                locals(),
-                memory_activation=self.memory_activation,
-                memory_output_activation=self.memory_output_activation,
-                compute_dtype=self.controller_policy.compute_dtype,
-            )
-        )
-        core.check_non_negative_number("meta_loss_weight", meta_loss_weight)
-        if not isinstance(jit_compile, bool):
-            raise ValueError(
-                f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."
-            )
-        self.jit_compile = jit_compile
-        self.implementation = fused.check_implementation(implementation)
-        if implementation == "kernel":
-            fused.choose(self.config, implementation)  # an error now, naming what is missing
-        self.memory_units = memory_units
-        self.memory_layers = memory_layers
-        self.write_rule = write_rule
-        self.meta_loss_weight = float(meta_loss_weight)
-        self.recall_delay = recall_delay
-        self.recall_decay = list(self.config.recall_decay)
-        self.targets_from_values = targets_from_values
-        self.normalize_writes = normalize_writes
-        self.memory_initializer = keras.initializers.get(memory_initializer)
-        self.rate_bias_initializer = keras.initializers.get(
-            keras.initializers.Constant(rate_bias_initializer)
-            if isinstance(rate_bias_initializer, (int, float))
-            else rate_bias_initializer
-        )
-        # Layer sizes D_0..D_L of the memory MLP.
-        self.memory_sizes = list(self.config.memory_sizes)
-        self.num_rates = self.config.num_rates
-        self.state_size = core.state_sizes(self.config)
+        configure(self, cell_arguments, compute_dtype=self.controller_policy.compute_dtype)
 
     @property
     def controller_dtype(self):
@@ -258,28 +213,27 @@ class MNMCell(ControllerCell):
             implementation=self.implementation,
         )
 
-    # --------------------------------------------------------------------------- config
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "memory_units": self.memory_units,
-                "memory_layers": self.memory_layers,
-                "write_rule": self.write_rule,
-                "meta_loss_weight": self.meta_loss_weight,
-                "recall_delay": self.recall_delay,
-                "recall_decay": self.recall_decay,
-                "targets_from_values": self.targets_from_values,
-                "normalize_writes": self.normalize_writes,
-                "memory_activation": keras.activations.serialize(self.memory_activation),
-                "memory_output_activation": keras.activations.serialize(
-                    self.memory_output_activation
-                ),
-                "memory_initializer": keras.initializers.serialize(self.memory_initializer),
-                "rate_bias_initializer": keras.initializers.serialize(self.rate_bias_initializer),
-                "controller_dtype": keras.dtype_policies.serialize(self.controller_policy),
-                "jit_compile": self.jit_compile,
-                "implementation": self.implementation,
-            }
+
+# The constructor arguments, in order (`mnm_keras.arguments`).
+ARGUMENTS = arguments.names(MNMCell)
+
+
+def configure(cell, cell_arguments, compute_dtype="float32"):
+    """Sets what an MNM cell derives from its stored arguments (``cell_arguments``, those of
+    `MNMCell`'s constructor): the validated `core.MNMConfig` (``config``), the recall
+    weights, the memory's layer sizes D_0..D_L, the number of rates and the state sizes.
+    Shared by `MNMCell` and the tf-keras cell of `tf_agents_ext.networks`."""
+    cell.config = core.make_config(
+        **core.config_arguments(
+            cell_arguments,
+            memory_activation=cell.memory_activation,
+            memory_output_activation=cell.memory_output_activation,
+            compute_dtype=compute_dtype,
         )
-        return config
+    )
+    if cell.implementation == "kernel":
+        fused.choose(cell.config, "kernel")  # an error now, naming what is missing
+    cell.recall_decay = list(cell.config.recall_decay)
+    cell.memory_sizes = list(cell.config.memory_sizes)
+    cell.num_rates = cell.config.num_rates
+    cell.state_size = core.state_sizes(cell.config)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from mnm_keras import _utils, salu_core, weights
+from mnm_keras import _utils, arguments, salu_core, weights
 from mnm_keras._controller import ControllerCell
-from mnm_keras._utils import check_positive_int
 from mnm_keras.salu_core import soft_attention_read
 
 __all__ = ["SALUCell", "soft_attention_read"]
@@ -62,22 +61,8 @@ class SALUCell(ControllerCell):
         **kwargs,
     ):
         _utils.check_backend("SALUCell")
-        super().__init__(
-            units=units,
-            key_size=key_size,
-            value_size=value_size,
-            num_heads=num_heads,
-            output_units=output_units,
-            seed=seed,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer,
-            **kwargs,
-        )
-        check_positive_int("max_length", max_length)
-        self.max_length = max_length
+        cell_arguments = {name: value for name, value in locals().items() if name in ARGUMENTS}
+        super().__init__(cell_arguments, **kwargs)
         self.slots = max_length * num_heads
         self.state_size = salu_core.state_sizes(self.config)
 
@@ -115,7 +100,6 @@ class SALUCell(ControllerCell):
         )
         return y, salu_core.pack(config, new_state)
 
-    def get_config(self):
-        config = super().get_config()
-        config["max_length"] = self.max_length
-        return config
+
+# The constructor arguments, in order (`mnm_keras.arguments`).
+ARGUMENTS = arguments.names(SALUCell)

@@ -7,6 +7,7 @@ with several option sets (both call `mnm_keras.core.step`). Runs in the suite's 
 """
 
 import dataclasses
+import inspect
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ import tensorflow as tf
 from tf_agents.specs import tensor_spec
 
 import mnm_keras
-from mnm_keras import core, kernels
+from mnm_keras import arguments, core, kernels
+from mnm_keras.arguments import KINDS
+from tests.cell_arguments import MNM_VALUES, serialized
 from tf_agents_ext import networks
 
 SIZES = {"memory_units": 6, "key_size": 5, "value_size": 4, "num_heads": 2}
@@ -107,6 +110,30 @@ def test_cell_argument_errors():
         networks.TFKerasMNMCell(8, normalize_writes=1)
     with pytest.raises(ValueError, match="core"):
         networks.actor_critic_network("gru", OBSERVATION_SPEC, ACTION_SPEC)
+
+
+def test_cell_takes_the_keras3_cells_arguments_declared_once():
+    mnm_names = arguments.names(mnm_keras.MNMCell)
+    assert list(inspect.signature(networks.TFKerasMNMCell).parameters) == [
+        *(name for name in mnm_names if name != "controller_dtype"),
+        "kwargs",
+    ]
+    values = {k: v for k, v in MNM_VALUES.items() if k != "controller_dtype"}
+    cell = networks.TFKerasMNMCell(**values, name="agent_cell")
+    config = cell.get_config()
+    assert set(config) == set(values) | {"name", "trainable", "dtype"}
+    reference = mnm_keras.MNMCell(**MNM_VALUES).get_config()
+    for name, value in values.items():  # the values as given, serialised by tf-keras
+        assert config[name] == serialized(name, value, tf.keras), name
+        if name not in KINDS:  # plain values: as the Keras 3 cell holds them
+            assert config[name] == reference[name], name
+    assert networks.TFKerasMNMCell.from_config(config).get_config() == config
+    positional = networks.TFKerasMNMCell(8, 4, 2, name="p")
+    assert (positional.units, positional.memory_units, positional.memory_layers) == (8, 4, 2)
+    with pytest.raises(ValueError, match="TFKerasMNMCell does not take `controller_dtype`"):
+        networks.TFKerasMNMCell(8, controller_dtype="mixed_bfloat16")
+    with pytest.raises(TypeError, match="TFKerasMNMCell takes the arguments"):
+        networks.TFKerasMNMCell(*range(1, 40))
 
 
 def test_cell_meta_loss_weight_is_checked_and_saved():

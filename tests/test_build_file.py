@@ -46,6 +46,7 @@ def test_every_module_is_in_a_library():
             "tests/numpy_reference.py",
             "tests/babi_data.py",
             "tests/backend_models.py",
+            "tests/cell_arguments.py",
         }
         == set()
     )

@@ -20,6 +20,8 @@ outputs ``(logits [B, T, num_actions], value [B, T])`` (time axis dropped for on
 
 from __future__ import annotations
 
+import inspect
+
 import tensorflow as tf
 from tf_agents.keras_layers import dynamic_unroll_layer
 from tf_agents.networks import network
@@ -27,8 +29,9 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import nest_utils
 
-from mnm_keras import core, fused, weights
+from mnm_keras import arguments, core, mnm_cell, weights
 from mnm_keras._utils import check_positive_int, derive_seed
+from mnm_keras.mnm_cell import MNMCell
 
 CORES = ("mnm_p", "mnm_g", "lstm")
 
@@ -84,83 +87,18 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
     Returns ``(y [B, output_units], new_states)``.
     """
 
-    def __init__(
-        self,
-        units,
-        memory_units=100,
-        memory_layers=3,
-        key_size=100,
-        value_size=100,
-        num_heads=1,
-        write_rule="local",
-        output_units=None,
-        meta_loss_weight=1.0,
-        recall_delay=0,
-        recall_decay=None,
-        targets_from_values=False,
-        normalize_writes=True,
-        memory_activation="tanh",
-        memory_output_activation=None,
-        memory_initializer="glorot_uniform",
-        seed=None,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        rate_bias_initializer=-2.0,
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        jit_compile=True,
-        implementation="auto",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if not isinstance(jit_compile, bool):
-            raise ValueError(
-                f"`jit_compile` must be True or False; received jit_compile={jit_compile!r}."
-            )
-        self.jit_compile = jit_compile
-        self.implementation = fused.check_implementation(implementation)
-        core.check_non_negative_number("meta_loss_weight", meta_loss_weight)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an integer or None; received seed={seed!r}.")
-        self.memory_activation = tf.keras.activations.get(memory_activation)
-        self.memory_output_activation = tf.keras.activations.get(memory_output_activation)
-        self.config = core.make_config(
-            **core.config_arguments(
-                locals(),
-                memory_activation=self.memory_activation,
-                memory_output_activation=self.memory_output_activation,
-            )
+    def __init__(self, *args, **kwargs):
+        # The arguments are `mnm_keras.MNMCell`'s (its signature declares them once; this
+        # class's ``__signature__`` shows them); the rest go to the tf-keras `Layer`.
+        cell_arguments, layer_kwargs = arguments.bind(
+            MNMCell, args, kwargs, exclude=_NOT_TAKEN, layer_name="TFKerasMNMCell"
         )
-        self.units = units
-        self.memory_units = memory_units
-        self.memory_layers = memory_layers
-        self.key_size = key_size
-        self.value_size = value_size
-        self.num_heads = num_heads
-        self.write_rule = write_rule
-        self.output_units = output_units
-        self.meta_loss_weight = float(meta_loss_weight)
-        self.recall_delay = recall_delay
-        self.recall_decay = list(self.config.recall_decay)
-        self.targets_from_values = targets_from_values
-        self.normalize_writes = normalize_writes
-        self.seed = seed
-        self.memory_initializer = tf.keras.initializers.get(memory_initializer)
-        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
-        self.recurrent_initializer = tf.keras.initializers.get(recurrent_initializer)
-        self.bias_initializer = tf.keras.initializers.get(bias_initializer)
-        self.rate_bias_initializer = tf.keras.initializers.get(
-            tf.keras.initializers.Constant(rate_bias_initializer)
-            if isinstance(rate_bias_initializer, (int, float))
-            else rate_bias_initializer
-        )
-        self.kernel_regularizer = tf.keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = tf.keras.regularizers.get(bias_regularizer)
+        super().__init__(**layer_kwargs)
+        arguments.check(cell_arguments)
+        self._argument_names = tuple(cell_arguments)
+        arguments.store(self, tf.keras, cell_arguments)
+        mnm_cell.configure(self, cell_arguments)
         self.output_size = self.config.output_units
-        self.memory_sizes = list(self.config.memory_sizes)
-        self.num_rates = self.config.num_rates
-        self.state_size = core.state_sizes(self.config)
 
     def _seeded(self, initializer, name):
         """A new instance of ``initializer``, seeded with the sub-seed of the weight ``name``
@@ -279,43 +217,19 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
         return outputs, core.pack(self.config, final)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "memory_units": self.memory_units,
-                "memory_layers": self.memory_layers,
-                "key_size": self.key_size,
-                "value_size": self.value_size,
-                "num_heads": self.num_heads,
-                "write_rule": self.write_rule,
-                "output_units": self.output_units,
-                "meta_loss_weight": self.meta_loss_weight,
-                "recall_delay": self.recall_delay,
-                "recall_decay": self.recall_decay,
-                "targets_from_values": self.targets_from_values,
-                "normalize_writes": self.normalize_writes,
-                "memory_activation": tf.keras.activations.serialize(self.memory_activation),
-                "memory_output_activation": tf.keras.activations.serialize(
-                    self.memory_output_activation
-                ),
-                "memory_initializer": tf.keras.initializers.serialize(self.memory_initializer),
-                "seed": self.seed,
-                "kernel_initializer": tf.keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": tf.keras.initializers.serialize(
-                    self.recurrent_initializer
-                ),
-                "bias_initializer": tf.keras.initializers.serialize(self.bias_initializer),
-                "rate_bias_initializer": tf.keras.initializers.serialize(
-                    self.rate_bias_initializer
-                ),
-                "kernel_regularizer": tf.keras.regularizers.serialize(self.kernel_regularizer),
-                "bias_regularizer": tf.keras.regularizers.serialize(self.bias_regularizer),
-                "jit_compile": self.jit_compile,
-                "implementation": self.implementation,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            **arguments.config(self, tf.keras, self._argument_names),
+        }
+
+
+# `mnm_keras.MNMCell`'s arguments that the tf-keras cell does not take: it computes in its
+# layer dtype (tf-keras has no per-layer mixed policy for the controller alone).
+_NOT_TAKEN = ("controller_dtype",)
+_SIGNATURE = inspect.signature(MNMCell.__init__)
+TFKerasMNMCell.__init__.__signature__ = _SIGNATURE.replace(
+    parameters=[p for p in _SIGNATURE.parameters.values() if p.name not in _NOT_TAKEN]
+)
 
 
 class ActorCriticRnnNetwork(network.Network):
