@@ -89,14 +89,14 @@ void LocalWriteBackward(const LocalSizes& s, int64_t e, const LocalStepScratch<T
 }
 
 // Scratch of GradientWriteBackward for one sequence: dL/ddelta and dL/da (one vector per
-// layer and head, laid out as the deltas) and dL/db.
+// layer and head, laid out as the deltas) and dL/db; empty for MNM-p.
 template <typename T>
 struct GradientWriteWork {
   std::vector<T> d_deltas, d_a, d_b;
   explicit GradientWriteWork(const LocalSizes& s)
       : d_deltas(s.gradient ? s.output_size() : 0),
         d_a(s.gradient ? s.output_size() : 0),
-        d_b(*std::max_element(s.dims.begin(), s.dims.end())) {}
+        d_b(s.gradient ? *std::max_element(s.dims.begin(), s.dims.end()) : 0) {}
 };
 
 // Back-propagates MNM-g's write of sequence e (GradientWriteFactors, second order) from
@@ -128,7 +128,7 @@ void GradientWriteBackward(const LocalSizes& s, int64_t e, const T* const* memor
   // First every layer's da and db from dM_t, before d_mem takes the deltas' terms.
   for (int64_t i = 0; i < heads; ++i) {
     T d_step = 0;
-    const T norm = w.norms[(e * layers) * heads + i];
+    const T norm = w.norms[e * heads + i];
     const T step = rate / norm;
     for (int64_t l = 0; l < layers; ++l) {
       const int64_t rows = s.dims[l + 1], cols = s.dims[l];

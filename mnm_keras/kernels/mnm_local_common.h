@@ -248,8 +248,8 @@ struct LocalStepScratch {
   std::vector<T> rates;    // [n, R]: beta^l_t (MNM-p), beta_t (MNM-g)
   std::vector<T> targets;  // [n, sum_l H D_{l+1}]: target^l = q^l(v^w) (equation 4; MNM-p)
   std::vector<T> writes;   // [n, sum_l H D_l]: z^0 = k^w, z^{l+1} = act(M^l_{t-1} z^l)
-  // [n, L, H]: with normalised writes ||z^l||^2 + eps (MNM-p) or sum_l (||z^l||^2 + eps)
-  // (MNM-g, the same for every l), else 1.
+  // [n, R, H] (R = rates(): one slot per layer for MNM-p, one for MNM-g): with normalised
+  // writes ||z^l||^2 + eps (MNM-p) or sum_l (||z^l||^2 + eps) (MNM-g), else 1.
   std::vector<T> norms;
   // MNM-g: [n, sum_l H D_{l+1}]: delta^{l+1} = dL^up/d(M^l z^l) at output_offset(l), and
   // the back-propagated (M^l)^T delta^{l+1} at output_offset(l - 1), l = 1 .. L - 1.
@@ -267,7 +267,7 @@ struct LocalStepScratch {
         rates(kBlock * s.rates()),
         targets(kBlock * s.output_size()),
         writes(kBlock * s.activation_size()),
-        norms(kBlock * s.layers * s.heads),
+        norms(kBlock * s.rates() * s.heads),
         deltas(s.gradient ? kBlock * s.output_size() : 0),
         backs(s.gradient ? kBlock * s.output_size() : 0),
         factors(kBlock * s.output_size()),
@@ -465,9 +465,9 @@ void GradientWriteFactors(const LocalSizes& s, int64_t e, const T* const* memory
         for (int64_t k = 0; k < s.dims[l]; ++k) norm += z[k] * z[k];
       }
     }
+    w->norms[e * heads + i] = norm;
     const T step = rate / norm;
     for (int64_t l = 0; l < layers; ++l) {
-      w->norms[(e * layers + l) * heads + i] = norm;
       const int64_t rows = s.dims[l + 1], offset = s.output_offset(l) + i * rows;
       T* a = w->factors.data() + e * total + offset;
       for (int64_t j = 0; j < rows; ++j) a[j] = step * deltas[offset + j];
