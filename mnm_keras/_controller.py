@@ -26,9 +26,7 @@ class ControllerCell(keras.layers.Layer):
         its signature, `mnm_keras.arguments.names`), checked and stored on the cell as
         attributes of the same names, and serialised by ``get_config``."""
         super().__init__(**kwargs)
-        arguments.check(cell_arguments)
-        self._argument_names = tuple(cell_arguments)
-        arguments.store(self, keras, cell_arguments)
+        arguments.take(self, keras, cell_arguments)
         self.controller_policy = controller_policy or self.dtype_policy
         self.output_size = self.output_units or self.units
 

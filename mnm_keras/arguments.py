@@ -24,7 +24,7 @@ import inspect
 from mnm_keras import fused
 from mnm_keras.core import check_bool, check_non_negative_number, check_positive_int
 
-__all__ = ["KINDS", "bind", "check", "config", "names", "signature", "store"]
+__all__ = ["KINDS", "bind", "check", "config", "names", "signature", "store", "take"]
 
 # How an argument that is not a plain value is stored and serialised; others as given.
 KINDS = {
@@ -140,6 +140,15 @@ def store(layer, module, values):
         if name == "meta_loss_weight":
             value = float(value)
         setattr(layer, name, _get(module, name, value))
+
+
+def take(layer, module, values):
+    """What a cell does with its constructor arguments ``values`` (a dict, every argument of
+    its signature): `check` them, `store` them as attributes, and remember their names
+    (``layer._argument_names``) for ``get_config`` (`config`)."""
+    check(values)
+    layer._argument_names = tuple(values)
+    store(layer, module, values)
 
 
 def config(layer, module, argument_names):

@@ -94,9 +94,7 @@ class TFKerasMNMCell(tf.keras.layers.Layer):
             MNMCell, args, kwargs, exclude=_NOT_TAKEN, layer_name="TFKerasMNMCell"
         )
         super().__init__(**layer_kwargs)
-        arguments.check(cell_arguments)
-        self._argument_names = tuple(cell_arguments)
-        arguments.store(self, tf.keras, cell_arguments)
+        arguments.take(self, tf.keras, cell_arguments)
         mnm_cell.configure(self, cell_arguments)
         self.output_size = self.config.output_units
 
