@@ -98,6 +98,28 @@ def test_tables_give_mean_spread_and_solved_seeds(tmp_path):
     assert str(doc) in results.stale(str(tmp_path))
 
 
+def test_the_writes_comparison_keeps_each_stage_of_the_dictionary_runs_apart(tmp_path):
+    # Seeds of a staged run at different stages: one row and one curve per budget.
+    _write(tmp_path, "p0", "mnm_p", 0, 0.4)
+    _write(tmp_path, "p1", "mnm_p", 1, 0.0, steps=10000)
+    _write(tmp_path, "p2", "mnm_p", 2, 0.2, steps=10000)
+    _write(tmp_path, "short", "mnm_p", 3, 0.9, steps=1000)
+    records = results.load_records(str(tmp_path))
+    rows = [
+        line
+        for line in results.normalize_writes_table(records).splitlines()
+        if line.startswith("| dictionary")
+    ]
+    assert len(rows) == 2
+    assert "| MNM-p | paper | 2,000 | 1 | 0.400 |" in rows[0]
+    assert "| MNM-p | paper | 10,000 | 2 | 0.100 ± 0.141 |" in rows[1]
+    figure = results.normalize_writes_figure(records)
+    assert figure["curves"] == {
+        "MNM-p, paper writes, 2,000 steps": {"x": [1000, 2000], "y": [0.5, 0.4]},
+        "MNM-p, paper writes, 10,000 steps": {"x": [5000, 10000], "y": [0.5, 0.1]},
+    }
+
+
 def test_records_of_an_old_protocol_are_marked_and_kept_apart(tmp_path):
     _write(tmp_path, "new0", "mnm_p", 0, 0.0)
     _write(tmp_path, "new1", "mnm_p", 1, 0.2)
