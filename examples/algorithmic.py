@@ -202,7 +202,7 @@ def run(config, verbose=1, callbacks=()):
     x_eval, y_eval, w_eval = spec.arrays(
         config.eval_episodes, seed=derive_seed(config.seed, "held_out_episodes")
     )
-    with training.closing_streams():
+    with training.closing_streams(), training.recording_divergence(recorder):
         network.fit(
             train_data,
             epochs=budget.epochs,

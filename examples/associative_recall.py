@@ -168,7 +168,7 @@ def run(config, verbose=1, callbacks=()):
         .repeat()
         .skip(budget.done_steps)
     )
-    with training.closing_streams():
+    with training.closing_streams(), training.recording_divergence(recorder):
         network.fit(
             train,
             epochs=budget.epochs,

@@ -288,7 +288,7 @@ def run(config, verbose=1, callbacks=()):
     # stopping on the development set); a run that already ran out of patience is only
     # restored and evaluated.
     select = training.SelectBest(config.model_dir, SELECTION_METRIC, config.patience)
-    with training.closing_streams():
+    with training.closing_streams(), training.recording_divergence(recorder):
         network.fit(
             train_data,
             epochs=training.completed_epochs(config.model_dir)

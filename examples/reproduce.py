@@ -472,6 +472,7 @@ class Run:
     cpu: int | None = None  # the core its process is pinned to (``--parallel`` > 1)
 
     recorded: int | None = None  # the budget of the committed record of an earlier stage
+    diverged: int | None = None  # the step at which its record says training diverged
     resume_archive: str | None = None  # the committed state it resumes from (`unpack_resume`)
 
     @property
@@ -518,6 +519,18 @@ def _record_state(run, path):
     recorded = {k: v for k, v in written.items() if k not in run.script.machine_fields}
     difference = config_difference(_comparable(run.config, run.script), recorded)
     return record, difference
+
+
+def _diverged_step(run, record, difference):
+    """The step at which ``record`` (of ``run``: its config may differ in the budget field
+    only) says training diverged (`examples.training.RunRecorder.diverged`), else None: the
+    same seed diverges again at that step whatever the budget above it, so such a record
+    ends the run."""
+    diverged = record.get("diverged")
+    if not diverged or not set(difference) <= {run.script.budget}:
+        return None
+    step = int(diverged["step"])
+    return step if step <= run.budget else None
 
 
 def _recorded_budget(run, record, difference):
@@ -571,6 +584,9 @@ def plan_run(spec, options):
             # A record of an older protocol measured another objective: the run is trained
             # again under this one, and its record replaces the old.
             run.replaces = int(record.get("protocol", 1))
+        elif (step := _diverged_step(run, record, difference)) is not None:
+            run.status, run.steps_done, run.diverged = "done", step, step
+            return run
         elif budget is None and difference:
             run.status, run.conflict = "conflict", tuple(difference)
             return run
@@ -589,6 +605,10 @@ def plan_run(spec, options):
     finished = os.path.join(model_dir, "metrics.json")
     if os.path.exists(finished):
         record, difference = _record_state(run, finished)
+        step = _diverged_step(run, record, difference)
+        if step is not None:
+            run.status, run.steps_done, run.diverged = "finished", step, step
+            return run
         budget = _recorded_budget(run, record, difference)
         if budget is not None and budget > (run.recorded or 0):
             run.status, run.steps_done = "finished", budget
@@ -633,7 +653,9 @@ def seconds_per_step(run, records):
     """
 
     def speed(group):
-        values = [r.wall_seconds / r.train_steps for r in group if r.train_steps > 0]
+        values = [
+            r.wall_seconds / r.train_steps for r in group if r.train_steps > 0 and not r.diverged
+        ]
         return sum(values) / len(values) if values else None
 
     same_task = [r for r in records if r.task == run.script.task]
@@ -670,6 +692,8 @@ def _status_text(run):
         "partial": f"partial ({run.steps_done} steps done)",
         "finished": "finished, to collect",
     }.get(run.status, run.status)
+    if run.diverged is not None:
+        text += f" (diverged at step {run.diverged:,})"
     if run.recorded is not None:
         text += f", stage {run.recorded:,} recorded"
     if run.resume_archive is not None:
@@ -1079,7 +1103,14 @@ def run_table(options):
                     run.deadline = FINISH_SECONDS
                     status = launch(run)
                     planned = plan_run(run.spec, options)
-                if status is None and planned.status == "finished":
+                if planned.diverged is not None and planned.status == "finished":
+                    # Not a failure of the table: the run's outcome, recorded as such.
+                    print(
+                        f"[reproduce] {run.spec.name}: training diverged at step "
+                        f"{planned.diverged:,}; its record says so and is collected.",
+                        flush=True,
+                    )
+                elif status is None and planned.status == "finished":
                     print(
                         f"[reproduce] {run.spec.name}: its record was complete before the "
                         "deadline; collected.",

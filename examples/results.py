@@ -24,7 +24,9 @@ error); the curves of training hold the intermediate errors.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -70,6 +72,9 @@ class Record:
     wall_seconds: float
     history: list
     protocol: int = 1
+    # ``{"step", "quantity", "message"}`` when training diverged (no results then):
+    # `examples.training.RunRecorder.diverged`.
+    diverged: dict | None = None
 
     @property
     def old(self):
@@ -138,6 +143,7 @@ def load_records(root="."):
                     float(data.get("wall_seconds", 0.0)),
                     data["history"],
                     int(data.get("protocol", 1)),
+                    data.get("diverged"),
                 )
             )
     _check_unique(records)
@@ -234,6 +240,46 @@ def _median_iqr(values, digits=1):
     return f"{median:.{digits}f} [{q1:.{digits}f}, {q3:.{digits}f}]"
 
 
+# Config fields that differ between the runs of one setting, or name where a run lies.
+_RUN_FIELDS = ("seed", "model_dir", "data_dir", "init_from", "train_steps", "num_episodes")
+
+
+def _setting(record):
+    config = {k: v for k, v in record.config.items() if k not in _RUN_FIELDS}
+    return record.task, json.dumps(config, sort_keys=True), record.protocol
+
+
+def _placed(records):
+    """``records`` with each diverged one set at its setting's budget: the largest
+    ``train_steps`` of the setting's other seeds (else the budget its config trained
+    to), so that it counts among them, as a seed that did not solve the task, instead of
+    in a row of its own at the step where it diverged."""
+    reached = {}
+    for r in records:
+        if not r.diverged:
+            reached[_setting(r)] = max(reached.get(_setting(r), 0), r.train_steps)
+    placed = []
+    for r in records:
+        if r.diverged:
+            budget = r.config.get("train_steps") or r.config.get("num_episodes") or 0
+            r = dataclasses.replace(r, train_steps=reached.get(_setting(r), int(budget)))
+        placed.append(r)
+    return placed
+
+
+def _with_diverged(group, text_of_values, value_of):
+    """``text_of_values`` of the group's results (``value_of(record)``), then how many of
+    its runs diverged and at which steps; "-" for no result."""
+    values = [value_of(r) for r in group if not r.diverged]
+    text = text_of_values(values) if values else "-"
+    steps = sorted(int(r.diverged["step"]) for r in group if r.diverged)
+    if steps:
+        where = ", ".join(f"{step:,}" for step in steps)
+        note = f"{len(steps)} diverged (step {where})"
+        text = note if text == "-" else f"{text}; {note}"
+    return text
+
+
 def _group(records, key):
     groups = {}
     for record in records:
@@ -275,14 +321,13 @@ def _algorithmic_key(record):
 
 def algorithmic_table(records):
     """Held-out errors of the algorithmic tasks: one row per task, model, writes, budget."""
-    records = [r for r in records if r.task == "algorithmic"]
+    records = _placed([r for r in records if r.task == "algorithmic"])
     if not records:
         return NO_RECORD + "\n"
     rows = []
     for key, group in sorted(_group(records, _algorithmic_key).items()):
         task, _, writes, steps, _ = key
-        sequence = [r.results["eval_sequence_error"] for r in group]
-        symbol = [r.results["eval_symbol_error"] for r in group]
+        sequence = [None if r.diverged else r.results["eval_sequence_error"] for r in group]
         seconds = np.mean([r.wall_seconds for r in group])
         rows.append(
             [
@@ -294,8 +339,8 @@ def algorithmic_table(records):
                 writes,
                 f"{steps:,}",
                 len(group),
-                _mean_std(sequence),
-                _mean_std(symbol),
+                _with_diverged(group, _mean_std, lambda r: r.results["eval_sequence_error"]),
+                _with_diverged(group, _mean_std, lambda r: r.results["eval_symbol_error"]),
                 f"{sum(value == 0 for value in sequence)}/{len(group)}",
                 f"{seconds:.0f}",
             ]
@@ -327,7 +372,7 @@ def _normalize_writes_records(records):
     `WRITES_MIN_STEPS` steps or more (one row per budget)."""
     return [
         r
-        for r in records
+        for r in _placed(records)
         if r.task == "algorithmic"
         and r.config.get("task") == "dictionary"
         and (r.config.get("support_size"), r.config.get("sequence_length")) == (4, 1)
@@ -366,23 +411,24 @@ def _model_label(config):
 def _summary_rows(records):
     """(task, model, metric, values, solved, budget, link) per task and configuration."""
     groups = {}
-    for r in records:
+    for r in _placed(records):
         config = r.config
         order = MODEL_ORDER.index(config["model"]) if config.get("model") in MODEL_ORDER else 9
+        results = r.results if not r.diverged else collections.defaultdict(lambda: None)
         if r.task == "algorithmic":
             task, metric = _task_label(config), "held-out sequence error"
-            value, budget = r.results["eval_sequence_error"], f"{r.train_steps:,} steps"
+            value, budget = results["eval_sequence_error"], f"{r.train_steps:,} steps"
             link, solved = "docs/tasks/algorithmic.md", value == 0
         elif r.task == "associative_recall":
             task, metric = "associative recall", "held-out error"
-            value, budget = r.results["eval_error"], f"{r.train_steps:,} steps"
+            value, budget = results["eval_error"], f"{r.train_steps:,} steps"
             link, solved = "docs/tasks/algorithmic.md#associative-recall", value == 0
         elif r.task == "babi":
             tasks = config.get("tasks") or ()
             task = "bAbI" if len(tasks) != 1 else f"bAbI task {tasks[0]}"
-            metric, value = "mean answer error %", r.results["mean_error"]
+            metric, value = "mean answer error %", results["mean_error"]
             budget, link = f"{r.train_steps:,} steps", "docs/tasks/babi.md"
-            solved = not r.results.get("failed_tasks")
+            solved = value is not None and not results.get("failed_tasks")
         elif r.task == "maze":
             task, metric = "maze", "greedy reward on held-out mazes"
             value = r.results["eval_greedy_reward"]
@@ -391,7 +437,7 @@ def _summary_rows(records):
         else:
             continue
         key = (task, order, _marked(_model_label(config), r), metric, budget, link, r.protocol)
-        groups.setdefault(key, []).append((value, solved))
+        groups.setdefault(key, []).append((r, value, solved))
     return sorted(
         groups.items(), key=lambda item: (item[0][0], item[0][1], -item[0][6], item[0][2])
     )
@@ -401,8 +447,9 @@ def summary_table(records):
     """The README's summary: per task and configuration, the paper's result beside ours."""
     rows = []
     for (task, _, model, metric, budget, link, _), values in _summary_rows(records):
-        numbers = [value for value, _ in values]
-        solved = [flag for _, flag in values]
+        group = [r for r, _, _ in values]
+        number_of = {id(r): value for r, value, _ in values}
+        solved = [flag for _, _, flag in values]
         paper_key = task if task in PAPER else ("bAbI" if task.startswith("bAbI") else task)
         rows.append(
             [
@@ -410,7 +457,11 @@ def summary_table(records):
                 PAPER.get(paper_key, "-"),
                 model,
                 metric,
-                _mean_std(numbers, 1 if task == "maze" else 3),
+                _with_diverged(
+                    group,
+                    functools.partial(_mean_std, digits=1 if task == "maze" else 3),
+                    lambda r, number_of=number_of: number_of[id(r)],
+                ),
                 len(values),
                 "-" if None in solved else f"{sum(solved)}/{len(solved)}",
                 budget,
@@ -425,17 +476,21 @@ def summary_table(records):
 
 def associative_recall_table(records):
     """Held-out error of associative recall per model (mean ± std over seeds)."""
-    records = [r for r in records if r.task == "associative_recall"]
+    records = _placed([r for r in records if r.task == "associative_recall"])
     if not records:
         return NO_RECORD + "\n"
     groups = _group(records, lambda r: (_marked(_model_label(r.config), r), r.train_steps))
+    chance = {
+        key: next((f"{r.results['chance_error']:.3f}" for r in group if not r.diverged), "-")
+        for key, group in groups.items()
+    }
     rows = [
         [
             model,
             f"{steps:,}",
             len(group),
-            _mean_std([r.results["eval_error"] for r in group]),
-            f"{group[0].results['chance_error']:.3f}",
+            _with_diverged(group, _mean_std, lambda r: r.results["eval_error"]),
+            chance[model, steps],
             f"{np.mean([r.wall_seconds for r in group]):.0f}",
         ]
         for (model, steps), group in sorted(groups.items())
@@ -451,17 +506,22 @@ def babi_table(records):
         return NO_RECORD + "\n"
     rows = []
     for r in records:
-        errors = r.results["task_errors"]
-        per_task = ", ".join(f"{t}: {e:.1f}" for t, e in enumerate(errors, 1) if e is not None)
+        if r.diverged:
+            outcome = [f"diverged at step {int(r.diverged['step']):,}", "-", "-"]
+        else:
+            errors = r.results["task_errors"]
+            outcome = [
+                f"{r.results['mean_error']:.2f}",
+                len(r.results["failed_tasks"]),
+                ", ".join(f"{t}: {e:.1f}" for t, e in enumerate(errors, 1) if e is not None),
+            ]
         rows.append(
             [
                 _marked(_model_label(r.config), r),
                 ",".join(str(t) for t in r.config.get("tasks") or ()) or "1-20",
                 f"{r.train_steps:,}",
                 r.config.get("seed", "-"),
-                f"{r.results['mean_error']:.2f}",
-                len(r.results["failed_tasks"]),
-                per_task,
+                *outcome,
             ]
         )
     header = ["model", "tasks", "steps", "seed", "mean error %", "failed", "error % per task"]
@@ -596,7 +656,8 @@ TABLES = {
 
 def normalize_writes_figure(records):
     """Held-out sequence error of dictionary inference (4, 1) against steps, per setting."""
-    selected = _normalize_writes_records(records)
+    # A diverged run has no curve to the budget (the tables count it).
+    selected = [r for r in _normalize_writes_records(records) if not r.diverged]
     several_budgets = len({r.train_steps for r in selected}) > 1
     curves = {}
     for key, group in sorted(_group(selected, _algorithmic_key).items()):

@@ -233,6 +233,22 @@ def closing_streams():
         gc.collect()
 
 
+@contextlib.contextmanager
+def recording_divergence(recorder):
+    """Writes ``recorder``'s record of a diverged run (`RunRecorder.diverged`) when the
+    block raises `NonFiniteTrainingError`, which then goes on (the script fails, and its
+    ``model_dir/metrics.json`` says where and how training diverged)."""
+    try:
+        yield
+    except NonFiniteTrainingError as error:
+        recorder.diverged(error)
+        raise
+
+
+def _last_step(history):
+    return max((int(row.get("step") or 0) for row in history), default=0)
+
+
 class HistoryLogger(keras.callbacks.Callback):
     """Appends each epoch's logs to ``model_dir/history.jsonl`` as one JSON row.
 
@@ -611,6 +627,50 @@ class RunRecorder:
         with open(self._invocations_path, "w") as f:
             json.dump(self._invocations, f, indent=2)
 
+    def _write(self, results, history=None, **fields):
+        """Writes and returns the record (``fields`` added or replacing its own), ending
+        the invocation."""
+        self._invocations[-1]["wall_seconds"] = round(time.perf_counter() - self._start, 1)
+        self._write_invocations()
+        if history is None:
+            history = read_history(self.model_dir)
+        last = self._invocations[-1]
+        record = {
+            "task": self.task,
+            "config": self.config,
+            "results": results,
+            "train_steps": int(history[-1]["step"]) if history else 0,
+            "wall_seconds": round(sum(row["epoch_seconds"] for row in history), 1),
+            "commit": last["commit"],
+            "hardware": last["hardware"],
+            "invocations": self._invocations,
+            "history": history,
+            "protocol": PROTOCOL,
+            **fields,
+        }
+        with open(os.path.join(self.model_dir, "metrics.json"), "w") as f:
+            json.dump(record, f, indent=2)
+        return record
+
+    def diverged(self, error, history=None):
+        """Writes the record of a run that training stopped at a non-finite loss, metric or
+        weight (`NonFiniteTrainingError`), and returns it.
+
+        Such a run is an outcome, not a failure to record: the same seed diverges again at
+        the same step, so the tables count it (a seed that did not solve the task) instead
+        of leaving it out. Its ``results`` are empty, ``train_steps`` is the step at which
+        training diverged, ``history`` holds the epochs before it, and ``diverged`` is
+        ``{"step", "quantity", "message"}`` from the error.
+        """
+        history = read_history(self.model_dir) if history is None else history
+        step = error.step if error.step is not None else _last_step(history)
+        return self._write(
+            {},
+            history,
+            train_steps=int(step),
+            diverged={"step": int(step), "quantity": error.quantity, "message": str(error)},
+        )
+
     def finish(
         self,
         results,
@@ -645,25 +705,8 @@ class RunRecorder:
             )
         if model is not None:
             check_finite(None, variables=model.weights, where=f"{self.model_dir} (final weights)")
-        self._invocations[-1]["wall_seconds"] = round(time.perf_counter() - self._start, 1)
-        self._write_invocations()
-        if history is None:
-            history = read_history(self.model_dir)
-        last = self._invocations[-1]
-        record = {
-            "task": self.task,
-            "config": self.config,
-            "results": results,
-            "train_steps": int(history[-1]["step"]) if history else 0,
-            "wall_seconds": round(sum(row["epoch_seconds"] for row in history), 1),
-            "commit": last["commit"],
-            "hardware": last["hardware"],
-            "invocations": self._invocations,
-            "history": history,
-            "protocol": PROTOCOL,
-        }
-        with open(os.path.join(self.model_dir, "metrics.json"), "w") as f:
-            json.dump(record, f, indent=2)
+        record = self._write(results, history)
+        history = record["history"]
         if history and curves:
             try:
                 from examples.plotting import plot_curves

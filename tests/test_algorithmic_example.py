@@ -309,7 +309,17 @@ def test_a_diverging_run_stops_keeps_its_last_finite_checkpoint_and_resumes(tmp_
     step = error.value.step
     assert step >= 2 and error.value.quantity.startswith(("loss", "meta_loss", "weight "))
     assert f"optimizer step {step}" in str(error.value)
-    assert not os.path.exists(tmp_path / "metrics.json")
+    # Its record says where and how it diverged, with no results.
+    with open(tmp_path / "metrics.json") as f:
+        record = json.load(f)
+    assert record["results"] == {} and record["train_steps"] == step
+    assert record["diverged"] == {
+        "step": step,
+        "quantity": error.value.quantity,
+        "message": str(error.value),
+    }
+    assert len(record["history"]) == step - 1  # one epoch per step, the finite ones
+    assert record["invocations"][-1]["wall_seconds"] is not None
     # The backup holds the finite steps before it (one per epoch).
     assert training.completed_epochs(str(tmp_path)) == step - 1
     config = algorithmic.Config(**diverging)

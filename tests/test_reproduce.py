@@ -460,6 +460,63 @@ def test_a_staged_run_trains_records_and_resumes_stage_by_stage(tiny, monkeypatc
     assert reproduce.run(options) == [] and launched == [1, 2, 3]
 
 
+def diverging_table(options):
+    """MNM-g with the paper's writes, keys of 64 and learning rate 1 (as in
+    test_algorithmic_example): finite for its first stage, then non-finite at a later step."""
+    sizes = dict(units=8, memory_units=64, key_size=64, memory_layers=1, batch_size=4)
+    config = dict(
+        task="dictionary",
+        model="mnm_g",
+        steps_per_epoch=1,
+        eval_episodes=8,
+        learning_rate=1.0,
+        normalize_writes=False,
+        train_steps=8,
+        seed=0,
+        **sizes,
+    )
+    return [reproduce.RunSpec("tiny-diverging-seed0", "examples.algorithmic", config, (1,))]
+
+
+def test_a_run_that_diverges_is_recorded_as_such_and_ends(tiny, monkeypatch, capsys):
+    monkeypatch.setitem(reproduce.TABLES, "_diverging", diverging_table)
+    options = dataclasses.replace(tiny, table="_diverging")
+    launched = []
+    launch = reproduce.launch
+    monkeypatch.setattr(
+        reproduce, "launch", lambda run: launched.append(run.next_budget) or launch(run)
+    )
+    # Its first stage is recorded; the next diverges: not a failure of the table, its
+    # record (no results, the step and the quantity) is collected and ends the run.
+    assert reproduce.run(options) == []
+    assert launched == [1, 8]
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if "training diverged at step" in line]
+    path = os.path.join(options.results_root, "results", "algorithmic", "tiny-diverging-seed0")
+    with open(os.path.join(path, "metrics.json")) as f:
+        record = json.load(f)
+    step = record["diverged"]["step"]
+    assert 2 <= step < 8 and record["train_steps"] == step and record["results"] == {}
+    assert f"at step {step}; its record says so" in line
+    (run,) = reproduce.table_runs(options)
+    assert (run.status, run.diverged, run.steps_done) == ("done", step, step)
+    # Done: a rerun launches nothing, the dry run says why, the tables count the seed.
+    assert reproduce.run(options) == [] and launched == [1, 8]
+    capsys.readouterr()
+    reproduce.run(dataclasses.replace(options, dry_run=True))
+    assert f"done (diverged at step {step})" in capsys.readouterr().out
+    with open(os.path.join(options.results_root, "docs", "tables.md")) as f:
+        assert "| 0/1 |" in f.read()
+    # With a larger budget, the same seed diverges again at the same step: still done.
+    bigger = diverging_table(options)[0]
+    bigger = bigger._replace(overrides={**bigger.overrides, "train_steps": 20})
+    run = reproduce.plan_run(bigger, options)
+    assert (run.status, run.diverged) == ("done", step)
+    # Another config (not only the budget) is not this record's run.
+    other = bigger._replace(overrides={**bigger.overrides, "learning_rate": 0.5})
+    assert reproduce.plan_run(other, options).status == "conflict"
+
+
 @pytest.mark.parametrize("stages", [(2, 1), (0, 1), (3,), (1, 1)])
 def test_stages_must_increase_below_the_budget(tiny, monkeypatch, stages):
     spec = reproduce.RunSpec("x", "examples.algorithmic", {**TINY, "train_steps": 3}, stages)

@@ -199,7 +199,7 @@ def test_collect_writes_an_absolute_run_dir_as_a_name_under_the_runs_dir(tmp_pat
     assert results.portable_text('"runs/a"', "runs/a") == '"runs/a"'
 
 
-def _write_record(root, task, run, config, values, steps):
+def _write_record(root, task, run, config, values, steps, diverged=None):
     record = {
         "task": task,
         "config": config,
@@ -209,6 +209,9 @@ def _write_record(root, task, run, config, values, steps):
         "history": [{"epoch": 0, "step": steps, "epoch_seconds": 3.0}],
         "protocol": results.PROTOCOL,
     }
+    if diverged is not None:  # `RunRecorder.diverged`: no results, the step it stopped at
+        record.update(results={}, train_steps=diverged, history=[])
+        record["diverged"] = {"step": diverged, "quantity": "loss", "message": "non-finite"}
     path = os.path.join(root, "results", task, run)
     os.makedirs(path)
     with open(os.path.join(path, "metrics.json"), "w") as f:
@@ -349,3 +352,42 @@ def test_the_maze_learning_curves_are_every_runs_held_out_evaluations(tmp_path):
     results._draw(str(tmp_path / "curves.png"), figure)
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert results.maze_learning_curves_figure([])["curves"] == {}
+
+
+def test_a_diverged_run_counts_among_its_settings_seeds(tmp_path):
+    dictionary = {"task": "dictionary", "support_size": 4, "sequence_length": 1}
+    mnm_g = {**dictionary, "model": "mnm_g", "normalize_writes": False}
+    _write(tmp_path, "g0", "mnm_g", 0, 0.7, steps=10000)
+    _write(tmp_path, "g1", "mnm_g", 1, 0.5, steps=10000)
+    # Seed 2 diverged at step 80 of its first stage (its config: a budget of 2,000).
+    config = {**mnm_g, "seed": 2, "train_steps": 2000}
+    _write_record(tmp_path, "algorithmic", "g2", config, None, None, diverged=80)
+    # Alone in its setting (another model), a diverged run stands at its config's budget.
+    config = {**dictionary, "model": "lstm", "seed": 0, "train_steps": 2000}
+    _write_record(tmp_path, "algorithmic", "l0", config, None, None, diverged=7)
+    babi = {"model": "lstm", "tasks": [1], "seed": 0, "train_steps": 500}
+    _write_record(tmp_path, "babi", "b", babi, None, None, diverged=120)
+    recall = {"model": "lstm", "seed": 0, "train_steps": 1200}
+    _write_record(tmp_path, "associative_recall", "a", recall, None, None, diverged=9)
+    records = results.load_records(str(tmp_path))
+    steps = [r.diverged["step"] if r.diverged else None for r in records]
+    assert steps == [None, None, 80, 7, 9, 120]  # by path: algorithmic, recall, bAbI
+    table = results.algorithmic_table(records)
+    assert (
+        "| dictionary inference (4, 1) | MNM-g | paper | 10,000 | 3 "
+        "| 0.600 ± 0.141; 1 diverged (step 80) | 0.300 ± 0.071; 1 diverged (step 80) | 0/3 |"
+    ) in table
+    assert "| LSTM | - | 2,000 | 1 | 1 diverged (step 7) | 1 diverged (step 7) | 0/1 |" in table
+    assert "10,000 | 3 |" in results.normalize_writes_table(records)
+    figure = results.normalize_writes_figure(records)
+    assert list(figure["curves"]) == ["MNM-g, paper writes"]  # no curve of the diverged run
+    summary = results.summary_table(records)
+    assert "| 0.600 ± 0.141; 1 diverged (step 80) | 3 | 0/3 | 10,000 steps |" in summary
+    assert "| 1 diverged (step 120) | 1 | 0/1 | 500 steps |" in summary
+    assert "| LSTM | 1 diverged (step 7) | 1 | 0/1 | 2,000 steps |" in summary.replace(
+        "| held-out sequence error ", ""
+    )
+    assert "| LSTM | 1 | 120 | 0 | diverged at step 120 | - | - |" in results.babi_table(records)
+    assert "| LSTM | 1,200 | 1 | 1 diverged (step 9) | - |" in (
+        results.associative_recall_table(records)
+    )
