@@ -920,9 +920,10 @@ def prepare(run):
 
 def keep_resume_state(run):
     """After ``run``'s record is collected: the archive of its state beside the record, if
-    it stopped at a stage (`pack_resume`); removed once the whole budget is recorded."""
+    it stopped at a stage (`pack_resume`); removed once the whole budget is recorded or
+    the run diverged (it is not trained again)."""
     archive = os.path.join(run.destination, RESUME_ARCHIVE)
-    if run.steps_done < run.budget:
+    if run.diverged is None and run.steps_done < run.budget:
         size = pack_resume(run.model_dir, archive, run.script.resume_files)
         print(
             f"[reproduce] {run.spec.name}: packed its state into {archive} ({size:,} bytes)",

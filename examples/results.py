@@ -328,7 +328,8 @@ def algorithmic_table(records):
     for key, group in sorted(_group(records, _algorithmic_key).items()):
         task, _, writes, steps, _ = key
         sequence = [None if r.diverged else r.results["eval_sequence_error"] for r in group]
-        seconds = np.mean([r.wall_seconds for r in group])
+        # (a diverged run's time stops at its step: not a budget's training time)
+        seconds = [r.wall_seconds for r in group if not r.diverged]
         rows.append(
             [
                 task,
@@ -342,7 +343,7 @@ def algorithmic_table(records):
                 _with_diverged(group, _mean_std, lambda r: r.results["eval_sequence_error"]),
                 _with_diverged(group, _mean_std, lambda r: r.results["eval_symbol_error"]),
                 f"{sum(value == 0 for value in sequence)}/{len(group)}",
-                f"{seconds:.0f}",
+                f"{np.mean(seconds):.0f}" if seconds else "-",
             ]
         )
     return _markdown(

@@ -498,6 +498,8 @@ def test_a_run_that_diverges_is_recorded_as_such_and_ends(tiny, monkeypatch, cap
     step = record["diverged"]["step"]
     assert 2 <= step < 8 and record["train_steps"] == step and record["results"] == {}
     assert f"at step {step}; its record says so" in line
+    # It is not trained again: no state is kept beside its record.
+    assert os.listdir(path) == ["metrics.json"]
     (run,) = reproduce.table_runs(options)
     assert (run.status, run.diverged, run.steps_done) == ("done", step, step)
     # Done: a rerun launches nothing, the dry run says why, the tables count the seed.
