@@ -264,17 +264,27 @@ def dictionary_table(options):
     ]
 
 
+# The stages of the double copy and priority sort runs (`RunSpec.stages`), each under 90
+# minutes on one core by the estimate from the dictionary records of the same networks
+# scaled to their episode lengths (`seconds_per_step`): MNM on double copy (T = 151) about
+# 0.8 s a step, on priority sort (T = 37) about 0.2.
+TASK_STAGES = {"double_copy": (5_000, 10_000, 15_000), "priority_sort": (10_000,)}
+
+
 def _task_table(task):
     def table(options):
         return [
-            _algorithmic(
-                f"{task}-{model}-seed{seed}", task=task, train_steps=20000, model=model, seed=seed
+            RunSpec(
+                f"{task}-{model}-seed{seed}",
+                "examples.algorithmic",
+                dict(task=task, train_steps=20000, model=model, seed=seed),
+                stages=TASK_STAGES[task],
             )
             for model in MODELS
             for seed in SEEDS
         ]
 
-    table.__doc__ = f"{task} at 20,000 steps, every model."
+    table.__doc__ = f"{task} at 20,000 steps (stages {TASK_STAGES[task]}), every model."
     return table
 
 
@@ -651,11 +661,35 @@ SIZE_FIELDS = ("units", "memory_units", "memory_layers", "key_size", "num_heads"
 SIZE_FIELDS += ("batch_size", "tasks", "support_size", "sequence_length")
 
 
+# The network's sizes: an algorithmic record of the same model and these sizes on another
+# task or task shape gives an estimate scaled by the episode lengths (`episode_length`).
+NETWORK_FIELDS = ("units", "memory_units", "memory_layers", "key_size", "num_heads")
+NETWORK_FIELDS += ("batch_size",)
+
+
+def episode_length(config):
+    """The episode length T of an algorithmic task's config (a dict: ``task`` and, for
+    dictionary inference, ``support_size`` and ``sequence_length``), or None."""
+    from mnm_keras.datasets import algorithmic
+
+    task = config.get("task")
+    shape = {}
+    if task == "dictionary":
+        shape = {k: config.get(k) for k in ("support_size", "sequence_length")}
+    try:
+        return algorithmic.get_task(task, **shape).length
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def seconds_per_step(run, records):
     """(mean wall seconds per step of the committed records like ``run``, like) or (None, False).
 
     Like: the same record task, model and sizes (``SIZE_FIELDS``; for the algorithmic
-    tasks also the same task); else (``like`` False) the same task and model at other
+    tasks also the same task); else (``like`` False) for an algorithmic task, records of the
+    same model and network (``NETWORK_FIELDS``) on other tasks or task shapes, their time
+    per step scaled by the ratio of the episode lengths (a recurrent step costs the same
+    at every position: time grows linearly with T); else the same task and model at other
     sizes, else any record of the same record task.
     """
 
@@ -676,6 +710,23 @@ def seconds_per_step(run, records):
     ]
     if speed(sized) is not None:
         return speed(sized), True
+    if run.script.task == "algorithmic":
+        shape = ("task", "support_size", "sequence_length")
+        length = episode_length({k: getattr(run.config, k, None) for k in shape})
+        scaled = [
+            r.wall_seconds / r.train_steps * length / episode_length(r.config)
+            for r in same_task
+            if r.config.get("model") == run.config.model
+            and r.train_steps > 0
+            and not r.diverged
+            and all(
+                r.config.get(f) == _as_json(getattr(run.config, f, None)) for f in NETWORK_FIELDS
+            )
+            and length
+            and episode_length(r.config)
+        ]
+        if scaled:
+            return sum(scaled) / len(scaled), False
     if speed(like) is not None:
         return speed(like), False
     return speed(same_task), False

@@ -263,8 +263,21 @@ def test_an_estimate_for_longer_dictionary_sequences_is_not_like_a_shorter_one()
         model="mnm_p", task="dictionary", units=8, support_size=8, sequence_length=4
     )
     run = types.SimpleNamespace(script=types.SimpleNamespace(task="algorithmic"), config=config)
-    assert reproduce.seconds_per_step(run, [record(4, 1, 10.0)]) == (0.1, False)
+    # Not like it, but scaled by the episode lengths: T = 19 for (4, 1), 89 for (8, 4).
+    assert reproduce.episode_length(record(4, 1, 0).config) == 19
+    assert reproduce.episode_length(record(8, 4, 0).config) == 89
+    seconds, like = reproduce.seconds_per_step(run, [record(4, 1, 10.0)])
+    assert (seconds, like) == (pytest.approx(0.1 * 89 / 19), False)
     assert reproduce.seconds_per_step(run, [record(4, 1, 10.0), record(8, 4, 30.0)]) == (0.3, True)
+    # Another task (double copy of 50: T = 151) from the same network's dictionary records;
+    # records of another network are not scaled.
+    copy = types.SimpleNamespace(model="mnm_p", task="double_copy", units=8)
+    run = types.SimpleNamespace(script=run.script, config=copy)
+    seconds, like = reproduce.seconds_per_step(run, [record(4, 1, 10.0), record(8, 4, 30.0)])
+    assert (seconds, like) == (pytest.approx((0.1 * 151 / 19 + 0.3 * 151 / 89) / 2), False)
+    wider = record(4, 1, 10.0)
+    wider.config["units"] = 100
+    assert reproduce.seconds_per_step(run, [wider]) == (0.1, False)  # same model, any size
 
 
 HANGING_CHILD = (
