@@ -13,6 +13,7 @@ import pytest
 from absl import flags
 
 from examples import config_flags, reproduce, results
+from tests.babi_data import SHARED, needs_release
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(
@@ -34,6 +35,7 @@ RUN_COUNTS = {
     "double_copy": 12,
     "priority_sort": 12,
     "babi_task1": 12,
+    "babi_tasks": 48,
     "maze": 12,
     "babi_paper": 6,
     "maze_paper": 6,
@@ -278,6 +280,37 @@ def test_an_estimate_for_longer_dictionary_sequences_is_not_like_a_shorter_one()
     wider = record(4, 1, 10.0)
     wider.config["units"] = 100
     assert reproduce.seconds_per_step(run, [wider]) == (0.1, False)  # same model, any size
+
+
+@needs_release
+def test_the_babi_story_lengths_are_those_of_the_release():
+    from mnm_keras.datasets import babi
+
+    for task in (1, 3, 15):
+        stories = babi.read_split(SHARED, "en-10k", "train", tasks=[task])
+        mean = sum(len(story.tokens) for story in stories) / len(stories)
+        assert reproduce.BABI_STORIES[task] == (len(stories), round(mean, 1)), task
+    assert set(reproduce.BABI_STORIES) == set(range(1, 21))
+
+
+def test_a_babi_estimate_scales_with_the_story_length():
+    import types
+
+    from examples.results import Record
+
+    def record(tasks, seconds):
+        config = {"model": "mnm_p", "tasks": tasks, "units": 8}
+        return Record("r", "babi", config, {}, 100, seconds, [])
+
+    config = types.SimpleNamespace(model="mnm_p", tasks=(3,), units=8)
+    run = types.SimpleNamespace(script=types.SimpleNamespace(task="babi"), config=config)
+    seconds, like = reproduce.seconds_per_step(run, [record([1], 10.0)])
+    assert (seconds, like) == (pytest.approx(0.1 * 483.5 / 87.0), False)
+    assert reproduce.seconds_per_step(run, [record([3], 50.0)]) == (0.5, True)
+    # Tasks together: the mean over their stories (task 16 has 10,000 stories of 47 tokens).
+    assert reproduce.babi_story_length((1, 16)) == pytest.approx(
+        (2000 * 87.0 + 10000 * 47.0) / 12000
+    )
 
 
 HANGING_CHILD = (
