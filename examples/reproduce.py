@@ -552,11 +552,7 @@ def _read_json(path):
 
 def trained_steps(model_dir):
     """Steps (maze: episodes) in ``model_dir``'s history (`results.read_history`); 0 if none."""
-    return _last_step(results.read_history(model_dir))
-
-
-def _last_step(rows):
-    return max((int(row.get("step") or 0) for row in rows), default=0)
+    return results.last_step(results.read_history(model_dir))
 
 
 def _record_state(run, path):
@@ -990,7 +986,7 @@ def archive_steps(archive):
             member = tar.extractfile(results.HISTORY_FILE)
         except KeyError:
             return 0
-        return _last_step(results.parse_history(member.read().decode().splitlines()))
+        return results.last_step(results.parse_history(member.read().decode().splitlines()))
 
 
 def unpack_resume(archive, model_dir):

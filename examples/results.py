@@ -103,6 +103,11 @@ def read_history(model_dir):
         return parse_history(f)
 
 
+def last_step(history):
+    """The last ``step`` (maze: episode) of a history's rows; 0 for none."""
+    return max((int(row.get("step") or 0) for row in history), default=0)
+
+
 def parse_history(lines):
     """The rows of a history's text lines (`read_history`): an epoch logged twice keeps its
     last row."""

@@ -22,9 +22,9 @@ import numpy as np
 from mnm_keras.core import check_positive_int
 
 try:  # imported as examples.training, or as training by a script run as a file
-    from examples.results import HISTORY_FILE, PROTOCOL, read_history
+    from examples.results import HISTORY_FILE, PROTOCOL, last_step, read_history
 except ImportError:  # pragma: no cover
-    from results import HISTORY_FILE, PROTOCOL, read_history
+    from results import HISTORY_FILE, PROTOCOL, last_step, read_history
 
 
 class RunProgress(keras.callbacks.Callback):
@@ -243,10 +243,6 @@ def recording_divergence(recorder):
     except NonFiniteTrainingError as error:
         recorder.diverged(error)
         raise
-
-
-def _last_step(history):
-    return max((int(row.get("step") or 0) for row in history), default=0)
 
 
 class HistoryLogger(keras.callbacks.Callback):
@@ -663,7 +659,7 @@ class RunRecorder:
         ``{"step", "quantity", "message"}`` from the error.
         """
         history = read_history(self.model_dir) if history is None else history
-        step = error.step if error.step is not None else _last_step(history)
+        step = error.step if error.step is not None else last_step(history)
         return self._write(
             {},
             history,
