@@ -116,7 +116,8 @@ def run(config, verbose=1):
     """
     done = maze_training.check_budget(config.model_dir, config.num_episodes)
     recorder = training.RunRecorder(config.model_dir, "maze", config, done)
-    outcome = maze_training.train(config.model_dir, **_train_options(config), verbose=verbose)
+    with training.recording_divergence(recorder):  # a diverged run's record, then the error
+        outcome = maze_training.train(config.model_dir, **_train_options(config), verbose=verbose)
     history = outcome["history"]
     steps = [row["step"] for row in history]
     plotting.plot_maze_rewards(

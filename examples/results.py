@@ -548,6 +548,19 @@ def _is_maze_regime(record):
     return record.task == "maze" and record.run.startswith(MAZE_REGIME_PREFIX)
 
 
+def _maze_cell(group, key, text=None):
+    """``text`` (default: mean ± standard deviation, one decimal) of the group's
+    ``results[key]``, with its diverged runs (`_with_diverged`)."""
+    text = text or functools.partial(_mean_std, digits=1)
+    return _with_diverged(group, text, lambda r: r.results[key])
+
+
+def _finite_seconds(group):
+    """Mean training seconds of the group's runs that did not diverge ("-" for none)."""
+    seconds = [r.wall_seconds for r in group if not r.diverged]
+    return f"{np.mean(seconds):.0f}" if seconds else "-"
+
+
 def _maze_rows(records, cells):
     """One row per maze setting and budget: model, episodes per update, learning rate,
     episodes and seeds, then ``cells(group)`` of the group's records."""
@@ -564,19 +577,19 @@ MAZE_SETTING_HEADER = ["model", "episodes per update", "learning rate", "episode
 def maze_table(records):
     """Maze runs: greedy and sampling rewards on held-out mazes (mean ± standard deviation,
     then median and inter-quartile range over seeds), and the training reward."""
-    records = [r for r in records if r.task == "maze" and not _is_maze_regime(r)]
+    records = _placed([r for r in records if r.task == "maze" and not _is_maze_regime(r)])
     if not records:
         return NO_RECORD + "\n"
 
     def cells(group):
         return [
-            _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
-            _median_iqr([r.results["eval_greedy_reward"] for r in group]),
-            _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
-            _median_iqr([r.results["eval_sampling_reward"] for r in group]),
-            _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
-            _mean_std([r.results["random_policy_reward"] for r in group], 1),
-            f"{np.mean([r.wall_seconds for r in group]):.0f}",
+            _maze_cell(group, "eval_greedy_reward"),
+            _maze_cell(group, "eval_greedy_reward", _median_iqr),
+            _maze_cell(group, "eval_sampling_reward"),
+            _maze_cell(group, "eval_sampling_reward", _median_iqr),
+            _maze_cell(group, "train_reward_last_1000"),
+            _maze_cell(group, "random_policy_reward"),
+            _finite_seconds(group),
         ]
 
     header = [
@@ -614,19 +627,20 @@ def maze_regime_table(records):
     the training reward reached (last 1,000 episodes) and the held-out sampling reward,
     with the training time and its speed; the learning curves against episodes and against
     seconds of training (`maze_regime_figure`) below the table."""
-    records = [r for r in records if _is_maze_regime(r)]
+    records = _placed([r for r in records if _is_maze_regime(r)])
     if not records:
         return NO_RECORD + "\n"
 
     def cells(group):
-        seconds = [r.wall_seconds for r in group]
+        finite = [r for r in group if not r.diverged and r.wall_seconds]
+        speed = np.mean([r.train_steps / r.wall_seconds for r in finite]) if finite else None
         return [
-            _mean_std([r.results["train_reward_last_1000"] for r in group], 1),
-            _mean_std([r.results["eval_sampling_reward"] for r in group], 1),
-            _mean_std([r.results["eval_greedy_reward"] for r in group], 1),
-            _mean_std([r.results["random_policy_reward"] for r in group], 1),
-            f"{np.mean(seconds):.0f}",
-            f"{np.mean([r.train_steps / r.wall_seconds for r in group if r.wall_seconds]):.1f}",
+            _maze_cell(group, "train_reward_last_1000"),
+            _maze_cell(group, "eval_sampling_reward"),
+            _maze_cell(group, "eval_greedy_reward"),
+            _maze_cell(group, "random_policy_reward"),
+            _finite_seconds(group),
+            "-" if speed is None else f"{speed:.1f}",
         ]
 
     header = [
@@ -686,7 +700,7 @@ def normalize_writes_figure(records):
 def _maze_regime_curves(records, x_of):
     """{label: {"x", "y"}}: the training reward of each interval, mean over the seeds of a
     maze_regime setting, against ``x_of(record)`` (the first seed's x values)."""
-    selected = [r for r in records if _is_maze_regime(r)]
+    selected = [r for r in records if _is_maze_regime(r) and not r.diverged]
     curves = {}
     for (model, batch, rate, _), group in sorted(
         _group(selected, lambda r: (*_maze_setting(r), r.train_steps)).items()
@@ -741,7 +755,8 @@ def maze_learning_curves_figure(records):
         }
     if curves:
         last = max(x for curve in curves.values() for x in curve["x"])
-        random = np.mean([r.results["random_policy_reward"] for r in selected])
+        measured = [r.results["random_policy_reward"] for r in selected if not r.diverged]
+        random = np.mean(measured) if measured else np.nan
         curves["random policy"] = {"x": [0, last], "y": [round(float(random), 4)] * 2}
         curves["random policy"]["panel"] = None
     return {

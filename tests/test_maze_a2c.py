@@ -23,6 +23,8 @@ EVAL_COLUMNS = ("eval_greedy_reward", "eval_sampling_reward")
 
 @pytest.fixture(scope="module")
 def example():
+    # Its dependencies first: TensorFlow and TF-Agents define flags of their own at import.
+    importlib.import_module("examples.maze_training")
     before = set(flags.FLAGS)
     module = importlib.import_module("examples.maze_a2c")
     assert set(flags.FLAGS) == before  # flags are defined only under __main__
@@ -157,3 +159,36 @@ def test_plot_maze_rewards_median_iqr_and_evaluations(tmp_path):
     median = lines["a (median of 3)"].get_ydata()
     assert len(median) == 50  # the episodes that every seed has
     np.testing.assert_allclose(median[:3], [1.0, 1.0, 1.0])  # median of (0, 5, 1), ...
+
+
+def test_a_run_that_diverges_writes_its_record_and_fails(example, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from examples import maze_training, training
+
+    make_iteration = maze_training.make_iteration
+
+    def poisoned(tf_env, agent, episode_length):
+        iteration = make_iteration(tf_env, agent, episode_length)
+
+        def wrapped():
+            result = iteration()
+            if int(agent.train_step_counter.numpy()) == 3:  # the third update diverges
+                variable = agent.network.trainable_variables[0]
+                variable.assign(tf.fill(variable.shape, np.nan))
+            return result
+
+        return wrapped
+
+    monkeypatch.setattr(maze_training, "make_iteration", poisoned)
+    model_dir = str(tmp_path / "lstm")
+    config = example.Config(
+        model="lstm", num_episodes=8, batch_size=2, eval_interval=4, model_dir=model_dir, **TINY
+    )
+    with pytest.raises(training.NonFiniteTrainingError, match="optimizer step 3") as error:
+        example.run(config, verbose=0)
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        record = json.load(f)
+    assert record["results"] == {} and record["train_steps"] == 3
+    assert record["diverged"]["step"] == 3 and record["diverged"]["message"] == str(error.value)
+    assert [row["step"] for row in record["history"]] == [4]  # the finite interval

@@ -16,8 +16,13 @@ def test_the_docs_are_rendered_from_the_committed_records():
 
 def test_every_committed_record_is_complete():
     for record in results.load_records(ROOT):
-        assert record.history, record.path
-        assert record.train_steps == record.history[-1]["step"], record.path
+        if record.diverged:  # stopped at its step: the finite epochs before it, no results
+            assert record.train_steps == record.diverged["step"], record.path
+            assert results.last_step(record.history) < record.train_steps, record.path
+            assert record.results == {} and record.diverged["message"], record.path
+        else:
+            assert record.history, record.path
+            assert record.train_steps == record.history[-1]["step"], record.path
         with open(os.path.join(ROOT, record.path)) as f:
             data = json.load(f)
         assert data["invocations"] and data["commit"] and data["hardware"], record.path
@@ -391,3 +396,35 @@ def test_a_diverged_run_counts_among_its_settings_seeds(tmp_path):
     assert "| LSTM | 1,200 | 1 | 1 diverged (step 9) | - |" in (
         results.associative_recall_table(records)
     )
+
+
+def test_a_diverged_maze_run_counts_among_its_settings_seeds(tmp_path):
+    mnm = {"model": "mnm_p", "memory_layers": 1, "memory_units": 100, "num_episodes": 8000}
+    mnm["normalize_writes"] = True
+    for seed, reward in ((0, 10.0), (1, 20.0)):
+        values = {
+            "eval_greedy_reward": reward,
+            "eval_sampling_reward": reward / 2,
+            "train_reward_last_1000": 1.0,
+            "random_policy_reward": 9.0,
+        }
+        _write_record(tmp_path, "maze", f"m{seed}", {**mnm, "seed": seed}, values, 8000)
+    _write_record(tmp_path, "maze", "m2", {**mnm, "seed": 2}, None, None, diverged=3000)
+    records = results.load_records(str(tmp_path))
+    rows = [line for line in results.maze_table(records).splitlines() if "| 8,000 |" in line]
+    assert rows == [
+        "| MNM-p 1 x 100, normalised writes | 16 | 0.0001 | 8,000 | 3 "
+        "| 15.0 ± 7.1; 1 diverged (step 3,000) | 15.0 [12.5, 17.5]; 1 diverged (step 3,000) "
+        "| 7.5 ± 3.5; 1 diverged (step 3,000) | 7.5 [6.2, 8.8]; 1 diverged (step 3,000) "
+        "| 1.0 ± 0.0; 1 diverged (step 3,000) | 9.0 ± 0.0; 1 diverged (step 3,000) | 3 |"
+    ]
+    # Every run's evaluations are curves (the diverged one's up to its step); the random
+    # policy's line is that of the runs that measured it.
+    for run, reward in (("m0", 10.0), ("m2", 5.0)):
+        path = tmp_path / "results" / "maze" / run / "metrics.json"
+        record = json.loads(path.read_text())
+        record["history"] = [{"epoch": 0, "step": 2000, "eval_greedy_reward": reward}]
+        path.write_text(json.dumps(record))
+    figure = results.maze_learning_curves_figure(results.load_records(str(tmp_path)))
+    assert figure["curves"]["MNM-p 1 x 100, normalised writes, seed 2"]["y"] == [5.0]
+    assert figure["curves"]["random policy"]["y"] == [9.0, 9.0]
