@@ -863,6 +863,42 @@ def window_plan(runs, records, hours, parallel=1):
     return starts
 
 
+def tables_markdown(root, records):
+    """The docs' table of the tables: per table its command, runs, runs done and the
+    estimated training time of the rest, every stage, one run after another on one core,
+    from the speed of ``records`` (`estimate`), as the command's ``--dry_run`` on a machine
+    without any of the runs' ``model_dir`` (the committed records and their resume
+    archives only). Rendered into the docs by `examples.results` (table ``reproduce``)."""
+    runs_dir = os.path.join(root, "results", "_no_runs")  # no model_dir is read
+    rows = []
+    any_rough = False
+    for name in TABLES:
+        if name.startswith("_"):
+            continue
+        runs = table_runs(Config(table=name, runs_dir=runs_dir, results_root=root))
+        estimates = [estimate(run, records, whole=True) for run in runs]
+        known = [seconds for seconds, _ in estimates if seconds is not None]
+        rough = any(seconds is not None and not like for seconds, like in estimates)
+        any_rough |= rough
+        done = sum(run.status == "done" for run in runs)
+        left = format_seconds(sum(known)) + (" *" if rough else "")
+        if len(known) < len(runs):
+            left = "" if not known else left + " "
+            left += f"(+ {len(runs) - len(known)} runs of unknown speed)"
+        elif done == len(runs):
+            left = "-"
+        command = f"`python -m examples.reproduce {name}`"
+        rows.append(f"| {command} | {len(runs)} | {done} | {left} |")
+    lines = [
+        "| command | runs | done | training time left (one core) |",
+        "|---|---|---|---|",
+        *rows,
+    ]
+    if any_rough:
+        lines += ["", "\\* From the speed of records of other models, tasks or sizes."]
+    return "\n".join(lines) + "\n"
+
+
 def dry_run_report(runs, records, hours=0.0, parallel=1):
     """The table printed by ``--dry_run``: name, status, budget and estimate per run (of a
     staged run: its next stage's), and the total time left, every stage counted (runs of

@@ -313,6 +313,25 @@ def test_a_babi_estimate_scales_with_the_story_length():
     )
 
 
+def test_the_docs_table_of_tables_counts_runs_done_and_time_left(tiny, monkeypatch):
+    text = reproduce.tables_markdown(ROOT, results.load_records(ROOT))
+    for name, count in RUN_COUNTS.items():
+        assert f"| `python -m examples.reproduce {name}` | {count} |" in text, name
+    # The demo's runs are all recorded: nothing left.
+    assert "| `python -m examples.reproduce demo` | 6 | 6 | - |" in text
+    # The tiny table alone: unknown speed without records; with a record of the same
+    # sizes at 0.5 s a step, its two runs of two steps take 2 s.
+    monkeypatch.setattr(reproduce, "TABLES", {"tiny": tiny_table})
+    root = tiny.results_root
+    unknown = "| `python -m examples.reproduce tiny` | 2 | 0 | (+ 2 runs of unknown speed) |"
+    assert unknown in reproduce.tables_markdown(root, [])
+    config = dataclasses.asdict(reproduce.script_config(tiny_table(tiny)[0], tiny.runs_dir))
+    record = results.Record("r", "algorithmic", config, {}, 100, 50.0, [])
+    known = reproduce.tables_markdown(root, [record])
+    assert "| `python -m examples.reproduce tiny` | 2 | 0 | 2 s |" in known
+    assert "From the speed of records of other" not in known
+
+
 HANGING_CHILD = (
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
     "print('summary', flush=True); time.sleep(120)"
