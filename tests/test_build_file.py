@@ -47,6 +47,7 @@ def test_every_module_is_in_a_library():
             "tests/babi_data.py",
             "tests/backend_models.py",
             "tests/cell_arguments.py",
+            "tests/diverging_maze.py",
         }
         == set()
     )

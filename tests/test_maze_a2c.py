@@ -162,25 +162,10 @@ def test_plot_maze_rewards_median_iqr_and_evaluations(tmp_path):
 
 
 def test_a_run_that_diverges_writes_its_record_and_fails(example, tmp_path, monkeypatch):
-    import tensorflow as tf
+    from examples import training
+    from tests.diverging_maze import diverge_after
 
-    from examples import maze_training, training
-
-    make_iteration = maze_training.make_iteration
-
-    def poisoned(tf_env, agent, episode_length):
-        iteration = make_iteration(tf_env, agent, episode_length)
-
-        def wrapped():
-            result = iteration()
-            if int(agent.train_step_counter.numpy()) == 3:  # the third update diverges
-                variable = agent.network.trainable_variables[0]
-                variable.assign(tf.fill(variable.shape, np.nan))
-            return result
-
-        return wrapped
-
-    monkeypatch.setattr(maze_training, "make_iteration", poisoned)
+    diverge_after(monkeypatch, 3)  # the third update diverges
     model_dir = str(tmp_path / "lstm")
     config = example.Config(
         model="lstm", num_episodes=8, batch_size=2, eval_interval=4, model_dir=model_dir, **TINY

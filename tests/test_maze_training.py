@@ -16,6 +16,7 @@ from tf_agents.environments import tf_py_environment
 
 import tf_agents_ext
 from examples import maze_training
+from tests.diverging_maze import diverge_after
 from tf_agents_ext import maze
 
 TINY = {"units": 8, "memory_units": 4, "num_heads": 1, "episode_length": 12}
@@ -255,21 +256,7 @@ def test_a_non_finite_weight_stops_the_loop_and_keeps_the_last_finite_checkpoint
     from examples.training import NonFiniteTrainingError
 
     model_dir = str(tmp_path)
-    make_iteration = maze_training.make_iteration
-
-    def poisoned(tf_env, agent, episode_length):
-        iteration = make_iteration(tf_env, agent, episode_length)
-
-        def wrapped():
-            result = iteration()
-            if int(agent.train_step_counter.numpy()) == 3:  # the third update diverges
-                variable = agent.network.trainable_variables[0]
-                variable.assign(tf.fill(variable.shape, np.nan))
-            return result
-
-        return wrapped
-
-    monkeypatch.setattr(maze_training, "make_iteration", poisoned)
+    make_iteration = diverge_after(monkeypatch, 3)  # the third update diverges
     options = dict(model="lstm", batch_size=2, eval_interval=4, eval_mazes=2, verbose=0, **TINY)
     with pytest.raises(NonFiniteTrainingError, match="optimizer step 3") as error:
         maze_training.train(model_dir, num_episodes=8, **options)
