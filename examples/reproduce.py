@@ -190,7 +190,7 @@ DICTIONARY_STAGES = (2_000, 10_000)
 # The LSTM on (4, 1) trains on to 100,000 steps (stages at 20,000 and 50,000, each under
 # 35 min on one core at about 26 ms a step): at 20,000 steps its held-out error is still
 # near a guess among the support set's answers (about 0.7), and the paper's figure 2 has
-# every model solve (4, 1); the table shows where it does, beside MNM's 2,000 steps.
+# every model solve (4, 1); the table shows how far it gets, beside MNM's 2,000 steps.
 DICTIONARY_LSTM_4_1 = (100_000, (*DICTIONARY_STAGES, 20_000, 50_000))
 
 
