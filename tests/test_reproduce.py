@@ -480,14 +480,20 @@ def staged_table(options):
     ]
 
 
-def test_a_staged_run_trains_records_and_resumes_stage_by_stage(tiny, monkeypatch, capsys):
-    monkeypatch.setitem(reproduce.TABLES, "_staged", staged_table)
-    options = dataclasses.replace(tiny, table="_staged")
+def _table_with_launches(tiny, monkeypatch, name, table):
+    """Options of ``table`` (registered as ``name``) in the tiny fixture's dirs, and the
+    list to which each launch appends the budget it trains to."""
+    monkeypatch.setitem(reproduce.TABLES, name, table)
     launched = []
     launch = reproduce.launch
     monkeypatch.setattr(
         reproduce, "launch", lambda run: launched.append(run.next_budget) or launch(run)
     )
+    return dataclasses.replace(tiny, table=name), launched
+
+
+def test_a_staged_run_trains_records_and_resumes_stage_by_stage(tiny, monkeypatch, capsys):
+    options, launched = _table_with_launches(tiny, monkeypatch, "_staged", staged_table)
     record_path = os.path.join(
         options.results_root, "results", "algorithmic", "tiny-staged-seed0", "metrics.json"
     )
@@ -544,13 +550,7 @@ def diverging_table(options):
 
 
 def test_a_run_that_diverges_is_recorded_as_such_and_ends(tiny, monkeypatch, capsys):
-    monkeypatch.setitem(reproduce.TABLES, "_diverging", diverging_table)
-    options = dataclasses.replace(tiny, table="_diverging")
-    launched = []
-    launch = reproduce.launch
-    monkeypatch.setattr(
-        reproduce, "launch", lambda run: launched.append(run.next_budget) or launch(run)
-    )
+    options, launched = _table_with_launches(tiny, monkeypatch, "_diverging", diverging_table)
     # Its first stage is recorded; the next diverges: not a failure of the table, its
     # record (no results, the step and the quantity) is collected and ends the run.
     assert reproduce.run(options) == []
