@@ -722,15 +722,26 @@ def episode_length(config):
         return None
 
 
+def sequence_length(record_task, config):
+    """What a step's time grows with, from a config (a dict): an algorithmic task's episode
+    length (`episode_length`), a bAbI run's mean story length (`babi_story_length`; no
+    ``tasks``: all 20); None for another script or an unknown task."""
+    if record_task == "algorithmic":
+        return episode_length(config)
+    if record_task == "babi":
+        return babi_story_length(config.get("tasks") or BABI_STORIES)
+    return None
+
+
 def seconds_per_step(run, records):
     """(mean wall seconds per step of the committed records like ``run``, like) or (None, False).
 
     Like: the same record task, model and sizes (``SIZE_FIELDS``; for the algorithmic
-    tasks also the same task); else (``like`` False) for an algorithmic task, records of the
-    same model and network (``NETWORK_FIELDS``) on other tasks or task shapes, their time
-    per step scaled by the ratio of the episode lengths (a recurrent step costs the same
-    at every position: time grows linearly with T); else the same task and model at other
-    sizes, else any record of the same record task.
+    tasks also the same task); else (``like`` False) records of the same model and network
+    (``NETWORK_FIELDS``) on other algorithmic or bAbI tasks or task shapes, their time per
+    step scaled by the ratio of the `sequence_length`s (a recurrent step costs the same at
+    every position: time grows linearly with the length); else the same task and model at
+    other sizes, else any record of the same record task.
     """
 
     def speed(group):
@@ -750,35 +761,20 @@ def seconds_per_step(run, records):
     ]
     if speed(sized) is not None:
         return speed(sized), True
-    if run.script.task == "algorithmic":
-        shape = ("task", "support_size", "sequence_length")
-        length = episode_length({k: getattr(run.config, k, None) for k in shape})
+    shape = {k: getattr(run.config, k, None) for k in ("task", "support_size", "sequence_length")}
+    length = sequence_length(
+        run.script.task, {**shape, "tasks": getattr(run.config, "tasks", None)}
+    )
+    if length:
         scaled = [
-            r.wall_seconds / r.train_steps * length / episode_length(r.config)
+            speed([r]) * length / sequence_length(r.task, r.config)
             for r in same_task
             if r.config.get("model") == run.config.model
-            and r.train_steps > 0
-            and not r.diverged
             and all(
                 r.config.get(f) == _as_json(getattr(run.config, f, None)) for f in NETWORK_FIELDS
             )
-            and length
-            and episode_length(r.config)
-        ]
-        if scaled:
-            return sum(scaled) / len(scaled), False
-    if run.script.task == "babi":
-        length = babi_story_length(run.config.tasks or BABI_STORIES)
-        scaled = [
-            r.wall_seconds / r.train_steps * length / babi_story_length(r.config["tasks"])
-            for r in same_task
-            if r.config.get("model") == run.config.model
-            and r.train_steps > 0
-            and not r.diverged
-            and r.config.get("tasks")
-            and all(
-                r.config.get(f) == _as_json(getattr(run.config, f, None)) for f in NETWORK_FIELDS
-            )
+            and sequence_length(r.task, r.config)
+            and speed([r]) is not None
         ]
         if scaled:
             return sum(scaled) / len(scaled), False
