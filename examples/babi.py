@@ -245,7 +245,8 @@ def run(config, verbose=1, callbacks=()):
     Returns:
       The run record written to ``model_dir/metrics.json`` (`training.RunRecorder`); its
       ``results`` are ``task_errors`` (20 errors in percent, None for tasks not trained),
-      ``mean_error`` and ``failed_tasks``.
+      ``mean_error`` and ``failed_tasks``; it has ``stopped_early`` when early stopping
+      ended training (`training.RunRecorder.finish`).
     """
     # Missing data files are an error before anything is recorded (all 20 tasks: the
     # vocabulary is the release's).
@@ -325,6 +326,7 @@ def run(config, verbose=1, callbacks=()):
         title=f"bAbI {config.version}, {config.model}",
         ylabel="error",
         model=network,
+        stopped_early=select.has_stopped(),
     )
 
 

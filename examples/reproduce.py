@@ -33,10 +33,11 @@ moment its run ends, so that whatever finished is kept. ``--parallel=2`` runs tw
 each process pinned to its own core (on 2 cores, two maze runs pinned so were faster
 than the same runs one after the other). A run too long for one sitting has ``stages``
 (`RunSpec`): each invocation trains it to its next stage, whose record is collected like a
-finished run's.
+finished run's; a record that says training ended below its budget (it diverged, or early
+stopping ended it) ends the run.
 
 Tables: normalize_writes, demo, dictionary, double_copy, priority_sort, babi_task1,
-babi_tasks, maze, babi_paper, maze_paper, maze_regime.
+babi_tasks, babi_joint, maze, babi_paper, maze_paper, maze_regime.
 """
 
 from __future__ import annotations
@@ -319,6 +320,10 @@ BABI_SINGLE_TASKS = (1, 2, 3, 16)
 BABI_STAGES = {1: (1000,), 2: (500, 1000, 1500), 3: tuple(range(250, 2000, 250)), 16: (1000,)}
 
 
+# The CPU size of the bAbI tables (the paper's: 256 units, memory 3 x 100, batch 128).
+BABI_CPU_SIZE = dict(units=128, memory_units=64, key_size=64, batch_size=32)
+
+
 def _babi_single(options, task, model, seed):
     return RunSpec(
         f"babi-task{task}-{model}-128-seed{seed}",
@@ -327,10 +332,7 @@ def _babi_single(options, task, model, seed):
             data_dir=options.babi_data_dir,
             tasks=(task,),
             model=model,
-            units=128,
-            memory_units=64,
-            key_size=64,
-            batch_size=32,
+            **BABI_CPU_SIZE,
             train_steps=2000,
             steps_per_epoch=250,
             seed=seed,
@@ -352,6 +354,36 @@ def babi_tasks_table(options):
         for task in BABI_SINGLE_TASKS
         for model in MODELS
         for seed in SEEDS
+    ]
+
+
+# The 20 tasks jointly at the CPU size, MNM-p, one seed: 20,000 steps (about 12 passes
+# over en-10k's 55,000 training stories), evaluated every 1,000 steps (the validation set's
+# 6,100 stories), early stopping after the script's 10 evaluations without improvement
+# (a stage it ends is the run's record: `RunRecorder.finish`); stages of 5,000 steps, each
+# about an hour on one core: MNM-p took about 0.7 s a step on task 1 (records of
+# babi_task1), whose stories are about as long as the 20 tasks' mean (`BABI_STORIES`).
+BABI_JOINT_STEPS = 20_000
+BABI_JOINT_STAGES = (5_000, 10_000, 15_000)
+
+
+def babi_joint_table(options):
+    """bAbI's 20 tasks jointly at the CPU size of `babi_task1_table`, MNM-p, one seed,
+    `BABI_JOINT_STEPS` in stages (`BABI_JOINT_STAGES`)."""
+    return [
+        RunSpec(
+            "babi-joint-mnm_p-128-seed0",
+            "examples.babi",
+            dict(
+                data_dir=options.babi_data_dir,
+                model="mnm_p",
+                **BABI_CPU_SIZE,
+                train_steps=BABI_JOINT_STEPS,
+                steps_per_epoch=1000,
+                seed=0,
+            ),
+            stages=BABI_JOINT_STAGES,
+        )
     ]
 
 
@@ -471,6 +503,7 @@ TABLES = {
     "priority_sort": _task_table("priority_sort"),
     "babi_task1": babi_task1_table,
     "babi_tasks": babi_tasks_table,
+    "babi_joint": babi_joint_table,
     "maze": maze_table,
     "babi_paper": babi_paper_table,
     "maze_paper": maze_paper_table,
@@ -534,6 +567,7 @@ class Run:
 
     recorded: int | None = None  # the budget of the committed record of an earlier stage
     diverged: int | None = None  # the step at which its record says training diverged
+    stopped_early: int | None = None  # the step at which early stopping ended it
     resume_archive: str | None = None  # the committed state it resumes from (`unpack_resume`)
 
     @property
@@ -578,16 +612,28 @@ def _record_state(run, path):
     return record, difference
 
 
-def _diverged_step(run, record, difference):
-    """The step at which ``record`` (of ``run``: its config may differ in the budget field
-    only) says training diverged (`examples.training.RunRecorder.diverged`), else None: the
-    same seed diverges again at that step whatever the budget above it, so such a record
-    ends the run."""
-    diverged = record.get("diverged")
-    if not diverged or not set(difference) <= {run.script.budget}:
+def _ended(run, record, difference):
+    """``(step, how)`` when ``record`` (of ``run``: its config may differ in the budget field
+    only) says its training ended below its budget, else None: ``how`` is ``"diverged"``
+    (`examples.training.RunRecorder.diverged`: the same seed diverges again at that step
+    whatever the budget above it) or ``"stopped_early"`` (early stopping ended it:
+    `examples.training.SelectBest`, no improvement since). Such a record ends the run."""
+    if not set(difference) <= {run.script.budget}:
         return None
-    step = int(diverged["step"])
-    return step if step <= run.budget else None
+    for how in ("diverged", "stopped_early"):
+        if record.get(how):
+            step = int(record[how]["step"])
+            return (step, how) if step <= run.budget else None
+    return None
+
+
+def _end(run, status, ended):
+    """``run`` with ``status`` ("done" or "finished") at the step its record ended
+    (`_ended`)."""
+    step, how = ended
+    run.status, run.steps_done = status, step
+    setattr(run, how, step)
+    return run
 
 
 def _recorded_budget(run, record, difference):
@@ -641,9 +687,8 @@ def plan_run(spec, options):
             # A record of an older protocol measured another objective: the run is trained
             # again under this one, and its record replaces the old.
             run.replaces = int(record.get("protocol", 1))
-        elif (step := _diverged_step(run, record, difference)) is not None:
-            run.status, run.steps_done, run.diverged = "done", step, step
-            return run
+        elif (ended := _ended(run, record, difference)) is not None:
+            return _end(run, "done", ended)
         elif budget is None and difference:
             run.status, run.conflict = "conflict", tuple(difference)
             return run
@@ -662,10 +707,9 @@ def plan_run(spec, options):
     finished = os.path.join(model_dir, "metrics.json")
     if os.path.exists(finished):
         record, difference = _record_state(run, finished)
-        step = _diverged_step(run, record, difference)
-        if step is not None:
-            run.status, run.steps_done, run.diverged = "finished", step, step
-            return run
+        ended = _ended(run, record, difference)
+        if ended is not None:
+            return _end(run, "finished", ended)
         budget = _recorded_budget(run, record, difference)
         if budget is not None and budget > (run.recorded or 0):
             run.status, run.steps_done = "finished", budget
@@ -803,6 +847,8 @@ def _status_text(run):
     }.get(run.status, run.status)
     if run.diverged is not None:
         text += f" (diverged at step {run.diverged:,})"
+    if run.stopped_early is not None:
+        text += f" (stopped early at step {run.stopped_early:,})"
     if run.recorded is not None:
         text += f", stage {run.recorded:,} recorded"
     if run.resume_archive is not None:
@@ -1066,9 +1112,10 @@ def prepare(run):
 def keep_resume_state(run):
     """After ``run``'s record is collected: the archive of its state beside the record, if
     it stopped at a stage (`pack_resume`); removed once the whole budget is recorded or
-    the run diverged (it is not trained again)."""
+    the run ended below it (diverged or stopped early: it is not trained again)."""
     archive = os.path.join(run.destination, RESUME_ARCHIVE)
-    if run.diverged is None and run.steps_done < run.budget:
+    ended = run.diverged is not None or run.stopped_early is not None
+    if not ended and run.steps_done < run.budget:
         size = pack_resume(run.model_dir, archive, run.script.resume_files)
         print(
             f"[reproduce] {run.spec.name}: packed its state into {archive} ({size:,} bytes)",
@@ -1254,6 +1301,12 @@ def run_table(options):
                     print(
                         f"[reproduce] {run.spec.name}: training diverged at step "
                         f"{planned.diverged:,}; its record says so and is collected.",
+                        flush=True,
+                    )
+                elif planned.stopped_early is not None and planned.status == "finished":
+                    print(
+                        f"[reproduce] {run.spec.name}: early stopping ended training at step "
+                        f"{planned.stopped_early:,}; its record is the run's and is collected.",
                         flush=True,
                     )
                 elif status is None and planned.status == "finished":

@@ -75,6 +75,9 @@ class Record:
     # ``{"step", "quantity", "message"}`` when training diverged (no results then):
     # `examples.training.RunRecorder.diverged`.
     diverged: dict | None = None
+    # ``{"step"}`` when early stopping ended training (`examples.training.SelectBest`): the
+    # run is over there, below its budget.
+    stopped_early: dict | None = None
 
     @property
     def old(self):
@@ -149,6 +152,7 @@ def load_records(root="."):
                     data["history"],
                     int(data.get("protocol", 1)),
                     data.get("diverged"),
+                    data.get("stopped_early"),
                 )
             )
     _check_unique(records)
@@ -525,7 +529,7 @@ def babi_table(records):
             [
                 _marked(_model_label(r.config), r),
                 ",".join(str(t) for t in r.config.get("tasks") or ()) or "1-20",
-                f"{r.train_steps:,}",
+                f"{r.train_steps:,}" + (" (stopped early)" if r.stopped_early else ""),
                 r.config.get("seed", "-"),
                 *outcome,
             ]

@@ -676,6 +676,7 @@ class RunRecorder:
         reference=None,
         history=None,
         model=None,
+        stopped_early=False,
     ):
         """Writes ``metrics.json`` and, with ``curves``, ``curve.png``; returns the record.
 
@@ -692,6 +693,9 @@ class RunRecorder:
           curves: dict from legend label to a function of a history row giving its y value;
             ``curve.png`` has a linear panel and a log-scale one (the tail of an error
             near zero).
+          stopped_early: whether early stopping (`SelectBest`) ended training: the record
+            then has ``stopped_early``, ``{"step"}`` (its ``train_steps``), and the run is
+            over at any budget above that step (`examples.reproduce`).
         """
         bad = _non_finite_results(results)
         if bad:
@@ -701,7 +705,11 @@ class RunRecorder:
             )
         if model is not None:
             check_finite(None, variables=model.weights, where=f"{self.model_dir} (final weights)")
-        record = self._write(results, history)
+        if stopped_early:
+            history = read_history(self.model_dir) if history is None else history
+            record = self._write(results, history, stopped_early={"step": last_step(history)})
+        else:
+            record = self._write(results, history)
         history = record["history"]
         if history and curves:
             try:

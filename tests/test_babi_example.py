@@ -66,6 +66,19 @@ def test_joint_pipeline_runs_on_real_data(tmp_path):
 
 
 @needs_release
+def test_a_record_says_when_early_stopping_ended_training(tmp_path):
+    # A learning rate of 1e-9 leaves the validation error where it was after step 1: with
+    # patience 1 and an evaluation every step, training stops after step 2 of 5.
+    config = dict(tasks=(1,), model="lstm", steps_per_epoch=1, learning_rate=1e-9)
+    record = train(tmp_path / "stopped", train_steps=5, patience=1, **config)
+    assert record["stopped_early"] == {"step": 2} and record["train_steps"] == 2
+    assert [row["step"] for row in record["history"]] == [1, 2]
+    # With more patience it trains its budget, and its record has no such field.
+    record = train(tmp_path / "whole", train_steps=3, patience=5, **config)
+    assert "stopped_early" not in record and record["train_steps"] == 3
+
+
+@needs_release
 def test_a_budget_below_one_epoch_trains_that_many_steps(tmp_path):
     # --train_steps=2 with the default 500 steps per epoch: one short epoch of 2 steps.
     record = train(tmp_path, tasks=(1,), train_steps=2)

@@ -36,6 +36,7 @@ RUN_COUNTS = {
     "priority_sort": 12,
     "babi_task1": 12,
     "babi_tasks": 48,
+    "babi_joint": 1,
     "maze": 12,
     "babi_paper": 6,
     "maze_paper": 6,
@@ -581,6 +582,56 @@ def test_a_run_that_diverges_is_recorded_as_such_and_ends(tiny, monkeypatch, cap
     assert (run.status, run.diverged) == ("done", step)
     # Another config (not only the budget) is not this record's run.
     other = bigger._replace(overrides={**bigger.overrides, "learning_rate": 0.5})
+    assert reproduce.plan_run(other, options).status == "conflict"
+
+
+def early_stopping_table(options):
+    """A tiny bAbI LSTM whose validation error cannot improve (learning rate 1e-9): with
+    patience 1 and an evaluation every step, early stopping ends it at step 2, inside the
+    stage after its first (stages 1 and 4 of 6 steps)."""
+    config = dict(
+        data_dir=SHARED,
+        version="en",
+        tasks=(1,),
+        model="lstm",
+        units=8,
+        batch_size=8,
+        test_stories_per_task=10,
+        steps_per_epoch=1,
+        patience=1,
+        learning_rate=1e-9,
+        train_steps=6,
+        seed=0,
+    )
+    return [reproduce.RunSpec("tiny-stopping-seed0", "examples.babi", config, (1, 4))]
+
+
+@needs_release
+def test_a_run_that_early_stopping_ends_is_recorded_and_ends(tiny, monkeypatch, capsys):
+    options, launched = _table_with_launches(tiny, monkeypatch, "_stopping", early_stopping_table)
+    # Stage 1 is recorded; in the next, early stopping ends training at step 2, below the
+    # stage: that record is the run's, collected, and nothing is launched after it.
+    assert reproduce.run(options) == []
+    assert launched == [1, 4]
+    assert "early stopping ended training at step 2; its record" in capsys.readouterr().out
+    path = os.path.join(options.results_root, "results", "babi", "tiny-stopping-seed0")
+    with open(os.path.join(path, "metrics.json")) as f:
+        record = json.load(f)
+    assert record["stopped_early"] == {"step": 2} and record["train_steps"] == 2
+    assert record["config"]["train_steps"] == 4 and len(record["results"]["task_errors"]) == 20
+    assert os.listdir(path) == ["metrics.json"]  # no state kept: it is not trained again
+    (run,) = reproduce.table_runs(options)
+    assert (run.status, run.stopped_early, run.steps_done) == ("done", 2, 2)
+    assert reproduce.run(options) == [] and launched == [1, 4]
+    capsys.readouterr()
+    reproduce.run(dataclasses.replace(options, dry_run=True))
+    assert "done (stopped early at step 2)" in capsys.readouterr().out
+    (loaded,) = results.load_records(options.results_root)
+    assert loaded.stopped_early == {"step": 2}
+    assert "| 2 (stopped early) |" in results.babi_table([loaded])
+    # Another config (not only the budget) is not this record's run.
+    spec = early_stopping_table(options)[0]
+    other = spec._replace(overrides={**spec.overrides, "units": 9})
     assert reproduce.plan_run(other, options).status == "conflict"
 
 
