@@ -910,6 +910,28 @@ def window_plan(runs, records, hours, parallel=1):
     return starts
 
 
+class TimeLeft(typing.NamedTuple):
+    """What `time_left` adds up."""
+
+    seconds: float  # the estimates of the runs of known speed, summed
+    unknown: int  # runs of unknown speed (no record to estimate them from)
+    rough: bool  # whether an estimate comes from records of other models, tasks or sizes
+    done: int  # runs done
+
+
+def time_left(runs, records):
+    """The training time ``runs`` still need, every stage, one after another on one core
+    (`estimate` of the whole budget, from the speed of ``records``), and how many are done."""
+    estimates = [estimate(run, records, whole=True) for run in runs]
+    known = [seconds for seconds, _ in estimates if seconds is not None]
+    return TimeLeft(
+        seconds=sum(known),
+        unknown=len(estimates) - len(known),
+        rough=any(seconds is not None and not like for seconds, like in estimates),
+        done=sum(run.status == "done" for run in runs),
+    )
+
+
 def tables_markdown(root, records):
     """The docs' table of the tables: per table its command, runs, runs done and the
     estimated training time of the rest, every stage, one run after another on one core,
@@ -923,19 +945,16 @@ def tables_markdown(root, records):
         if name.startswith("_"):
             continue
         runs = table_runs(Config(table=name, runs_dir=runs_dir, results_root=root))
-        estimates = [estimate(run, records, whole=True) for run in runs]
-        known = [seconds for seconds, _ in estimates if seconds is not None]
-        rough = any(seconds is not None and not like for seconds, like in estimates)
-        any_rough |= rough
-        done = sum(run.status == "done" for run in runs)
-        left = format_seconds(sum(known)) + (" *" if rough else "")
-        if len(known) < len(runs):
-            left = "" if not known else left + " "
-            left += f"(+ {len(runs) - len(known)} runs of unknown speed)"
-        elif done == len(runs):
-            left = "-"
+        left = time_left(runs, records)
+        any_rough |= left.rough
+        text = format_seconds(left.seconds) + (" *" if left.rough else "")
+        if left.unknown:
+            text = "" if left.unknown == len(runs) else text + " "
+            text += f"(+ {left.unknown} runs of unknown speed)"
+        elif left.done == len(runs):
+            text = "-"
         command = f"`python -m examples.reproduce {name}`"
-        rows.append(f"| {command} | {len(runs)} | {done} | {left} |")
+        rows.append(f"| {command} | {len(runs)} | {left.done} | {text} |")
     lines = [
         "| command | runs | done | training time left (one core) |",
         "|---|---|---|---|",
@@ -955,10 +974,8 @@ def dry_run_report(runs, records, hours=0.0, parallel=1):
     plan = window_plan(runs, records, hours, parallel) if hours else None
     if plan is not None:
         rows[0] += (f"with --hours={hours:g} --parallel={parallel}",)
-    estimates = []
     for run in runs:
         seconds, like = estimate(run, records)
-        estimates.append(estimate(run, records, whole=True))
         row = (
             run.spec.name,
             _status_text(run),
@@ -974,16 +991,15 @@ def dry_run_report(runs, records, hours=0.0, parallel=1):
                 when = "does not fit"
             row += (when,)
         rows.append(row)
-    known = [seconds for seconds, _ in estimates if seconds is not None]
-    unknown = len(estimates) - len(known)
-    done = sum(run.status == "done" for run in runs)
-    total = format_seconds(sum(known)) if known or not unknown else "unknown"
-    summary = f"{len(runs)} runs, {done} done; estimated time left: {total}"
-    if unknown:
-        summary += f" (+ {unknown} runs of unknown speed)"
+    left = time_left(runs, records)
+    every_unknown = left.unknown and left.unknown == len(runs)
+    total = "unknown" if every_unknown else format_seconds(left.seconds)
+    summary = f"{len(runs)} runs, {left.done} done; estimated time left: {total}"
+    if left.unknown:
+        summary += f" (+ {left.unknown} runs of unknown speed)"
     if plan is not None:
         summary += f"; {len(plan)} would start within --hours={hours:g}"
-    if any(seconds is not None and not like for seconds, like in estimates):
+    if left.rough:
         summary += "\n* from the speed of records of other models, tasks or sizes (none like it)"
     return "\n".join([*_aligned(rows), summary])
 
