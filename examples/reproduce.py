@@ -109,6 +109,12 @@ class Config:
         "Runs at once (at most the CPU cores); with more than one, each process is pinned "
         "to its own core.",
     )
+    breadth_first: bool = option(
+        False,
+        "Staged runs: a run's next stage waits behind the other runs, so that every run "
+        "reaches its next stage before any goes further (default: each run's stages one "
+        "after another, before the next run).",
+    )
 
     def __post_init__(self):
         if not self.hours >= 0:
@@ -1358,8 +1364,9 @@ def run_table(options):
                     continue
                 if run.spec.stages:
                     after = plan_run(run.spec, options)
-                    if after.status != "done":  # its next stage, before the other runs
-                        queue.insert(0, after)
+                    if after.status != "done":  # its next stage: before the other runs,
+                        # or (--breadth_first) after them
+                        queue.insert(len(queue) if options.breadth_first else 0, after)
 
     if options.parallel == 1:
         worker(None)

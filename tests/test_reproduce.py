@@ -532,6 +532,51 @@ def test_a_staged_run_trains_records_and_resumes_stage_by_stage(tiny, monkeypatc
     assert reproduce.run(options) == [] and launched == [1, 2, 3]
 
 
+def test_breadth_first_takes_every_run_to_its_next_stage_first(tiny, monkeypatch):
+    def two_staged(options):
+        (spec,) = staged_table(options)  # stages 1 and 2 of 3 steps
+        return [spec._replace(name=f"tiny-staged-seed{s}") for s in (0, 1)]
+
+    # A launch trains the run to its next stage; its record is then to collect.
+    trained, collected, launched = {}, {}, []
+
+    def plan_run(spec, options):
+        config = reproduce.script_config(spec, options.runs_dir)
+        run = reproduce.Run(spec, config, reproduce.SCRIPTS[spec.script_module], spec.name, "")
+        run.steps_done = trained.get(spec.name, 0)
+        if run.steps_done > collected.get(spec.name, 0):
+            run.status = "finished"
+        else:
+            run.status = "done" if run.steps_done == 3 else "partial"
+        return run
+
+    def launch(run):
+        launched.append((int(run.spec.name[-1]), run.next_budget))
+        trained[run.spec.name] = run.next_budget
+        return 0
+
+    monkeypatch.setitem(reproduce.TABLES, "_two_staged", two_staged)
+    monkeypatch.setattr(reproduce, "plan_run", plan_run)
+    monkeypatch.setattr(reproduce, "launch", launch)
+    monkeypatch.setattr(
+        reproduce.results,
+        "collect",
+        lambda model_dir, _: collected.update({model_dir: trained[model_dir]}),
+    )
+    monkeypatch.setattr(reproduce, "keep_resume_state", lambda run: None)
+    monkeypatch.setattr(reproduce.results, "render", lambda root: [])
+    for breadth_first, order in (
+        (True, [(0, 1), (1, 1), (0, 2), (1, 2), (0, 3), (1, 3)]),
+        (False, [(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (1, 3)]),
+    ):
+        trained.clear()
+        collected.clear()
+        launched.clear()
+        options = dataclasses.replace(tiny, table="_two_staged", breadth_first=breadth_first)
+        assert reproduce.run(options) == []
+        assert launched == order, breadth_first
+
+
 def diverging_table(options):
     """MNM-g with the paper's writes, keys of 64 and learning rate 1 (as in
     test_algorithmic_example): finite for its first stage, then non-finite at a later step."""
