@@ -509,6 +509,13 @@ def associative_recall_table(records):
     return _markdown(header, rows, records)
 
 
+def _tasks_text(tasks):
+    """A bAbI run's tasks: "1-20" for all 20 (or none given: the script's default), else
+    the list."""
+    tasks = tuple(tasks or range(1, 21))
+    return "1-20" if tasks == tuple(range(1, 21)) else ",".join(str(t) for t in tasks)
+
+
 def babi_table(records):
     """bAbI runs: mean answer error, failed tasks (error > 5 %) and each task's error."""
     records = [r for r in records if r.task == "babi"]
@@ -528,7 +535,7 @@ def babi_table(records):
         rows.append(
             [
                 _marked(_model_label(r.config), r),
-                ",".join(str(t) for t in r.config.get("tasks") or ()) or "1-20",
+                _tasks_text(r.config.get("tasks")),
                 f"{r.train_steps:,}" + (" (stopped early)" if r.stopped_early else ""),
                 r.config.get("seed", "-"),
                 *outcome,

@@ -265,6 +265,8 @@ def test_summary_covers_every_task_beside_the_paper(tmp_path):
     assert "| paper: plastic networks (Miconi et al., figure 6) |" in maze
     assert maze.count("| about 175 | 9.3 | - |") == 2
     assert "| 1: 2.5 |" in results.babi_table(records)
+    assert results._tasks_text(list(range(1, 21))) == results._tasks_text(None) == "1-20"
+    assert results._tasks_text([1, 2, 3]) == "1,2,3"
     assert "| LSTM | 1,200 | 1 | 0.250 | 0.875 | 3 |" in results.associative_recall_table(records)
 
 
