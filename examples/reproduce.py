@@ -367,8 +367,8 @@ def babi_tasks_table(options):
 # over en-10k's 55,000 training stories), evaluated every 1,000 steps (the validation set's
 # 6,100 stories), early stopping after the script's 10 evaluations without improvement
 # (a stage it ends is the run's record: `RunRecorder.finish`); stages of 5,000 steps, each
-# about an hour on one core: MNM-p took about 0.7 s a step on task 1 (records of
-# babi_task1), whose stories are about as long as the 20 tasks' mean (`BABI_STORIES`).
+# well under 90 minutes on one core: the first took 34 minutes (0.39 s a step; estimated
+# at 57 from MNM-p's 0.7 s a step on task 1 in the two-core records of babi_task1).
 BABI_JOINT_STEPS = 20_000
 BABI_JOINT_STAGES = (5_000, 10_000, 15_000)
 
