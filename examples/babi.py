@@ -44,9 +44,11 @@ from mnm_keras.metrics import SymbolError
 try:  # run as a script (python examples/babi.py) or as a module (-m)
     from examples import training
     from examples.config_flags import main, option
+    from examples.paper import PAPER_TABLE_3
 except ImportError:  # pragma: no cover
     import training
     from config_flags import main, option
+    from paper import PAPER_TABLE_3
 
 TASK_NAME = "babi"
 SELECTION_METRIC = "val_word_error"
@@ -127,34 +129,6 @@ class Config:
                 f"`tasks` must be distinct bAbI task ids in 1..20; received tasks={self.tasks!r}."
             )
         object.__setattr__(self, "tasks", tasks)  # a list given in Python becomes a tuple
-
-
-# The paper's table 3 (best run per task, error %): one row per task 1..20.
-_PAPER_COLUMNS = ("DNC", "TPR-RNN", "MNM-g", "MNM-p")
-_PAPER_ROWS = (
-    (0, 0, 0, 0),
-    (0.4, 0.4, 0.2, 0.1),
-    (1.8, 3.4, 1.8, 0.9),
-    (0, 0.2, 0, 0),
-    (0.8, 1.0, 0.4, 0.3),
-    (0, 0.1, 0, 0),
-    (0.6, 1.0, 0.2, 0.3),
-    (0.3, 0.5, 0.2, 0),
-    (0.2, 0.3, 0, 0),
-    (0.2, 0.4, 0.1, 0),
-    (0, 1.3, 0, 0),
-    (0, 0.2, 0, 0),
-    (0, 2.1, 0, 0),
-    (0.4, 0.2, 0.5, 0.1),
-    (0, 0, 0, 0),
-    (55.1, 0.4, 51.2, 0.7),
-    (12.0, 0.6, 0, 0),
-    (0.8, 0, 0, 0.2),
-    (3.9, 4.2, 0.7, 0.9),
-    (0, 0, 0, 0),
-)
-# Column name -> the 20 errors in task order.
-PAPER_TABLE_3 = {column: [row[i] for row in _PAPER_ROWS] for i, column in enumerate(_PAPER_COLUMNS)}
 
 
 def build_model(vocabulary_size, config, max_length=None):

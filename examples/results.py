@@ -34,6 +34,11 @@ import sys
 
 import numpy as np
 
+try:  # run as a script (python examples/results.py) or as a module (-m)
+    from examples.paper import PAPER_TABLE_3
+except ImportError:  # pragma: no cover
+    from paper import PAPER_TABLE_3
+
 DOCS = ("README.md", "docs")
 TABLE = re.compile(
     r"(<!-- results table: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end of results table -->)",
@@ -404,9 +409,27 @@ PAPER = {
     "double copy": "MNM solves it quickly (figure 4)",
     "priority sort": "LSTM+SALU best (figure 4)",
     "bAbI": "MNM-p mean error 0.55 ± 0.74 % over 20 tasks (12 runs, table 4)",
-    "bAbI task 1": "0.0 % error for MNM-p and MNM-g (best run, table 3)",
     "maze": "MNM-p about 175 reward per episode at 250,000 episodes (figure 6)",
 }
+
+
+def _paper_result(task):
+    """The paper's result for a summary row's ``task`` label: `PAPER`, or for a single
+    bAbI task ("bAbI task N") its errors in the paper's table 3."""
+    single = re.fullmatch(r"bAbI task (\d+)", task)
+    if single:
+        n = int(single.group(1))
+        mnm_p, mnm_g = PAPER_TABLE_3["MNM-p"][n - 1], PAPER_TABLE_3["MNM-g"][n - 1]
+        return f"{mnm_p:g} % error for MNM-p, {mnm_g:g} % for MNM-g (best joint run, table 3)"
+    return PAPER.get(task, "-")
+
+
+def _natural(text):
+    """A sort key that orders the numbers in ``text`` by value: "(4, 1)" before "(12, 8)",
+    "task 2" before "task 16"."""
+    return [
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text)
+    ]
 
 
 def _model_label(config):
@@ -449,7 +472,8 @@ def _summary_rows(records):
         key = (task, order, _marked(_model_label(config), r), metric, budget, link, r.protocol)
         groups.setdefault(key, []).append((r, value, solved))
     return sorted(
-        groups.items(), key=lambda item: (item[0][0], item[0][1], -item[0][6], item[0][2])
+        groups.items(),
+        key=lambda item: (_natural(item[0][0]), item[0][1], -item[0][6], item[0][2]),
     )
 
 
@@ -460,16 +484,15 @@ def summary_table(records):
         group = [r for r, _, _ in values]
         number_of = {id(r): value for r, value, _ in values}
         solved = [flag for _, _, flag in values]
-        paper_key = task if task in PAPER else ("bAbI" if task.startswith("bAbI") else task)
         rows.append(
             [
                 task,
-                PAPER.get(paper_key, "-"),
+                _paper_result(task),
                 model,
                 metric,
                 _with_diverged(
                     group,
-                    functools.partial(_mean_std, digits=1 if task == "maze" else 3),
+                    functools.partial(_mean_std, digits=3 if metric.endswith("error") else 1),
                     lambda r, number_of=number_of: number_of[id(r)],
                 ),
                 len(values),
@@ -542,6 +565,57 @@ def babi_table(records):
             ]
         )
     header = ["model", "tasks", "steps", "seed", "mean error %", "failed", "error % per task"]
+    return _markdown(header, rows, records)
+
+
+def babi_tasks_table(records):
+    """bAbI single-task runs per task and configuration: the answer error (mean ± std over
+    seeds, then each seed's), the seeds that passed (error <= 5 %) and the paper's best
+    joint run on that task (its table 3) for the MNM models."""
+    records = _placed(
+        [r for r in records if r.task == "babi" and len(r.config.get("tasks") or ()) == 1]
+    )
+    if not records:
+        return NO_RECORD + "\n"
+
+    def key(r):
+        model = r.config.get("model")
+        order = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+        return r.config["tasks"][0], order, _marked(_model_label(r.config), r), r.train_steps
+
+    rows = []
+    for (task, _, model, steps), group in sorted(_group(records, key).items()):
+        group = sorted(group, key=lambda r: r.config.get("seed", 0))
+        errors = [None if r.diverged else r.results["mean_error"] for r in group]
+        label = MODEL_LABELS.get(group[0].config.get("model"))
+        paper = PAPER_TABLE_3.get(label)
+        stopped = sum(bool(r.stopped_early) for r in group)
+        rows.append(
+            [
+                task,
+                model,
+                f"{steps:,}" + (f" ({stopped} stopped early)" if stopped else ""),
+                len(group),
+                _with_diverged(
+                    group,
+                    functools.partial(_mean_std, digits=1),
+                    lambda r: r.results["mean_error"],
+                ),
+                " / ".join("-" if e is None else f"{e:.1f}" for e in errors),
+                f"{sum(e is not None and e <= 5 for e in errors)}/{len(group)}",
+                "-" if paper is None else f"{paper[task - 1]:g}",
+            ]
+        )
+    header = [
+        "task",
+        "model",
+        "steps",
+        "seeds",
+        "error % (mean ± std)",
+        "error % per seed",
+        "passed (<= 5 %)",
+        "paper, best joint run (table 3)",
+    ]
     return _markdown(header, rows, records)
 
 
@@ -677,6 +751,7 @@ TABLES = {
     "normalize_writes": normalize_writes_table,
     "associative_recall": associative_recall_table,
     "babi": babi_table,
+    "babi_tasks": babi_tasks_table,
     "maze": maze_table,
     "maze_regime": maze_regime_table,
 }

@@ -251,8 +251,8 @@ def test_summary_covers_every_task_beside_the_paper(tmp_path):
         in summary
     )
     assert (
-        "| bAbI task 1 | 0.0 % error for MNM-p and MNM-g" in summary
-        and "| 2.500 | 1 | 1/1 |" in summary
+        "| bAbI task 1 | 0 % error for MNM-p, 0 % for MNM-g (best joint run, table 3)" in summary
+        and "| mean answer error % | 2.5 | 1 | 1/1 |" in summary
     )
     assert "| associative recall | not in the paper" in summary
     maze = results.maze_table(records)
@@ -359,6 +359,56 @@ def test_the_maze_learning_curves_are_every_runs_held_out_evaluations(tmp_path):
     results._draw(str(tmp_path / "curves.png"), figure)
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert results.maze_learning_curves_figure([])["curves"] == {}
+
+
+def test_the_babi_tasks_table_gives_each_task_and_model_beside_the_paper(tmp_path):
+    def babi(run, model, task, seed, error, stopped_early=False):
+        errors = [None] * 20
+        errors[task - 1] = error
+        values = {"task_errors": errors, "mean_error": error, "failed_tasks": []}
+        if error > 5:
+            values["failed_tasks"] = [task]
+        config = {"model": model, "tasks": [task], "seed": seed, "train_steps": 2000}
+        if model.startswith("mnm"):
+            config["normalize_writes"] = True
+        _write_record(tmp_path, "babi", run, config, values, 2000)
+        if stopped_early:  # `RunRecorder.finish(stopped_early=True)`
+            path = os.path.join(tmp_path, "results", "babi", run, "metrics.json")
+            with open(path) as f:
+                record = json.load(f)
+            record["stopped_early"] = {"step": 2000}
+            with open(path, "w") as f:
+                json.dump(record, f)
+
+    babi("p16-2", "mnm_p", 16, 2, 0.5)
+    babi("p16-0", "mnm_p", 16, 0, 5.0)  # passed: 5 % is not more than 5 %
+    babi("p16-1", "mnm_p", 16, 1, 50.0, stopped_early=True)
+    babi("g16-0", "mnm_g", 16, 0, 52.0)
+    babi("l2-0", "lstm", 2, 0, 60.0)
+    babi("p2-0", "mnm_p", 2, 0, 0.0)
+    config = {"model": "lstm", "tasks": [2], "seed": 1, "train_steps": 2000}
+    _write_record(tmp_path, "babi", "l2-1", config, None, None, diverged=30)
+    joint = {"task_errors": [1.0] * 20, "mean_error": 1.0, "failed_tasks": []}
+    _write_record(tmp_path, "babi", "joint", {"model": "mnm_p", "seed": 0}, joint, 9000)
+    records = results.load_records(str(tmp_path))
+    table = results.babi_tasks_table(records).splitlines()
+    rows = [line for line in table if line.startswith("| 2 ") or line.startswith("| 16 ")]
+    # Task 2 before task 16; per task, the models in the paper's order; the joint run is
+    # not a single task. The seeds in seed order; passed: an error of 5 % or less; the
+    # paper's best joint run on the task for MNM-p (0.1 and 0.7) and MNM-g (51.2).
+    assert rows == [
+        "| 2 | MNM-p, normalised writes | 2,000 | 1 | 0.0 | 0.0 | 1/1 | 0.1 |",
+        "| 2 | LSTM | 2,000 | 2 | 60.0; 1 diverged (step 30) | 60.0 / - | 0/2 | - |",
+        "| 16 | MNM-p, normalised writes | 2,000 (1 stopped early) | 3 | 18.5 ± 27.4 | 5.0 / 50.0 / 0.5 | 2/3 | 0.7 |",
+        "| 16 | MNM-g, normalised writes | 2,000 | 1 | 52.0 | 52.0 | 0/1 | 51.2 |",
+    ]
+    summary = results.summary_table(records)
+    tasks = [line.split(" | ")[0] for line in summary.splitlines()[2:]]
+    assert tasks == ["| bAbI"] + ["| bAbI task 2"] * 2 + ["| bAbI task 16"] * 2
+    assert "| bAbI task 16 | 0.7 % error for MNM-p, 51.2 % for MNM-g (best joint run" in summary
+    assert results._natural("dictionary inference (4, 1)") < results._natural(
+        "dictionary inference (12, 8)"
+    )
 
 
 def test_a_diverged_run_counts_among_its_settings_seeds(tmp_path):
