@@ -406,6 +406,8 @@ PAPER = {
     "associative recall": "not in the paper (the demo)",
     "dictionary inference (4, 1)": "every model solves it (figure 2)",
     "dictionary inference (8, 4)": "memory-augmented models solve it (figure 2)",
+    "dictionary inference (12, 8)": "only MNM-p and MNM-g reach zero error (figure 2)",
+    "dictionary inference (16, 12)": "only MNM-p and MNM-g reach zero error (figure 2)",
     "double copy": "MNM solves it quickly (figure 4)",
     "priority sort": "LSTM+SALU best (figure 4)",
     "bAbI": "MNM-p mean error 0.55 ± 0.74 % over 20 tasks (12 runs, table 4)",

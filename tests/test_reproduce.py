@@ -32,6 +32,7 @@ RUN_COUNTS = {
     "normalize_writes": 12,
     "demo": 6,
     "dictionary": 24,
+    "dictionary_hard": 18,
     "double_copy": 12,
     "priority_sort": 12,
     "babi_task1": 12,
@@ -250,6 +251,35 @@ def test_an_estimate_uses_records_of_the_same_sizes_only():
     run = types.SimpleNamespace(script=types.SimpleNamespace(task="algorithmic"), config=config)
     assert reproduce.seconds_per_step(run, [record(8, 10.0), record(64, 90.0)]) == (0.1, True)
     assert reproduce.seconds_per_step(run, [record(64, 90.0)]) == (0.9, False)
+
+
+# The tables at the paper's scale: their --dry_run gives the duration of runs longer than
+# a sitting on this machine, as a plan; every other table's stages fit in one.
+PAPER_SCALE_TABLES = ("babi_paper", "maze_paper")
+
+
+@pytest.mark.parametrize("table", sorted(set(RUN_COUNTS) - set(PAPER_SCALE_TABLES)))
+def test_every_stage_fits_in_90_minutes_by_the_committed_records(table, tmp_path):
+    options = reproduce.Config(table=table, runs_dir=str(tmp_path), results_root=ROOT)
+    records = results.load_records(ROOT)
+    for run in reproduce.table_runs(options):
+        speed, _ = reproduce.seconds_per_step(run, records)
+        assert speed is not None, run.spec.name
+        budgets = [0, *run.spec.stages, run.budget]
+        longest = max(later - earlier for earlier, later in zip(budgets, budgets[1:]))
+        assert speed * longest < 90 * 60, (run.spec.name, speed * longest / 60)
+
+
+def test_the_hard_dictionary_table_is_the_memory_models_on_12_8_and_16_12():
+    specs = reproduce.dictionary_hard_table(reproduce.Config(table="dictionary_hard"))
+    cells = {
+        (s.overrides["support_size"], s.overrides["sequence_length"], s.overrides["model"])
+        for s in specs
+    }
+    shapes, models = ((12, 8), (16, 12)), ("mnm_p", "mnm_g", "salu")
+    assert cells == {(*shape, model) for shape in shapes for model in models}
+    assert {s.overrides["train_steps"] for s in specs} == {reproduce.DICTIONARY_STEPS}
+    assert "init_from" not in specs[0].overrides  # from scratch: no curriculum
 
 
 def test_an_estimate_for_longer_dictionary_sequences_is_not_like_a_shorter_one():

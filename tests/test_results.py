@@ -406,6 +406,8 @@ def test_the_babi_tasks_table_gives_each_task_and_model_beside_the_paper(tmp_pat
     tasks = [line.split(" | ")[0] for line in summary.splitlines()[2:]]
     assert tasks == ["| bAbI"] + ["| bAbI task 2"] * 2 + ["| bAbI task 16"] * 2
     assert "| bAbI task 16 | 0.7 % error for MNM-p, 51.2 % for MNM-g (best joint run" in summary
+    for shape in ("(12, 8)", "(16, 12)"):  # the paper's figure 2 beside the hard instances
+        assert results._paper_result(f"dictionary inference {shape}").startswith("only MNM-p")
     assert results._natural("dictionary inference (4, 1)") < results._natural(
         "dictionary inference (12, 8)"
     )
