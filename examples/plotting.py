@@ -64,7 +64,9 @@ def plot_panels(path, panels, shared=None, title="", xlabel="step", ylabel=""):
 
     Args:
       path: the PNG file to write.
-      panels: dict from panel title to its curves, a dict from legend label to ``(x, y)``.
+      panels: dict from panel title to its curves, a dict from legend label to ``(x, y)``
+        or ``(x, y, style)``, ``style`` a dict of matplotlib line properties (``color``,
+        ``linestyle``, ...).
       shared: optional curves drawn in every panel, dashed and grey (e.g. a baseline), a
         dict from legend label to ``(x, y)``.
       title: the figure's title, above the panels.
@@ -77,8 +79,8 @@ def plot_panels(path, panels, shared=None, title="", xlabel="step", ylabel=""):
     figure = _figure_class()(figsize=(4.2 * len(panels), 4), dpi=100)
     axes_row = figure.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for axes, (name, curves) in zip(axes_row, panels.items()):
-        for label, (x, y) in curves.items():
-            axes.plot(x, y, marker="o", markersize=2, label=label)
+        for label, (x, y, *style) in curves.items():
+            axes.plot(x, y, marker="o", markersize=2, label=label, **(style[0] if style else {}))
         for label, (x, y) in (shared or {}).items():
             axes.plot(x, y, linestyle="--", color="grey", label=label)
         axes.set_title(name, fontsize=9)

@@ -857,6 +857,49 @@ def maze_learning_curves_figure(records):
     }
 
 
+def babi_learning_curves_figure(records):
+    """The validation answer-word error of every bAbI run at each evaluation, one panel per
+    task or set of tasks (the single tasks in order, then the joint runs), one curve per
+    model and seed (a run's latest stage: where its record stands): a colour per model, a
+    line style per seed (``style``)."""
+    selected = [
+        r for r in records if r.task == "babi" and any("val_word_error" in h for h in r.history)
+    ]
+
+    def order(r):
+        tasks = tuple(r.config.get("tasks") or range(1, 21))
+        model = r.config.get("model")
+        rank = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+        return len(tasks), tasks, rank, r.old, r.config.get("seed", 0)
+
+    curves, panels = {}, []
+    for record in sorted(selected, key=order):
+        tasks = _tasks_text(record.config.get("tasks"))
+        panel = f"task {tasks}" if tasks.isdigit() else f"tasks {tasks}"
+        panels += [] if panel in panels else [panel]
+        model = _marked(MODEL_LABELS.get(record.config.get("model"), "?"), record)
+        rows = [row for row in record.history if "val_word_error" in row]
+        curves[f"{panel}, {model}, seed {record.config.get('seed', 0)}"] = {
+            "x": [int(row["step"]) for row in rows],
+            "y": [round(float(row["val_word_error"]), 4) for row in rows],
+            "panel": panel,
+            # One colour per model, one line style per seed; an old protocol's run faint.
+            "style": {
+                "color": f"C{order(record)[2]}",
+                "linestyle": ("-", "--", ":")[record.config.get("seed", 0) % 3],
+                "alpha": 0.4 if record.old else 1.0,
+            },
+        }
+    return {
+        "title": "bAbI: validation answer-word error, every evaluation",
+        "xlabel": "training step",
+        "ylabel": "validation answer-word error",
+        "curves": curves,
+        "panels": panels,
+        "sources": sorted(r.path for r in selected),
+    }
+
+
 MAZE_REGIME_FIGURES = {
     "maze_regime_episodes": "training reward against episodes",
     "maze_regime_seconds": "training reward against seconds of training",
@@ -867,6 +910,7 @@ FIGURES = {
     "maze_regime_episodes": lambda records: maze_regime_figure(records, "episodes"),
     "maze_regime_seconds": lambda records: maze_regime_figure(records, "seconds"),
     "maze_learning_curves": maze_learning_curves_figure,
+    "babi_learning_curves": babi_learning_curves_figure,
 }
 
 
@@ -881,7 +925,11 @@ def _draw(path, figure):
             path,
             {
                 panel: {
-                    label.removeprefix(f"{panel}, "): (curve["x"], curve["y"])
+                    label.removeprefix(f"{panel}, "): (
+                        curve["x"],
+                        curve["y"],
+                        curve.get("style", {}),
+                    )
                     for label, curve in figure["curves"].items()
                     if curve.get("panel") == panel
                 }

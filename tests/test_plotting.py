@@ -99,3 +99,16 @@ def test_panels_side_by_side_with_shared_curves(tmp_path):
     ]
     with pytest.raises(ValueError, match="`panels` must hold at least one panel"):
         plot_panels(str(tmp_path / "none.png"), {})
+
+
+def test_a_panels_curve_may_carry_its_line_style(tmp_path):
+    from examples.plotting import plot_panels
+
+    style = {"color": "C3", "linestyle": ":", "alpha": 0.4}
+    figure = plot_panels(
+        str(tmp_path / "styled.png"),
+        {"a": {"styled": ([1, 2], [3.0, 4.0], style), "plain": ([1, 2], [1.0, 2.0])}},
+    )
+    styled, plain = figure.get_axes()[0].get_lines()
+    assert (styled.get_color(), styled.get_linestyle(), styled.get_alpha()) == ("C3", ":", 0.4)
+    assert (plain.get_linestyle(), plain.get_alpha()) == ("-", None)

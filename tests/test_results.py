@@ -413,6 +413,53 @@ def test_the_babi_tasks_table_gives_each_task_and_model_beside_the_paper(tmp_pat
     )
 
 
+def test_the_babi_learning_curves_have_a_panel_per_task_and_a_style_per_model_and_seed(
+    tmp_path,
+):
+    def babi(run, model, tasks, seed, errors, protocol=results.PROTOCOL):
+        history = [
+            {"epoch": i, "step": 100 * (i + 1), "epoch_seconds": 1.0, "val_word_error": e}
+            for i, e in enumerate(errors)
+        ]
+        record = {
+            "task": "babi",
+            "config": {"model": model, "tasks": tasks, "seed": seed},
+            "results": {"task_errors": [1.0] * 20, "mean_error": 1.0, "failed_tasks": []},
+            "train_steps": 100 * len(errors),
+            "wall_seconds": 3.0,
+            "history": history,
+            "protocol": protocol,
+        }
+        os.makedirs(tmp_path / "results" / "babi" / run)
+        (tmp_path / "results" / "babi" / run / "metrics.json").write_text(json.dumps(record))
+
+    babi("joint", "mnm_p", None, 0, [0.5, 0.4, 0.3])
+    babi("l16", "lstm", [16], 1, [0.9, 0.8])
+    babi("p1-1", "mnm_p", [1], 1, [0.6, 0.1])
+    babi("p1-0", "mnm_p", [1], 0, [0.5, 0.0])
+    babi("g1-2", "mnm_g", [1], 2, [0.7, 0.5], protocol=1)
+    figure = results.babi_learning_curves_figure(results.load_records(str(tmp_path)))
+    assert figure["panels"] == ["task 1", "task 16", "tasks 1-20"]
+    curves = figure["curves"]
+    assert list(curves) == [
+        "task 1, MNM-p, seed 0",
+        "task 1, MNM-p, seed 1",
+        f"task 1, MNM-g {results.OLD_MARK}, seed 2",
+        "task 16, LSTM, seed 1",
+        "tasks 1-20, MNM-p, seed 0",
+    ]
+    assert curves["task 1, MNM-p, seed 1"] | {"style": None} == {
+        "x": [100, 200],
+        "y": [0.6, 0.1],
+        "panel": "task 1",
+        "style": None,
+    }
+    styles = [(c["style"]["color"], c["style"]["linestyle"]) for c in curves.values()]
+    assert styles == [("C0", "-"), ("C0", "--"), ("C1", ":"), ("C3", "--"), ("C0", "-")]
+    assert [c["style"]["alpha"] for c in curves.values()] == [1.0, 1.0, 0.4, 1.0, 1.0]
+    assert results.babi_learning_curves_figure([])["curves"] == {}
+
+
 def test_a_diverged_run_counts_among_its_settings_seeds(tmp_path):
     dictionary = {"task": "dictionary", "support_size": 4, "sequence_length": 1}
     mnm_g = {**dictionary, "model": "mnm_g", "normalize_writes": False}
