@@ -59,7 +59,7 @@ def plot_curves(
     return figure
 
 
-def plot_panels(path, panels, shared=None, title="", xlabel="step", ylabel=""):
+def plot_panels(path, panels, shared=None, title="", xlabel="step", ylabel="", xscale="linear"):
     """Writes one line plot per panel, side by side with a shared y axis, to ``path``.
 
     Args:
@@ -70,6 +70,7 @@ def plot_panels(path, panels, shared=None, title="", xlabel="step", ylabel=""):
       shared: optional curves drawn in every panel, dashed and grey (e.g. a baseline), a
         dict from legend label to ``(x, y)``.
       title: the figure's title, above the panels.
+      xscale: the x axes' scale, "linear" or "log".
 
     Returns:
       The matplotlib `Figure` (already saved).
@@ -83,6 +84,7 @@ def plot_panels(path, panels, shared=None, title="", xlabel="step", ylabel=""):
             axes.plot(x, y, marker="o", markersize=2, label=label, **(style[0] if style else {}))
         for label, (x, y) in (shared or {}).items():
             axes.plot(x, y, linestyle="--", color="grey", label=label)
+        axes.set_xscale(xscale)
         axes.set_title(name, fontsize=9)
         axes.set_xlabel(xlabel)
         axes.grid(alpha=0.3)

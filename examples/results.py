@@ -857,43 +857,87 @@ def maze_learning_curves_figure(records):
     }
 
 
+def _model_rank(record):
+    model = record.config.get("model")
+    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+
+
+def _learning_curves(records, panel_of, metric):
+    """(curves, panels) of ``metric`` at every evaluation of each record (``records`` in
+    the order wanted), one panel per ``panel_of(record)``, one curve per run: a colour per
+    model and a line style per seed (``style``), a run of an old protocol faint."""
+    curves, panels = {}, []
+    for record in records:
+        panel = panel_of(record)
+        panels += [] if panel in panels else [panel]
+        model = _marked(MODEL_LABELS.get(record.config.get("model"), "?"), record)
+        rows = [row for row in record.history if metric in row]
+        curves[f"{panel}, {model}, seed {record.config.get('seed', 0)}"] = {
+            "x": [int(row["step"]) for row in rows],
+            "y": [round(float(row[metric]), 4) for row in rows],
+            "panel": panel,
+            "style": {
+                "color": f"C{_model_rank(record)}",
+                "linestyle": ("-", "--", ":")[record.config.get("seed", 0) % 3],
+                "alpha": 0.4 if record.old else 1.0,
+            },
+        }
+    return curves, panels
+
+
 def babi_learning_curves_figure(records):
     """The validation answer-word error of every bAbI run at each evaluation, one panel per
     task or set of tasks (the single tasks in order, then the joint runs), one curve per
-    model and seed (a run's latest stage: where its record stands): a colour per model, a
-    line style per seed (``style``)."""
+    model and seed (a run's latest stage: where its record stands; `_learning_curves`)."""
     selected = [
         r for r in records if r.task == "babi" and any("val_word_error" in h for h in r.history)
     ]
 
     def order(r):
         tasks = tuple(r.config.get("tasks") or range(1, 21))
-        model = r.config.get("model")
-        rank = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
-        return len(tasks), tasks, rank, r.old, r.config.get("seed", 0)
+        return len(tasks), tasks, _model_rank(r), r.old, r.config.get("seed", 0)
 
-    curves, panels = {}, []
-    for record in sorted(selected, key=order):
-        tasks = _tasks_text(record.config.get("tasks"))
-        panel = f"task {tasks}" if tasks.isdigit() else f"tasks {tasks}"
-        panels += [] if panel in panels else [panel]
-        model = _marked(MODEL_LABELS.get(record.config.get("model"), "?"), record)
-        rows = [row for row in record.history if "val_word_error" in row]
-        curves[f"{panel}, {model}, seed {record.config.get('seed', 0)}"] = {
-            "x": [int(row["step"]) for row in rows],
-            "y": [round(float(row["val_word_error"]), 4) for row in rows],
-            "panel": panel,
-            # One colour per model, one line style per seed; an old protocol's run faint.
-            "style": {
-                "color": f"C{order(record)[2]}",
-                "linestyle": ("-", "--", ":")[record.config.get("seed", 0) % 3],
-                "alpha": 0.4 if record.old else 1.0,
-            },
-        }
+    def panel_of(r):
+        tasks = _tasks_text(r.config.get("tasks"))
+        return f"task {tasks}" if tasks.isdigit() else f"tasks {tasks}"
+
+    curves, panels = _learning_curves(sorted(selected, key=order), panel_of, "val_word_error")
     return {
         "title": "bAbI: validation answer-word error, every evaluation",
         "xlabel": "training step",
         "ylabel": "validation answer-word error",
+        "curves": curves,
+        "panels": panels,
+        "sources": sorted(r.path for r in selected),
+    }
+
+
+def dictionary_learning_curves_figure(records):
+    """The validation sequence error of every dictionary inference run with normalised
+    writes (or none: the baselines) at each evaluation, one panel per (k, l), one curve per
+    model and seed (`_learning_curves`), against the steps on a log scale (the baselines
+    train 50 times longer than MNM's first stage)."""
+    selected = [
+        r
+        for r in records
+        if r.task == "algorithmic"
+        and r.config.get("task") == "dictionary"
+        and _writes_label(r.config) != "paper"
+        and any("val_sequence_error" in h for h in r.history)
+    ]
+
+    def order(r):
+        shape = r.config["support_size"], r.config["sequence_length"]
+        return shape, _model_rank(r), r.old, r.config.get("seed", 0)
+
+    curves, panels = _learning_curves(
+        sorted(selected, key=order), lambda r: _task_label(r.config), "val_sequence_error"
+    )
+    return {
+        "title": "dictionary inference: validation sequence error, every evaluation",
+        "xlabel": "training step",
+        "ylabel": "validation sequence error",
+        "xscale": "log",
         "curves": curves,
         "panels": panels,
         "sources": sorted(r.path for r in selected),
@@ -911,6 +955,7 @@ FIGURES = {
     "maze_regime_seconds": lambda records: maze_regime_figure(records, "seconds"),
     "maze_learning_curves": maze_learning_curves_figure,
     "babi_learning_curves": babi_learning_curves_figure,
+    "dictionary_learning_curves": dictionary_learning_curves_figure,
 }
 
 
@@ -943,6 +988,7 @@ def _draw(path, figure):
             title=figure["title"],
             xlabel=figure["xlabel"],
             ylabel=figure["ylabel"],
+            xscale=figure.get("xscale", "linear"),
         )
         return
     plot_curves(

@@ -108,7 +108,9 @@ def test_a_panels_curve_may_carry_its_line_style(tmp_path):
     figure = plot_panels(
         str(tmp_path / "styled.png"),
         {"a": {"styled": ([1, 2], [3.0, 4.0], style), "plain": ([1, 2], [1.0, 2.0])}},
+        xscale="log",
     )
+    assert figure.get_axes()[0].get_xscale() == "log"
     styled, plain = figure.get_axes()[0].get_lines()
     assert (styled.get_color(), styled.get_linestyle(), styled.get_alpha()) == ("C3", ":", 0.4)
     assert (plain.get_linestyle(), plain.get_alpha()) == ("-", None)

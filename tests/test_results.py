@@ -83,6 +83,7 @@ def test_tables_give_mean_spread_and_solved_seeds(tmp_path):
     assert results.stale(str(tmp_path)) == [
         str(doc),
         str(tmp_path / "docs/figures/dictionary_4_1_normalize_writes.png"),
+        str(tmp_path / "docs/figures/dictionary_learning_curves.png"),
     ]
     results.render(str(tmp_path))
     text = doc.read_text()
@@ -458,6 +459,40 @@ def test_the_babi_learning_curves_have_a_panel_per_task_and_a_style_per_model_an
     assert styles == [("C0", "-"), ("C0", "--"), ("C1", ":"), ("C3", "--"), ("C0", "-")]
     assert [c["style"]["alpha"] for c in curves.values()] == [1.0, 1.0, 0.4, 1.0, 1.0]
     assert results.babi_learning_curves_figure([])["curves"] == {}
+
+
+def test_the_dictionary_learning_curves_are_every_normalised_or_baseline_run(tmp_path):
+    for run, model, seed, normalize, k in (
+        ("l0", "lstm", 0, False, 4),
+        ("p1", "mnm_p", 1, True, 4),
+        ("p0", "mnm_p", 0, True, 4),
+        ("q0", "mnm_p", 0, False, 4),  # the paper's writes: table b's figure
+        ("g8", "mnm_g", 2, True, 8),
+    ):
+        config = {"task": "dictionary", "support_size": k, "sequence_length": k // 2}
+        config.update(model=model, seed=seed)
+        if model != "lstm":
+            config["normalize_writes"] = normalize
+        values = {"eval_sequence_error": 0.5, "eval_symbol_error": 0.5}
+        _write_record(tmp_path, "algorithmic", run, config, values, 200)
+        path = tmp_path / "results" / "algorithmic" / run / "metrics.json"
+        record = json.loads(path.read_text())
+        record["history"] = [
+            {"epoch": 0, "step": 100, "val_sequence_error": 0.9},
+            {"epoch": 1, "step": 200, "val_sequence_error": 0.5},
+        ]
+        path.write_text(json.dumps(record))
+    figure = results.dictionary_learning_curves_figure(results.load_records(str(tmp_path)))
+    assert figure["panels"] == ["dictionary inference (4, 2)", "dictionary inference (8, 4)"]
+    assert list(figure["curves"]) == [
+        "dictionary inference (4, 2), MNM-p, seed 0",
+        "dictionary inference (4, 2), MNM-p, seed 1",
+        "dictionary inference (4, 2), LSTM, seed 0",
+        "dictionary inference (8, 4), MNM-g, seed 2",
+    ]
+    curve = figure["curves"]["dictionary inference (4, 2), LSTM, seed 0"]
+    assert (curve["x"], curve["y"], curve["style"]["color"]) == ([100, 200], [0.9, 0.5], "C3")
+    assert figure["xscale"] == "log"
 
 
 def test_a_diverged_run_counts_among_its_settings_seeds(tmp_path):
