@@ -466,7 +466,7 @@ def test_the_dictionary_learning_curves_are_every_normalised_or_baseline_run(tmp
         ("l0", "lstm", 0, False, 4),
         ("p1", "mnm_p", 1, True, 4),
         ("p0", "mnm_p", 0, True, 4),
-        ("q0", "mnm_p", 0, False, 4),  # the paper's writes: table b's figure
+        ("q2", "mnm_p", 2, False, 4),  # the paper's writes: table b's figure
         ("g8", "mnm_g", 2, True, 8),
     ):
         config = {"task": "dictionary", "support_size": k, "sequence_length": k // 2}
