@@ -872,7 +872,10 @@ def _learning_curves(records, panel_of, metric):
         panels += [] if panel in panels else [panel]
         model = _marked(MODEL_LABELS.get(record.config.get("model"), "?"), record)
         rows = [row for row in record.history if metric in row]
-        curves[f"{panel}, {model}, seed {record.config.get('seed', 0)}"] = {
+        label = f"{panel}, {model}, seed {record.config.get('seed', 0)}"
+        if label in curves:  # another size or setting of the same model: named by its run
+            label += f" ({record.run})"
+        curves[label] = {
             "x": [int(row["step"]) for row in rows],
             "y": [round(float(row[metric]), 4) for row in rows],
             "panel": panel,

@@ -439,6 +439,7 @@ def test_the_babi_learning_curves_have_a_panel_per_task_and_a_style_per_model_an
     babi("p1-1", "mnm_p", [1], 1, [0.6, 0.1])
     babi("p1-0", "mnm_p", [1], 0, [0.5, 0.0])
     babi("g1-2", "mnm_g", [1], 2, [0.7, 0.5], protocol=1)
+    babi("paper-size", "mnm_p", None, 0, [0.2])  # the same model and seed, another size
     figure = results.babi_learning_curves_figure(results.load_records(str(tmp_path)))
     assert figure["panels"] == ["task 1", "task 16", "tasks 1-20"]
     curves = figure["curves"]
@@ -448,6 +449,7 @@ def test_the_babi_learning_curves_have_a_panel_per_task_and_a_style_per_model_an
         f"task 1, MNM-g {results.OLD_MARK}, seed 2",
         "task 16, LSTM, seed 1",
         "tasks 1-20, MNM-p, seed 0",
+        "tasks 1-20, MNM-p, seed 0 (paper-size)",
     ]
     assert curves["task 1, MNM-p, seed 1"] | {"style": None} == {
         "x": [100, 200],
@@ -456,8 +458,8 @@ def test_the_babi_learning_curves_have_a_panel_per_task_and_a_style_per_model_an
         "style": None,
     }
     styles = [(c["style"]["color"], c["style"]["linestyle"]) for c in curves.values()]
-    assert styles == [("C0", "-"), ("C0", "--"), ("C1", ":"), ("C3", "--"), ("C0", "-")]
-    assert [c["style"]["alpha"] for c in curves.values()] == [1.0, 1.0, 0.4, 1.0, 1.0]
+    assert styles == [("C0", "-"), ("C0", "--"), ("C1", ":"), ("C3", "--")] + [("C0", "-")] * 2
+    assert [c["style"]["alpha"] for c in curves.values()] == [1.0, 1.0, 0.4, 1.0, 1.0, 1.0]
     assert results.babi_learning_curves_figure([])["curves"] == {}
 
 
