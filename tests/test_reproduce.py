@@ -270,6 +270,15 @@ def test_every_stage_fits_in_90_minutes_by_the_committed_records(table, tmp_path
         assert speed * longest < 90 * 60, (run.spec.name, speed * longest / 60)
 
 
+def test_the_lstm_trains_on_past_its_100000_step_record_on_4_1():
+    specs = {s.name: s for s in reproduce.dictionary_table(reproduce.Config(table="dictionary"))}
+    lstm, salu = specs["dictionary_4_1-lstm-seed0"], specs["dictionary_4_1-salu-seed0"]
+    assert lstm.overrides["train_steps"] == 300_000
+    assert 100_000 in lstm.stages  # the committed 100,000-step records are a stage
+    assert salu.overrides["train_steps"] == 100_000
+    assert specs["dictionary_8_4-lstm-seed0"].overrides["train_steps"] == 20_000
+
+
 def test_the_hard_dictionary_table_is_the_memory_models_on_12_8_and_16_12():
     specs = reproduce.dictionary_hard_table(reproduce.Config(table="dictionary_hard"))
     cells = {
