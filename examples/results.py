@@ -464,7 +464,7 @@ def _summary_rows(records):
             metric, value = "mean answer error %", results["mean_error"]
             budget, link = f"{r.train_steps:,} steps", "docs/tasks/babi.md"
             solved = value is not None and not results.get("failed_tasks")
-        elif r.task == "maze":
+        elif r.task == "maze" and not _is_maze_regime(r):  # the regime study: its page only
             task, metric = "maze", "greedy reward on held-out mazes"
             value = r.results["eval_greedy_reward"]
             budget = f"{r.train_steps:,} episodes, {config.get('batch_size', 16)} per update"

@@ -327,6 +327,9 @@ def test_the_maze_regime_table_keeps_settings_apart_with_curves(tmp_path):
     assert (figures / "maze_regime_seconds.png").stat().st_size > 1000
     assert "![training reward against episodes](../figures/maze_regime_episodes.png)" in regime
     assert results.stale(str(tmp_path)) == []
+    # The README's summary has the maze table's run only: the regime study is on its page.
+    rows = results.summary_table(results.load_records(str(tmp_path))).splitlines()[2:]
+    assert [row.split(" | ")[-2] for row in rows] == ["800 episodes, 16 per update"]
 
 
 def test_the_maze_learning_curves_are_every_runs_held_out_evaluations(tmp_path):
