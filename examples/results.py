@@ -229,6 +229,12 @@ MODEL_LABELS = {"mnm_p": "MNM-p", "mnm_g": "MNM-g", "salu": "LSTM+SALU", "lstm":
 MODEL_ORDER = tuple(MODEL_LABELS)
 
 
+def _model_rank(record):
+    """Where ``record``'s model comes in the tables (`MODEL_ORDER`; others last)."""
+    model = record.config.get("model")
+    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+
+
 def _task_label(config):
     if config.get("task") == "dictionary":
         return f"dictionary inference ({config['support_size']}, {config['sequence_length']})"
@@ -323,10 +329,9 @@ def _marked(label, record):
 
 def _algorithmic_key(record):
     config = record.config
-    model = config.get("model")
     return (
         _task_label(config),
-        MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER),
+        _model_rank(record),
         _writes_label(config),
         record.train_steps,
         -record.protocol,
@@ -448,7 +453,7 @@ def _summary_rows(records):
     groups = {}
     for r in _placed(records):
         config = r.config
-        order = MODEL_ORDER.index(config["model"]) if config.get("model") in MODEL_ORDER else 9
+        order = _model_rank(r)
         results = r.results if not r.diverged else collections.defaultdict(lambda: None)
         if r.task == "algorithmic":
             task, metric = _task_label(config), "held-out sequence error"
@@ -581,9 +586,12 @@ def babi_tasks_table(records):
         return NO_RECORD + "\n"
 
     def key(r):
-        model = r.config.get("model")
-        order = MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
-        return r.config["tasks"][0], order, _marked(_model_label(r.config), r), r.train_steps
+        return (
+            r.config["tasks"][0],
+            _model_rank(r),
+            _marked(_model_label(r.config), r),
+            r.train_steps,
+        )
 
     rows = []
     for (task, _, model, steps), group in sorted(_group(records, key).items()):
@@ -855,11 +863,6 @@ def maze_learning_curves_figure(records):
         "panels": panels,
         "sources": sorted(r.path for r in selected),
     }
-
-
-def _model_rank(record):
-    model = record.config.get("model")
-    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
 
 
 def _learning_curves(records, panel_of, metric):
