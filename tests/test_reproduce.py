@@ -113,8 +113,16 @@ def test_committed_records_count_as_done_unless_of_an_older_protocol(table, tmp_
             record = json.load(f)
         protocol = record.get("protocol", 1)
         if protocol == results.PROTOCOL and record["train_steps"] in run.spec.stages:
-            # A stage of a staged run: the next invocation trains on towards its budget.
-            assert (run.status, run.recorded) == ("to do", record["train_steps"]), run.spec.name
+            # A stage of a staged run: the next invocation trains on towards its budget,
+            # from the committed archive of its state where there is one (`unpack_resume`),
+            # else from the start.
+            archive = os.path.join(run.destination, reproduce.RESUME_ARCHIVE)
+            if os.path.exists(archive):
+                assert (run.status, run.steps_done) == ("partial", record["train_steps"])
+                assert run.resume_archive == archive, run.spec.name
+            else:
+                assert run.status == "to do", run.spec.name
+            assert run.recorded == record["train_steps"], run.spec.name
         elif protocol == results.PROTOCOL:
             assert (run.status, run.replaces) == ("done", None), run.spec.name
         else:  # trained again under the current protocol; its record replaces the old
