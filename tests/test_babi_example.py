@@ -111,6 +111,17 @@ def test_results_table_counts_failed_tasks():
     assert "| Failed tasks (> 5%) | 1 |" in table
 
 
+def test_a_task_fails_above_5_percent_as_in_the_paper():
+    # The paper's tables 1 and 3: a task fails at an error of more than 5 %.
+    errors = {3: 5.01, 1: 5.0, 2: 0.0, 16: 51.2}
+    assert babi_example.failed_tasks(errors) == [3, 16]
+    assert "| Failed tasks (> 5%) | 2 |" in babi_example.results_table(errors, "mnm_p")
+    # The paper's own columns by the same rule: MNM-p and MNM-g fail no task of table 3's
+    # best runs but MNM-g's task 16 (51.2 %).
+    table = babi_example.results_table({}, "mnm_p")
+    assert table.splitlines()[-1].endswith("| 2 | 0 | 1 | 0 |")
+
+
 @pytest.mark.parametrize(
     "field, value",
     [
