@@ -15,6 +15,7 @@ when the docs and the records differ::
     python -m examples.results collect runs/my_run results/algorithmic/my_run
     python -m examples.results render
     python -m examples.results check
+    python -m examples.results compare OTHER  # a rerun's records beside the committed cells
 
 A table cell holds one metric: the mean and standard deviation over the seeds of a
 configuration, with the number of seeds and how many solved the task (zero held-out
@@ -448,35 +449,53 @@ def _model_label(config):
     return label if writes == "-" else f"{label}, {writes} writes"
 
 
+def _headline(r):
+    """(task, metric, value, solved, budget, link) of a record's headline result (the
+    README summary's), or None for a record that the summary leaves out; value None for
+    a run that diverged."""
+    config = r.config
+    results = r.results if not r.diverged else collections.defaultdict(lambda: None)
+    if r.task == "algorithmic":
+        task, metric = _task_label(config), "held-out sequence error"
+        value, budget = results["eval_sequence_error"], f"{r.train_steps:,} steps"
+        link, solved = "docs/tasks/algorithmic.md", value == 0
+    elif r.task == "associative_recall":
+        task, metric = "associative recall", "held-out error"
+        value, budget = results["eval_error"], f"{r.train_steps:,} steps"
+        link, solved = "docs/tasks/algorithmic.md#associative-recall", value == 0
+    elif r.task == "babi":
+        tasks = config.get("tasks") or ()
+        task = "bAbI" if len(tasks) != 1 else f"bAbI task {tasks[0]}"
+        metric, value = "mean answer error %", results["mean_error"]
+        budget, link = f"{r.train_steps:,} steps", "docs/tasks/babi.md"
+        solved = value is not None and not results.get("failed_tasks")
+    elif r.task == "maze" and not _is_maze_regime(r):  # the regime study: its page only
+        task, metric = "maze", "greedy reward on held-out mazes"
+        value = r.results["eval_greedy_reward"]
+        budget = f"{r.train_steps:,} episodes, {config.get('batch_size', 16)} per update"
+        link, solved = "docs/tasks/maze.md", None
+    else:
+        return None
+    return task, metric, value, solved, budget, link
+
+
 def _summary_rows(records):
     """(task, model, metric, values, solved, budget, link) per task and configuration."""
     groups = {}
     for r in _placed(records):
-        config = r.config
-        order = _model_rank(r)
-        results = r.results if not r.diverged else collections.defaultdict(lambda: None)
-        if r.task == "algorithmic":
-            task, metric = _task_label(config), "held-out sequence error"
-            value, budget = results["eval_sequence_error"], f"{r.train_steps:,} steps"
-            link, solved = "docs/tasks/algorithmic.md", value == 0
-        elif r.task == "associative_recall":
-            task, metric = "associative recall", "held-out error"
-            value, budget = results["eval_error"], f"{r.train_steps:,} steps"
-            link, solved = "docs/tasks/algorithmic.md#associative-recall", value == 0
-        elif r.task == "babi":
-            tasks = config.get("tasks") or ()
-            task = "bAbI" if len(tasks) != 1 else f"bAbI task {tasks[0]}"
-            metric, value = "mean answer error %", results["mean_error"]
-            budget, link = f"{r.train_steps:,} steps", "docs/tasks/babi.md"
-            solved = value is not None and not results.get("failed_tasks")
-        elif r.task == "maze" and not _is_maze_regime(r):  # the regime study: its page only
-            task, metric = "maze", "greedy reward on held-out mazes"
-            value = r.results["eval_greedy_reward"]
-            budget = f"{r.train_steps:,} episodes, {config.get('batch_size', 16)} per update"
-            link, solved = "docs/tasks/maze.md", None
-        else:
+        headline = _headline(r)
+        if headline is None:
             continue
-        key = (task, order, _marked(_model_label(config), r), metric, budget, link, r.protocol)
+        task, metric, value, solved, budget, link = headline
+        key = (
+            task,
+            _model_rank(r),
+            _marked(_model_label(r.config), r),
+            metric,
+            budget,
+            link,
+            r.protocol,
+        )
         groups.setdefault(key, []).append((r, value, solved))
     return sorted(
         groups.items(),
@@ -1093,6 +1112,88 @@ def stale(root="."):
     return out
 
 
+# ---------------------------------------------------------------------------- compare
+# The least difference `compare` counts as outside a cell's spread, per headline metric:
+# a cell whose seeds agree exactly (three solved runs: 0.000 ± 0.000) still lets a rerun
+# differ by this much (about 5 of the 500 held-out dictionary episodes, 1 point of bAbI
+# error, 5 of the maze's rewards, a few percent of the random policy's 9.3).
+COMPARE_FLOOR = {
+    "held-out sequence error": 0.01,
+    "held-out error": 0.01,
+    "mean answer error %": 1.0,
+    "greedy reward on held-out mazes": 5.0,
+}
+
+
+def compare(root, other, sigmas=2.0):
+    """Each record of ``other`` (a rerun's ``results/``, e.g. ``python -m
+    examples.reproduce TABLE --results_root=OTHER``) beside the committed cell of its run:
+    the records of ``root`` with the same task, setting (config but seed and paths) and
+    steps. A rerun's headline result (`_headline`) is within the cell when it is at most
+    ``max(sigmas * std, COMPARE_FLOOR[metric])`` from the cell's mean (std over the
+    committed seeds, 0 for one seed); a diverged rerun is within a cell where a committed
+    seed diverged too. Returns (rows, outside): the rows of a markdown table and the names of
+    the reruns outside their cell or without a committed one."""
+    if not sigmas >= 0:
+        raise ValueError(f"`sigmas` must be non-negative; received sigmas={sigmas!r}.")
+    committed = _group(
+        [r for r in _placed(load_records(root)) if _headline(r)],
+        lambda r: (_setting(r), r.train_steps),
+    )
+    rows, outside = [], []
+    for r in _placed(load_records(other)):
+        headline = _headline(r)
+        if headline is None:
+            continue
+        task, metric, value, _, budget, _ = headline
+        cell = committed.get((_setting(r), r.train_steps), [])
+        values = [_headline(c)[2] for c in cell]
+        label = f"{task}, {_model_label(r.config)}, seed {r.config.get('seed', '-')}"
+        rerun = "diverged" if value is None else f"{value:.3f}"
+        if not cell:
+            rows.append([r.run, label, budget, metric, rerun, "-", "no committed record", "no"])
+            outside.append(r.run)
+            continue
+        finite = [v for v in values if v is not None]
+        if finite:
+            mean = float(np.mean(finite))
+            std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
+            bound = max(sigmas * std, COMPARE_FLOOR[metric])
+            seeds = f"{len(finite)} seed" + ("s" if len(finite) > 1 else "")
+            text = f"{mean:.3f} ± {std:.3f} ({seeds})"
+        else:
+            text, bound = f"all {len(values)} diverged", None
+        if finite and len(finite) < len(values):
+            text += f", {len(values) - len(finite)} diverged"
+        if value is None:  # within a cell where a committed seed diverged too
+            within = len(finite) < len(values)
+        else:
+            within = bound is not None and abs(value - mean) <= bound + 1e-12
+        verdict = "yes" if within else "no"
+        if bound is not None and value is not None:
+            verdict += f" (bound {bound:.3f})"
+        seed = [v for c, v in zip(cell, values) if c.config.get("seed") == r.config.get("seed")]
+        same = "-" if not seed else "diverged" if seed[0] is None else f"{seed[0]:.3f}"
+        rows.append([r.run, label, budget, metric, rerun, same, text, verdict])
+        if not within:
+            outside.append(r.run)
+    return rows, outside
+
+
+def compare_markdown(rows):
+    header = [
+        "run",
+        "task, model, seed",
+        "budget",
+        "metric",
+        "rerun",
+        "committed, same seed",
+        "committed cell (mean ± std)",
+        "within",
+    ]
+    return _markdown(header, rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m examples.results", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -1101,10 +1202,27 @@ def main(argv=None):
     copy = commands.add_parser("collect", help="copy a finished run's record into results/")
     copy.add_argument("run_dir")
     copy.add_argument("destination", help="results/<task>/<run>")
+    against = commands.add_parser(
+        "compare",
+        help="exit 1 unless every record of OTHER (a rerun) is within its committed cell",
+    )
+    against.add_argument("other", help="the root of the rerun's results/ (--results_root)")
+    against.add_argument(
+        "--sigmas", type=float, default=2.0, help="the bound, in the cell's standard deviations"
+    )
     parser.add_argument("--root", default=".", help="the repository's root")
     args = parser.parse_args(argv)
     if args.command == "collect":
         collect(args.run_dir, args.destination)
+    elif args.command == "compare":
+        rows, outside = compare(args.root, args.other, args.sigmas)
+        if not rows:
+            print(f"{args.other}: no record to compare (results/<task>/<run>/metrics.json)")
+            return 1
+        print(compare_markdown(rows), end="")
+        if outside:
+            print(f"outside their committed cell: {', '.join(outside)}")
+        return 1 if outside else 0
     elif args.command == "render":
         for path in render(args.root):
             print(f"rendered {path}")

@@ -569,3 +569,41 @@ def test_a_diverged_maze_run_counts_among_its_settings_seeds(tmp_path):
     figure = results.maze_learning_curves_figure(results.load_records(str(tmp_path)))
     assert figure["curves"]["MNM-p 1 x 100, normalised writes, seed 2"]["y"] == [5.0]
     assert figure["curves"]["random policy"]["y"] == [9.0, 9.0]
+
+
+def test_compare_sets_each_rerun_beside_its_committed_cell(tmp_path, capsys):
+    committed, rerun = tmp_path / "repo", tmp_path / "rerun"
+    lstm = {"task": "dictionary", "support_size": 4, "sequence_length": 1, "model": "lstm"}
+
+    def dictionary(root, run, seed, error, steps=2000, diverged=None, **fields):
+        values = {"eval_sequence_error": error, "eval_symbol_error": error}
+        config = {**lstm, **fields, "seed": seed, "model_dir": f"/somewhere/{run}"}
+        _write_record(root, "algorithmic", run, config, values, steps, diverged)
+
+    for seed, error in enumerate((0.10, 0.20, 0.30)):  # mean 0.2, std 0.1
+        dictionary(committed, f"l{seed}", seed, error)
+    dictionary(committed, "p0", 0, 0.5, units=8)
+    dictionary(committed, "p1", 1, None, units=8, diverged=40)
+    dictionary(rerun, "l0", 0, 0.10)  # the same as committed
+    dictionary(rerun, "l1", 1, 0.39)  # 0.19 from the mean, within 2 std = 0.2
+    dictionary(rerun, "l2", 2, 0.41)  # outside
+    dictionary(rerun, "l3", 3, 0.2, steps=4000)  # no committed record at these steps
+    dictionary(rerun, "p1", 1, None, units=8, diverged=40)  # as a committed seed did
+    dictionary(rerun, "p2", 2, 0.509, units=8)  # one seed: within the floor (0.01)
+    rows, outside = results.compare(str(committed), str(rerun))
+    verdicts = {row[0]: (row[5], row[6], row[7]) for row in rows}
+    assert verdicts["l0"] == ("0.100", "0.200 ± 0.100 (3 seeds)", "yes (bound 0.200)")
+    assert verdicts["l1"][2] == "yes (bound 0.200)"
+    assert verdicts["l2"] == ("0.300", "0.200 ± 0.100 (3 seeds)", "no (bound 0.200)")
+    assert verdicts["l3"] == ("-", "no committed record", "no")
+    assert verdicts["p1"] == ("diverged", "0.500 ± 0.000 (1 seed), 1 diverged", "yes")
+    assert verdicts["p2"] == ("-", "0.500 ± 0.000 (1 seed), 1 diverged", "yes (bound 0.010)")
+    assert outside == ["l2", "l3"]
+    # A tighter bound; the command exits 1 naming what is outside, 0 when nothing is.
+    assert results.compare(str(committed), str(rerun), sigmas=1.0)[1] == ["l1", "l2", "l3"]
+    assert results.main(["--root", str(committed), "compare", str(rerun)]) == 1
+    assert "outside their committed cell: l2, l3" in capsys.readouterr().out
+    assert results.main(["--root", str(committed), "compare", str(committed)]) == 0
+    assert results.main(["--root", str(committed), "compare", str(tmp_path / "none")]) == 1
+    with pytest.raises(ValueError, match="`sigmas`.*-1"):
+        results.compare(str(committed), str(rerun), sigmas=-1)
