@@ -570,8 +570,13 @@ def babi_table(records):
     records = [r for r in records if r.task == "babi"]
     if not records:
         return NO_RECORD + "\n"
+
+    def order(r):  # the joint runs, then the single tasks in task order; models, seeds
+        tasks = list(r.config.get("tasks") or ())
+        return (len(tasks) == 1, tasks, _model_rank(r), r.config.get("seed", 0), r.path)
+
     rows = []
-    for r in records:
+    for r in sorted(records, key=order):
         if r.diverged:
             outcome = [f"diverged at step {int(r.diverged['step']):,}", "-", "-"]
         else:
@@ -596,8 +601,8 @@ def babi_table(records):
 
 def babi_tasks_table(records):
     """bAbI single-task runs per task and configuration: the answer error (mean ± std over
-    seeds, then each seed's), the seeds that passed (error at most `BABI_FAILED_ABOVE`) and the paper's best
-    joint run on that task (its table 3) for the MNM models."""
+    seeds, then each seed's), the seeds that passed (error at most `BABI_FAILED_ABOVE`)
+    and the paper's best joint run on that task (its table 3) for the MNM models."""
     records = _placed(
         [r for r in records if r.task == "babi" and len(r.config.get("tasks") or ()) == 1]
     )

@@ -607,3 +607,29 @@ def test_compare_sets_each_rerun_beside_its_committed_cell(tmp_path, capsys):
     assert results.main(["--root", str(committed), "compare", str(tmp_path / "none")]) == 1
     with pytest.raises(ValueError, match="`sigmas`.*-1"):
         results.compare(str(committed), str(rerun), sigmas=-1)
+
+
+def test_the_babi_runs_table_lists_joint_runs_then_tasks_in_order_then_models_and_seeds(
+    tmp_path,
+):
+    def babi(run, model, tasks, seed):
+        errors = [1.0 if not tasks or t in tasks else None for t in range(1, 21)]
+        values = {"task_errors": errors, "mean_error": 1.0, "failed_tasks": []}
+        config = {"model": model, "tasks": tasks, "seed": seed}
+        _write_record(tmp_path, "babi", run, config, values, 100)
+
+    # Run names in an order unlike the table's: task 16 before task 2 as strings.
+    babi("a-task16-lstm-seed0", "lstm", [16], 0)
+    babi("b-task2-mnm_p-seed1", "mnm_p", [2], 1)
+    babi("c-task2-lstm-seed0", "lstm", [2], 0)
+    babi("d-task2-mnm_p-seed0", "mnm_p", [2], 0)
+    babi("e-joint-mnm_p-seed0", "mnm_p", None, 0)
+    lines = results.babi_table(results.load_records(str(tmp_path))).splitlines()[2:]
+    cells = [[cell.strip() for cell in line.split("|")[1:5]] for line in lines]
+    assert cells == [
+        ["MNM-p, paper writes", "1-20", "100", "0"],
+        ["MNM-p, paper writes", "2", "100", "0"],
+        ["MNM-p, paper writes", "2", "100", "1"],
+        ["LSTM", "2", "100", "0"],
+        ["LSTM", "16", "100", "0"],
+    ]
