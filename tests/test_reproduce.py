@@ -281,8 +281,10 @@ def test_every_stage_fits_in_90_minutes_by_the_committed_records(table, tmp_path
 def test_the_lstm_trains_on_past_its_100000_step_record_on_4_1():
     specs = {s.name: s for s in reproduce.dictionary_table(reproduce.Config(table="dictionary"))}
     lstm, salu = specs["dictionary_4_1-lstm-seed0"], specs["dictionary_4_1-salu-seed0"]
-    assert lstm.overrides["train_steps"] == 300_000
-    assert 100_000 in lstm.stages  # the committed 100,000-step records are a stage
+    assert lstm.overrides["train_steps"] == 500_000
+    # The committed records of 100,000, 150,000 and 200,000 steps are stages.
+    assert {100_000, 150_000, 200_000} <= set(lstm.stages)
+    assert all(b - a == 50_000 for a, b in zip(lstm.stages[4:], lstm.stages[5:] + (500_000,)))
     assert salu.overrides["train_steps"] == 100_000
     assert specs["dictionary_8_4-lstm-seed0"].overrides["train_steps"] == 20_000
 
